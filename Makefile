@@ -1,0 +1,32 @@
+# The two commands of the README. Both create .venv when it is missing and install megagrow into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DS_ACCELERATOR ?= cpu
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install test demo lint clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q --durations=15
+
+demo: install
+	$(BIN)/megagrow-prep sample
+	$(BIN)/megagrow train configs/demo.yaml
+	@echo "Results: runs/demo-gpt-tiny (metrics.jsonl, tb/ for TensorBoard, config.yaml, checkpoints/)"
+	@echo "         view with: $(BIN)/tensorboard --logdir runs/demo-gpt-tiny/tb"
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,84 @@
+"""``megagrow`` command line: thin wrappers over the library.
+
+    megagrow train CONFIG.yaml [--section.key=value ...]
+    megagrow config CONFIG.yaml [--section.key=value ...] [--docs] [--deepspeed --world-size N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+from megagrow.config import ConfigError, Config, deepspeed_config, describe, dump_yaml, load_config
+
+
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separate ``--section.key[=value]`` overrides (dotted keys) from the command's own flags."""
+    own, overrides = [], []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        key = a[2:].partition("=")[0]
+        if a.startswith("--") and "." in key:
+            overrides.append(a)
+            if "=" not in a and i + 1 < len(argv):
+                overrides.append(argv[i + 1])
+                i += 1
+        else:
+            own.append(a)
+        i += 1
+    return own, overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="megagrow", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model (any launcher: none, torchrun, deepspeed, srun, mpirun)")
+    t.add_argument("config", help="YAML config file (see configs/)")
+    t.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    c = sub.add_parser("config", help="print the resolved config, its documentation, or the DeepSpeed JSON")
+    c.add_argument("config", nargs="?", help="YAML config file; omitted: defaults")
+    c.add_argument("--docs", action="store_true", help="list every field with type, default and help")
+    c.add_argument("--deepspeed", action="store_true", help="print the generated DeepSpeed JSON")
+    c.add_argument("--world-size", type=int, default=1, help="world size for --deepspeed")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    own, overrides = _split(argv)
+    args = _parser().parse_args(own)
+    try:
+        if args.command == "config" and args.docs:
+            print("\n".join(describe(Config)))
+            return 0
+        cfg = load_config(args.config, overrides)
+    except ConfigError as e:
+        print(f"megagrow: {e}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        print(json.dumps(deepspeed_config(cfg, args.world_size), indent=2) if args.deepspeed else dump_yaml(cfg))
+        return 0
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from megagrow.train import train
+
+    try:
+        result = train(cfg)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"megagrow: error: {e}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        val = f"{result.val_loss:.4f}" if result.val_loss is not None else "n/a"
+        tps = f"{result.tokens_per_s:,.0f}" if result.tokens_per_s is not None else "n/a"
+        how = "stopped by signal, checkpoint saved" if result.stopped_by_signal else "finished"
+        print(f"[megagrow] {how} at step {result.step}: val_loss {val}, tokens/s {tps}, run dir {result.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

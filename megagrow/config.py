@@ -1,0 +1,418 @@
+"""The one source of truth for a run: a tree of typed dataclasses.
+
+Loaded from YAML (``include:`` lists other YAML files merged underneath), then dotted CLI overrides
+(``--optim.lr=3e-4 --model.n_layers=6``), then validated. Every error names the field, the bad value
+and what is allowed; unknown keys are errors with a close-match suggestion. The resolved tree is
+written into the run directory, and the DeepSpeed JSON is *generated* from it
+(:func:`deepspeed_config`) — there are no hand-edited DeepSpeed templates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from megagrow.models.sizes import SIZES
+from megagrow.models.spec import ModelConfig
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``problems`` lists every problem found, one line each."""
+
+    def __init__(self, problems: list[str], source: str = ""):
+        self.problems = problems
+        head = f"invalid configuration{f' ({source})' if source else ''}:"
+        super().__init__("\n".join([head, *(f"  - {p}" for p in problems)]))
+
+
+def doc(help_text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    """A dataclass field with its documentation in ``metadata['help']``."""
+    if isinstance(default, list | dict):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"help": help_text}, **kw)
+    return field(default=default, metadata={"help": help_text}, **kw)
+
+
+@dataclass
+class RunConfig:
+    name: str = doc("run name; the run directory is <out_dir>/<name>. Empty: the config file's stem", "")
+    out_dir: str = doc("parent directory of run directories", "runs")
+    seed: int = doc("seed of data order, masking, init and dropout", 1234)
+
+
+@dataclass
+class GrowthConfig:
+    plan: str = doc("growth plan: how the executed architecture changes over training", "scratch")
+
+
+@dataclass
+class DataConfig:
+    kind: Literal["text", "synthetic-images"] = doc(
+        "'text': prepared token shards (bert, gpt); 'synthetic-images': learnable synthetic images (deit)",
+        "text",
+    )
+    path: str = doc(
+        "prepared dataset directory (holds manifest.json); ${MEGAGROW_CACHE} and ~ are expanded",
+        "${MEGAGROW_CACHE}/sample",
+    )
+    seq_len: int = doc("tokens per sample (bert, gpt); must be <= model.max_seq_len", 128)
+    micro_batch_size: int = doc("samples per micro-batch per rank", 8)
+    mask_prob: float = doc("bert: fraction of tokens masked (80% [MASK], 10% random, 10% unchanged)", 0.15)
+    eval_samples: int = doc("validation samples evaluated at every evaluation (fixed set)", 256)
+    synthetic_train_samples: int = doc("synthetic-images: size of the training set", 50000)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = doc("peak learning rate (after warmup)", 1e-3)
+    min_lr_ratio: float = doc("final learning rate as a fraction of the peak", 0.1)
+    schedule: Literal["cosine", "linear", "constant"] = doc("decay after warmup", "cosine")
+    warmup_steps: int = doc("linear warmup from 0 to lr over this many optimizer steps", 100)
+    weight_decay: float = doc("AdamW decoupled weight decay (not applied to biases, norms, tokens)", 0.01)
+    beta1: float = doc("AdamW beta1", 0.9)
+    beta2: float = doc("AdamW beta2", 0.98)
+    eps: float = doc("AdamW epsilon", 1e-8)
+    fused: Literal["auto", "on", "off"] = doc("torch fused AdamW: auto = on where the device supports it", "auto")
+    grad_clip: float = doc("clip the global gradient norm to this value; 0 disables", 1.0)
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = doc("optimizer steps to train", 1000)
+    grad_accum: int = doc("micro-batches accumulated per optimizer step (per rank)", 1)
+    precision: Literal["fp32", "bf16"] = doc("fp32, or bf16 weights/activations with fp32 master weights", "fp32")
+    eval_every: int = doc("evaluate validation loss every N steps (and at the end); 0 = only at the end", 100)
+
+
+@dataclass
+class DistributedConfig:
+    zero_stage: int = doc("DeepSpeed ZeRO stage 0-3", 0)
+    backend: Literal["auto", "gloo", "nccl"] = doc("torch.distributed backend; auto = nccl on CUDA else gloo", "auto")
+    timeout_minutes: int = doc("collective timeout", 30)
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = doc("save a checkpoint every N steps; 0 = only at the end (and on SIGTERM)", 0)
+    keep_last: int = doc("keep the newest N checkpoints (older ones are deleted)", 2)
+    resume: str = doc("'auto' = newest checkpoint of this run if any, 'never', or a checkpoint path", "auto")
+    save_final: bool = doc("save a checkpoint after the last step", True)
+
+
+@dataclass
+class LoggingConfig:
+    log_every: int = doc("write metrics every N steps", 10)
+    tensorboard: bool = doc("write TensorBoard events under <run>/tb", True)
+    progress: Literal["auto", "on", "off"] = doc("console progress bar: auto = when stderr is a terminal", "auto")
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig, metadata={"help": "run identity and seed"})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "architecture (K slots)"})
+    growth: GrowthConfig = field(default_factory=GrowthConfig, metadata={"help": "growth plan"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "dataset and batching"})
+    optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "AdamW and LR schedule"})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "loop length and precision"})
+    distributed: DistributedConfig = field(default_factory=DistributedConfig, metadata={"help": "ZeRO"})
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig, metadata={"help": "save/resume"})
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "metrics output"})
+
+    def global_batch_size(self, world_size: int) -> int:
+        return self.data.micro_batch_size * self.train.grad_accum * world_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# validation
+
+
+def validate(cfg: Config) -> list[str]:
+    """Cross-field checks; each problem names the field, the value and what is allowed."""
+    from megagrow.growth.plans import PLANS
+
+    p: list[str] = [f"model: {m}" if not m.startswith("model.") else m for m in cfg.model.validate()]
+
+    def positive(name: str, value: float, allow_zero: bool = False) -> None:
+        if value < 0 or (value == 0 and not allow_zero):
+            p.append(f"{name}={value}: must be {'>= 0' if allow_zero else '> 0'}")
+
+    positive("data.seq_len", cfg.data.seq_len)
+    positive("data.micro_batch_size", cfg.data.micro_batch_size)
+    positive("data.eval_samples", cfg.data.eval_samples)
+    positive("data.synthetic_train_samples", cfg.data.synthetic_train_samples)
+    positive("optim.lr", cfg.optim.lr)
+    positive("optim.warmup_steps", cfg.optim.warmup_steps, allow_zero=True)
+    positive("optim.weight_decay", cfg.optim.weight_decay, allow_zero=True)
+    positive("optim.grad_clip", cfg.optim.grad_clip, allow_zero=True)
+    positive("optim.eps", cfg.optim.eps)
+    positive("train.max_steps", cfg.train.max_steps)
+    positive("train.grad_accum", cfg.train.grad_accum)
+    positive("train.eval_every", cfg.train.eval_every, allow_zero=True)
+    positive("checkpoint.every", cfg.checkpoint.every, allow_zero=True)
+    positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
+    positive("logging.log_every", cfg.logging.log_every)
+    positive("distributed.timeout_minutes", cfg.distributed.timeout_minutes)
+    for name, v in (("optim.beta1", cfg.optim.beta1), ("optim.beta2", cfg.optim.beta2)):
+        if not 0 <= v < 1:
+            p.append(f"{name}={v}: must be in [0, 1)")
+    if not 0 <= cfg.optim.min_lr_ratio <= 1:
+        p.append(f"optim.min_lr_ratio={cfg.optim.min_lr_ratio}: must be in [0, 1]")
+    if not 0 < cfg.data.mask_prob < 1:
+        p.append(f"data.mask_prob={cfg.data.mask_prob}: must be in (0, 1)")
+    if cfg.distributed.zero_stage not in (0, 1, 2, 3):
+        p.append(f"distributed.zero_stage={cfg.distributed.zero_stage}: must be one of 0, 1, 2, 3")
+    if cfg.growth.plan not in PLANS:
+        p.append(f"growth.plan={cfg.growth.plan!r}: unknown plan; available: {sorted(PLANS)}"
+                 + _suggest(cfg.growth.plan, PLANS))
+    fam = cfg.model.family
+    if fam in ("bert", "gpt"):
+        if cfg.data.kind != "text":
+            p.append(f"data.kind={cfg.data.kind!r}: model.family={fam!r} needs 'text'")
+        if cfg.data.seq_len > cfg.model.max_seq_len:
+            p.append(f"data.seq_len={cfg.data.seq_len}: must be <= model.max_seq_len={cfg.model.max_seq_len}")
+    elif fam == "deit" and cfg.data.kind != "synthetic-images":
+        p.append(f"data.kind={cfg.data.kind!r}: model.family='deit' needs 'synthetic-images' "
+                 "(real image shards come with the data issue)")
+    if cfg.checkpoint.resume not in ("auto", "never") and not cfg.checkpoint.resume:
+        p.append("checkpoint.resume='': expected 'auto', 'never' or a checkpoint path")
+    return p
+
+
+# --------------------------------------------------------------------------------------------------
+# loading: YAML + includes + presets + dotted overrides -> typed tree
+
+
+def _suggest(key: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _coerce(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
+    """Convert ``value`` (from YAML or a CLI string) to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
+            return None
+        return _coerce(value, args[0], where, problems)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed:
+            return value
+        sval = str(value)
+        if sval in allowed:
+            return sval
+        problems.append(f"{where}={value!r}: expected one of {list(allowed)}" + _suggest(sval, map(str, allowed)))
+        return allowed[0]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        problems.append(f"{where}={value!r}: expected a boolean (true/false)")
+        return False
+    if tp is int:
+        if isinstance(value, bool):
+            problems.append(f"{where}={value!r}: expected an integer")
+            return 0
+        if isinstance(value, int):
+            return value
+        try:
+            f = float(str(value).replace("_", ""))
+            if f.is_integer():
+                return int(f)
+        except ValueError:
+            pass
+        problems.append(f"{where}={value!r}: expected an integer")
+        return 0
+    if tp is float:
+        if isinstance(value, bool):
+            problems.append(f"{where}={value!r}: expected a number")
+            return 0.0
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            problems.append(f"{where}={value!r}: expected a number (e.g. 3e-4)")
+            return 0.0
+    if tp is str:
+        if isinstance(value, dict | list):
+            problems.append(f"{where}={value!r}: expected a string")
+            return ""
+        return str(value)
+    raise TypeError(f"config field {where}: unsupported annotation {tp!r}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, problems: list[str]) -> Any:
+    if not isinstance(data, dict):
+        problems.append(f"{prefix or 'config'}: expected a mapping of fields, got {data!r}")
+        data = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            section = prefix.rstrip(".") or "config"
+            problems.append(f"unknown config key '{where}'{hint} (valid keys of '{section}': {sorted(fields)})")
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value if value is not None else {}, f"{where}.", problems)
+        else:
+            kwargs[key] = _coerce(value, tp, where, problems)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError([f"include cycle: {' -> '.join(map(str, (*seen, path)))}"])
+    if not path.is_file():
+        raise ConfigError([f"config file not found: {path}"])
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}: not valid YAML: {e}"]) from e
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top level, got {type(data).__name__}"])
+    includes = data.pop("include", []) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    merged: dict[str, Any] = {}
+    for inc in includes:
+        merged = _merge(merged, _read_yaml(path.parent / inc, (*seen, path)))
+    return _merge(merged, data)
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """``['--optim.lr=3e-4', '--model.n_layers', '6']`` -> nested dict of strings."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--") or len(a) == 2:
+            raise ConfigError([f"override {a!r}: expected --section.key=value"])
+        key, eq, value = a[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise ConfigError([f"override --{key}: missing value (use --{key}=VALUE)"])
+            value = args[i + 1]
+            i += 1
+        parts = key.split(".")
+        if any(not part for part in parts):
+            raise ConfigError([f"override --{key}: malformed key"])
+        node = out
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError([f"override --{key}: '{part}' is set both as a value and as a section"])
+            node = nxt
+        node[parts[-1]] = value
+        i += 1
+    return out
+
+
+def _apply_model_preset(model: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    size = model.get("size")
+    if size in (None, "", "none", "None"):
+        return model
+    if size not in SIZES:
+        problems.append(f"model.size={size!r}: unknown size; available: {sorted(SIZES)}" + _suggest(str(size), SIZES))
+        return model
+    return {**SIZES[size], **model}
+
+
+def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
+    problems: list[str] = []
+    data = dict(data)
+    if isinstance(data.get("model"), dict):
+        data["model"] = _apply_model_preset(data["model"], problems)
+    cfg = _build(Config, data, "", problems)
+    if not problems:
+        problems = validate(cfg)
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML file (or defaults when ``path`` is None), apply ``--a.b=c`` overrides, validate."""
+    data: dict[str, Any] = _read_yaml(Path(path)) if path else {}
+    data = _merge(data, parse_overrides(overrides or []))
+    cfg = config_from_dict(data, str(path or "defaults"))
+    if not cfg.run.name and path:
+        cfg.run.name = Path(path).stem
+    return cfg
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def describe(cls: type = Config, prefix: str = "") -> list[str]:
+    """Documentation of every field: ``section.key (type, default): help``."""
+    lines: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            lines.append(f"{prefix}{f.name}: {f.metadata.get('help', '')}")
+            lines.extend(describe(tp, f"{prefix}{f.name}."))
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+            lines.append(f"  --{prefix}{f.name} ({tname}, default {default!r}): {f.metadata.get('help', '')}")
+    return lines
+
+
+def expand_path(path: str) -> Path:
+    """Expand ``${MEGAGROW_CACHE}`` (default ``~/.cache/megagrow``), other env vars and ``~``."""
+    cache = os.environ.get("MEGAGROW_CACHE") or str(Path.home() / ".cache" / "megagrow")
+    return Path(os.path.expanduser(os.path.expandvars(path.replace("${MEGAGROW_CACHE}", cache))))
+
+
+# --------------------------------------------------------------------------------------------------
+# DeepSpeed JSON, generated
+
+
+def deepspeed_config(cfg: Config, world_size: int) -> dict[str, Any]:
+    """The DeepSpeed config for this run. The optimizer and LR schedule are ours (torch AdamW, set
+    per step from :mod:`megagrow.schedule`), so they do not appear here."""
+    stage = cfg.distributed.zero_stage
+    zero: dict[str, Any] = {"stage": stage}
+    if stage >= 2:
+        zero.update(overlap_comm=False, contiguous_gradients=True)
+    if stage == 3:
+        zero.update(stage3_param_persistence_threshold=0)
+    return {
+        "train_batch_size": cfg.global_batch_size(world_size),
+        "train_micro_batch_size_per_gpu": cfg.data.micro_batch_size,
+        "gradient_accumulation_steps": cfg.train.grad_accum,
+        "gradient_clipping": cfg.optim.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": cfg.train.precision == "bf16"},
+        "fp16": {"enabled": False},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }

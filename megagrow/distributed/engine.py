@@ -1,0 +1,103 @@
+"""Process group and DeepSpeed engine: build, destroy, and the small collectives the loop needs."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from datetime import timedelta
+
+import torch
+
+from megagrow.config import Config, deepspeed_config
+from megagrow.distributed.env import DistEnv, resolve_dist_env
+
+_NO_DECAY_SUFFIXES = ("bias", "cls_token", "dist_token", "pos_embed")
+
+
+def _prepare_deepspeed_import() -> None:
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+def init_distributed(cfg: Config) -> DistEnv:
+    """Resolve rank/world from any launcher and initialise torch.distributed through DeepSpeed."""
+    _prepare_deepspeed_import()
+    env = resolve_dist_env()
+    import deepspeed
+    import deepspeed.comm.torch  # noqa: F401  (module object fetched from sys.modules below)
+
+    # On the CPU accelerator DeepSpeed JIT-compiles a shared-memory op (37-88 s with gcc) at init;
+    # it serves inference all-reduce only, never training. Skip the build.
+    sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
+    backend = cfg.distributed.backend
+    if backend == "auto":
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(env.local_rank)
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
+                                   timeout=timedelta(minutes=cfg.distributed.timeout_minutes))
+    return env
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on weight matrices and embeddings; none on biases, norms and special tokens."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or name.endswith(_NO_DECAY_SUFFIXES):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _fused_supported() -> bool:
+    return torch.cuda.is_available() or hasattr(torch._C, "_fused_adamw_")
+
+
+def build_engine(model: torch.nn.Module, cfg: Config, world_size: int):
+    """``deepspeed.initialize`` with torch AdamW (fused where supported) and the generated config."""
+    import deepspeed
+
+    o = cfg.optim
+    fused = o.fused == "on" or (o.fused == "auto" and _fused_supported())
+    if torch.cuda.is_available():
+        model = model.cuda()
+    optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2),
+                                  eps=o.eps, fused=fused)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                      config=deepspeed_config(cfg, world_size))
+    return engine
+
+
+def destroy_engine(engine) -> None:
+    """Release an engine completely (including DeepSpeed's ZeRO-3 module-stack leak)."""
+    engine.destroy()
+    try:
+        import deepspeed.runtime.zero.parameter_offload as po
+
+        po.FWD_MODULE_STACK.clear()
+    except (ImportError, AttributeError):
+        pass
+    gc.collect()
+
+
+def set_lr(engine, lr: float) -> None:
+    for g in engine.optimizer.param_groups:
+        g["lr"] = lr
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum small scalars over ranks (one collective)."""
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+def barrier() -> None:
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        torch.distributed.barrier()

@@ -1,0 +1,131 @@
+"""``FullState``: name-keyed fp32 parameters + AdamW moments + step, independent of sharding.
+
+It is what a universal checkpoint holds and what growth operators transform. The engine side is
+two functions: :func:`gather_full_state` (a collective: every rank calls it, parameters in the same
+order) and :func:`scatter_full_state` (local, no communication). Under ZeRO 1/2/3 and bf16 they go
+through DeepSpeed's ``safe_*`` API (fp32 master weights, not the bf16 copies); with ZeRO-0 fp32 the
+parameters and ``optimizer.state`` are read and written directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from deepspeed.utils import (
+    safe_get_full_fp32_param,
+    safe_get_full_optimizer_state,
+    safe_set_full_fp32_param,
+    safe_set_full_optimizer_state,
+)
+
+MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+@dataclass
+class FullState:
+    """Full (unsharded) fp32 training state keyed by parameter name."""
+
+    params: dict[str, torch.Tensor]
+    exp_avg: dict[str, torch.Tensor] = field(default_factory=dict)
+    exp_avg_sq: dict[str, torch.Tensor] = field(default_factory=dict)
+    adam_step: int = 0
+
+    def has_optimizer_state(self) -> bool:
+        return bool(self.exp_avg) and self.adam_step > 0
+
+    def check_against(self, names_shapes: dict[str, tuple[int, ...]], where: str) -> None:
+        """Raise a clear error unless this state has exactly these parameters and shapes."""
+        missing = sorted(set(names_shapes) - set(self.params))
+        extra = sorted(set(self.params) - set(names_shapes))
+        bad = sorted(n for n in set(names_shapes) & set(self.params)
+                     if tuple(self.params[n].shape) != tuple(names_shapes[n]))
+        if missing or extra or bad:
+            detail = [f"missing {missing[:5]}" if missing else "", f"unexpected {extra[:5]}" if extra else "",
+                      ", ".join(f"{n}: {tuple(self.params[n].shape)} vs model {names_shapes[n]}"
+                                for n in bad[:5])]
+            raise ValueError(f"{where}: state does not match the model: " + "; ".join(d for d in detail if d))
+
+
+def _torch_optimizer(engine) -> torch.optim.Optimizer:
+    opt = engine.optimizer
+    return getattr(opt, "optimizer", opt)
+
+
+def _direct(engine) -> bool:
+    """ZeRO-0 fp32: the engine optimizer is the torch optimizer over the module parameters."""
+    return engine.zero_optimization_stage() == 0 and not engine.bfloat16_enabled()
+
+
+def _adam_step(opt: torch.optim.Optimizer) -> int:
+    steps = [float(s["step"]) for s in opt.state.values() if "step" in s]
+    return int(max(steps)) if steps else 0
+
+
+@torch.no_grad()
+def gather_full_state(engine) -> FullState:
+    """COLLECTIVE. Full fp32 params and AdamW moments of ``engine`` on every rank (CPU tensors)."""
+    opt = _torch_optimizer(engine)
+    params: dict[str, torch.Tensor] = {}
+    moments: dict[str, dict[str, torch.Tensor]] = {m: {} for m in MOMENTS}
+    step = _adam_step(opt)
+    direct = _direct(engine)
+    for name, p in engine.module.named_parameters():
+        if direct:
+            params[name] = p.detach().float().cpu().clone()
+            st = opt.state.get(p, {})
+            for m in MOMENTS:
+                if m in st:
+                    moments[m][name] = st[m].detach().float().cpu().clone()
+        else:
+            params[name] = safe_get_full_fp32_param(p).detach().float().cpu().clone()
+            if step > 0:
+                for m in MOMENTS:
+                    moments[m][name] = safe_get_full_optimizer_state(p, m).detach().float().cpu().clone()
+    return FullState(params, moments["exp_avg"], moments["exp_avg_sq"], step)
+
+
+def _seed_adam_state(engine, step: int) -> None:
+    """Create AdamW state for every optimizer tensor (torch creates it lazily at the first step)."""
+    opt = _torch_optimizer(engine)
+    stage = engine.zero_optimization_stage()
+    if stage == 3:
+        flats = list(engine.optimizer.fp32_partitioned_groups_flat)
+    else:
+        flats = [f for g in opt.param_groups for f in g["params"]]
+    fused = bool(opt.defaults.get("fused"))
+    for f in flats:
+        opt.state[f] = {
+            "step": torch.tensor(float(step), dtype=torch.float32, device=f.device if fused else "cpu"),
+            "exp_avg": torch.zeros_like(f, memory_format=torch.preserve_format),
+            "exp_avg_sq": torch.zeros_like(f, memory_format=torch.preserve_format),
+        }
+    inner = engine.optimizer
+    if not _direct(engine) and hasattr(inner, "_lazy_init_hp_params_optimizer_state"):
+        # DeepSpeed links per-parameter views into the optimizer state once; re-link to the new state.
+        inner._hp_optimizer_states_linked = False
+        inner._lazy_init_hp_params_optimizer_state()
+
+
+@torch.no_grad()
+def scatter_full_state(engine, state: FullState) -> None:
+    """Write ``state`` into ``engine`` (no communication). Every rank passes the same full state."""
+    shapes = {n: tuple(p.ds_shape if hasattr(p, "ds_shape") else p.shape)
+              for n, p in engine.module.named_parameters()}
+    state.check_against(shapes, "scatter_full_state")
+    with_opt = state.has_optimizer_state()
+    if with_opt:
+        _seed_adam_state(engine, state.adam_step)
+    opt = _torch_optimizer(engine)
+    direct = _direct(engine)
+    for name, p in engine.module.named_parameters():
+        if direct:
+            p.data.copy_(state.params[name].to(p.device, p.dtype))
+            if with_opt:
+                for m in MOMENTS:
+                    opt.state[p][m].copy_(getattr(state, m)[name].to(p.device))
+        else:
+            safe_set_full_fp32_param(p, state.params[name].to(torch.float32))
+            if with_opt:
+                for m in MOMENTS:
+                    safe_set_full_optimizer_state(p, getattr(state, m)[name].to(torch.float32), m)

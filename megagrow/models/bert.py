@@ -1,0 +1,61 @@
+"""BERT for masked-language-model pretraining (post-LN blocks, MLM head on the masked positions only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from megagrow.models.core import (
+    IGNORE_INDEX,
+    MegagrowModel,
+    ModelOutput,
+    TextEmbedding,
+    cross_entropy,
+    require,
+)
+from megagrow.models.spec import ModelConfig
+
+
+class MlmHead(nn.Module):
+    """dense(d, d) -> GELU -> LayerNorm -> decoder tied to the token embedding, plus a vocabulary bias."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden, cfg.hidden)
+        self.ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+    def forward(self, h: torch.Tensor, decoder_weight: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.ln(F.gelu(self.dense(h))), decoder_weight, self.bias)
+
+
+class BertModel(MegagrowModel):
+    """Batch: ``input_ids`` [B,T], ``labels`` [B,T] (-100 on unmasked positions), optional
+    ``token_type_ids`` [B,T] (default zeros) and ``attention_mask`` [B,T] (1 keep, 0 pad).
+
+    ``logits`` are [M, V] for the M masked positions (row order = ``labels != -100`` in row-major order).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.embed = TextEmbedding(cfg, token_types=True, layer_norm=True)
+        self.blocks = self._make_blocks(pre_ln=False, causal=False, gelu_approximate="none")
+        self.mlm = MlmHead(cfg)
+        self._init_weights(scale_residual=False)
+
+    def forward(self, batch: dict[str, torch.Tensor], layer_map: Sequence[int]) -> ModelOutput:
+        require(batch, "bert", "input_ids", "labels")
+        attn_mask = None
+        if batch.get("attention_mask") is not None:
+            attn_mask = batch["attention_mask"].bool()[:, None, None, :]  # [B, 1, 1, T], True = attend
+        x = self.embed(batch["input_ids"], batch.get("token_type_ids"))
+        x = self.run_blocks(x, layer_map, attn_mask)
+        labels = batch["labels"]
+        masked = labels != IGNORE_INDEX
+        logits = self.mlm(x[masked], self.embed.tokens.weight)
+        return ModelOutput(
+            loss=cross_entropy(logits, labels[masked]), logits=logits, n_predictions=logits.shape[0]
+        )

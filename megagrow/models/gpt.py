@@ -1,0 +1,34 @@
+"""GPT-2 style causal language model (pre-LN blocks, learned positions, tied LM head without bias)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from megagrow.models.core import MegagrowModel, ModelOutput, TextEmbedding, cross_entropy, require
+from megagrow.models.spec import ModelConfig
+
+
+class GPTModel(MegagrowModel):
+    """Batch: ``input_ids`` [B,T] and ``labels`` [B,T], already shifted (position t predicts labels[t];
+    -100 = ignore). The LM head runs on all B*T positions; ``logits`` are [B, T, V]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.embed = TextEmbedding(cfg, token_types=False, layer_norm=False)
+        self.blocks = self._make_blocks(pre_ln=True, causal=True, gelu_approximate="tanh")
+        self.final_ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
+        self._init_weights(scale_residual=True)
+
+    def forward(self, batch: dict[str, torch.Tensor], layer_map: Sequence[int]) -> ModelOutput:
+        require(batch, "gpt", "input_ids", "labels")
+        x = self.run_blocks(self.embed(batch["input_ids"]), layer_map)
+        logits = F.linear(self.final_ln(x), self.embed.tokens.weight)
+        return ModelOutput(
+            loss=cross_entropy(logits, batch["labels"]),
+            logits=logits,
+            n_predictions=logits.shape[0] * logits.shape[1],
+        )

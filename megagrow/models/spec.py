@@ -1,0 +1,94 @@
+"""The model section of the configuration: one dataclass for the three families."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from megagrow.flops import FAMILIES
+from megagrow.models.sizes import SIZES
+
+
+@dataclass
+class ModelConfig:
+    """Shape and regularisation of a BERT, GPT or DeiT model; ``validate()`` explains what is wrong."""
+
+    family: str = field(default="gpt", metadata={"help": "model family: bert (MLM), gpt (causal LM) or deit"})
+    size: str | None = field(
+        default=None,
+        metadata={"help": "named preset from megagrow.models.sizes.SIZES, applied before explicit fields"},
+    )
+    n_layers: int = field(default=12, metadata={"help": "K = number of weight slots (transformer blocks)"})
+    hidden: int = field(default=256, metadata={"help": "hidden (residual) width d"})
+    n_heads: int = field(default=4, metadata={"help": "attention heads; must divide hidden"})
+    ffn: int = field(default=0, metadata={"help": "MLP inner width f; 0 means 4 * hidden"})
+    vocab_size: int = field(
+        default=0, metadata={"help": "token vocabulary (bert/gpt); 0 = take it from the data's tokenizer"}
+    )
+    max_seq_len: int = field(default=128, metadata={"help": "size of the position table (bert/gpt)"})
+    type_vocab_size: int = field(default=2, metadata={"help": "number of BERT token types (segments)"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on embeddings and residual branches"})
+    attn_dropout: float = field(default=0.0, metadata={"help": "dropout on attention probabilities"})
+    ln_eps: float = field(default=1e-5, metadata={"help": "LayerNorm epsilon (BERT presets use 1e-12)"})
+    init_std: float = field(default=0.02, metadata={"help": "std of the normal init of weights/embeddings"})
+    image_size: int = field(default=32, metadata={"help": "deit: input image side in pixels (square)"})
+    patch_size: int = field(
+        default=4, metadata={"help": "deit: patch side in pixels; must divide image_size"}
+    )
+    in_chans: int = field(default=3, metadata={"help": "deit: input image channels"})
+    num_classes: int = field(default=10, metadata={"help": "deit: number of classes"})
+    distill_token: bool = field(
+        default=True, metadata={"help": "deit: add the distillation token and its head (DeiT); off = ViT"}
+    )
+
+    @property
+    def ffn_dim(self) -> int:
+        """The MLP inner width with 0 resolved to 4 * hidden."""
+        return self.ffn or 4 * self.hidden
+
+    @property
+    def n_prefix_tokens(self) -> int:
+        """deit: tokens prepended to the patches (CLS, plus the distillation token if enabled)."""
+        return 2 if self.distill_token else 1
+
+    def validate(self) -> list[str]:
+        """Human-readable problems, each naming the field, its value and what is allowed."""
+        problems: list[str] = []
+        if self.family not in FAMILIES:
+            problems.append(f"model.family={self.family!r}: must be one of {', '.join(FAMILIES)}")
+        if self.size is not None and self.size not in SIZES:
+            problems.append(f"model.size={self.size!r}: unknown preset; known: {', '.join(sorted(SIZES))}")
+        for name in ("n_layers", "hidden", "n_heads", "max_seq_len"):
+            value = getattr(self, name)
+            if value < 1:
+                problems.append(f"model.{name}={value}: must be a positive integer")
+        for name in ("ffn", "vocab_size"):
+            value = getattr(self, name)
+            if value < 0:
+                problems.append(f"model.{name}={value}: must be >= 0 (0 = automatic)")
+        if self.hidden >= 1 and self.n_heads >= 1 and self.hidden % self.n_heads:
+            problems.append(f"model.hidden={self.hidden}: must be divisible by model.n_heads={self.n_heads}")
+        if self.family == "bert" and self.type_vocab_size < 1:
+            problems.append(f"model.type_vocab_size={self.type_vocab_size}: must be >= 1 for bert")
+        for name in ("dropout", "attn_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                problems.append(f"model.{name}={value}: must be in [0, 1)")
+        for name in ("ln_eps", "init_std"):
+            value = getattr(self, name)
+            if not value > 0.0:
+                problems.append(f"model.{name}={value}: must be > 0")
+        if self.family == "deit":
+            problems.extend(self._validate_deit())
+        return problems
+
+    def _validate_deit(self) -> list[str]:
+        problems: list[str] = []
+        for name in ("image_size", "patch_size", "in_chans", "num_classes"):
+            value = getattr(self, name)
+            if value < 1:
+                problems.append(f"model.{name}={value}: must be a positive integer")
+        if self.image_size >= 1 and self.patch_size >= 1 and self.image_size % self.patch_size:
+            problems.append(
+                f"model.patch_size={self.patch_size}: must divide model.image_size={self.image_size}"
+            )
+        return problems
