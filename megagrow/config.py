@@ -90,6 +90,7 @@ class TrainConfig:
     grad_accum: int = doc("micro-batches accumulated per optimizer step (per rank)", 1)
     precision: Literal["fp32", "bf16"] = doc("fp32, or bf16 weights/activations with fp32 master weights", "fp32")
     eval_every: int = doc("evaluate validation loss every N steps (and at the end); 0 = only at the end", 100)
+    exit_at_step: int = doc("checkpoint and exit (code 0) after this step, as on SIGTERM; 0 = off", 0)
 
 
 @dataclass
@@ -159,6 +160,7 @@ def validate(cfg: Config) -> list[str]:
     positive("train.max_steps", cfg.train.max_steps)
     positive("train.grad_accum", cfg.train.grad_accum)
     positive("train.eval_every", cfg.train.eval_every, allow_zero=True)
+    positive("train.exit_at_step", cfg.train.exit_at_step, allow_zero=True)
     positive("checkpoint.every", cfg.checkpoint.every, allow_zero=True)
     positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
     positive("logging.log_every", cfg.logging.log_every)
@@ -208,6 +210,8 @@ def _coerce(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
         return _coerce(value, args[0], where, problems)
     if origin is Literal:
         allowed = typing.get_args(tp)
+        if isinstance(value, bool) and {"on", "off"} <= set(allowed):  # YAML 1.1 reads on/off as booleans
+            value = "on" if value else "off"
         if value in allowed:
             return value
         sval = str(value)

@@ -46,7 +46,7 @@ class TrainResult:
     loss: float | None
     val_loss: float | None
     tokens_per_s: float | None
-    stopped_by_signal: bool
+    stopped_early: bool
 
 
 def _dropout_seed(seed: int, step: int, micro: int, rank: int) -> int:
@@ -153,7 +153,8 @@ def train(cfg: Config) -> TrainResult:
             flops += train_flops(arch, decision.depth, cfg.data.micro_batch_size, data.seq_len, out.n_predictions)
             depth_sum += decision.depth
             phase = decision.phase
-        g_loss, g_flops, g_stop = all_reduce_sum([loss_sum, float(flops), float(stop.requested)], device)
+        exit_now = stop.requested or counters.step + 1 == cfg.train.exit_at_step
+        g_loss, g_flops, g_stop = all_reduce_sum([loss_sum, float(flops), float(exit_now)], device)
         dt = time.perf_counter() - t0
         counters.step += 1
         counters.samples += G

@@ -70,6 +70,8 @@ def gather_full_state(engine) -> FullState:
     moments: dict[str, dict[str, torch.Tensor]] = {m: {} for m in MOMENTS}
     step = _adam_step(opt)
     direct = _direct(engine)
+    if step > 0:
+        _relink_optimizer_state(engine)
     for name, p in engine.module.named_parameters():
         if direct:
             params[name] = p.detach().float().cpu().clone()
@@ -100,9 +102,15 @@ def _seed_adam_state(engine, step: int) -> None:
             "exp_avg": torch.zeros_like(f, memory_format=torch.preserve_format),
             "exp_avg_sq": torch.zeros_like(f, memory_format=torch.preserve_format),
         }
+    _relink_optimizer_state(engine)
+
+
+def _relink_optimizer_state(engine) -> None:
+    """ZeRO-1/2 and bf16 link per-parameter views into the optimizer state once, after the first
+    step of the *first* param group, when later groups have no state yet (DeepSpeed 0.19.8 then links
+    them to an empty dict that torch replaces). Re-link now that every group's state exists."""
     inner = engine.optimizer
     if not _direct(engine) and hasattr(inner, "_lazy_init_hp_params_optimizer_state"):
-        # DeepSpeed links per-parameter views into the optimizer state once; re-link to the new state.
         inner._hp_optimizer_states_linked = False
         inner._lazy_init_hp_params_optimizer_state()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +22,9 @@ from megagrow.models.spec import ModelConfig
 IGNORE_INDEX = -100
 
 
-@dataclass
-class ModelOutput:
-    """What every family's forward returns."""
+class ModelOutput(NamedTuple):
+    """What every family's forward returns. A NamedTuple, not a dataclass: DeepSpeed ZeRO-3 finds the
+    tensors in a module's outputs only inside tuples/lists/dicts, and needs them for its backward hooks."""
 
     loss: torch.Tensor  # scalar fp32, mean over the predicted (non-ignored) positions
     logits: torch.Tensor  # the head outputs actually computed

@@ -1,0 +1,328 @@
+"""The build pipeline: inputs -> cleaned documents -> tokenizer -> Arrow shards -> manifest.
+
+1. Every input is read by its :mod:`~data_prep.sources` reader; documents are normalized,
+   filtered and de-duplicated (:mod:`~data_prep.clean`) and spooled to ``<out>/.staging/`` (so
+   memory stays bounded), together with the training split's paragraphs for the tokenizer.
+2. A SentencePiece model is trained on a seeded sample of those paragraphs, or an existing one
+   is loaded (:mod:`~data_prep.tokenizer`).
+3. The spooled documents are tokenized by a process pool and written to shards
+   (:mod:`~data_prep.shards`).
+4. The tokenizer is put in place and ``manifest.json`` written last, atomically.
+
+The old manifest of ``<out>`` is removed before anything else is written there, so a build that
+fails midway leaves a directory that readers refuse (no manifest) rather than a mixed dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from data_prep.atomic import TMP_SUFFIX, write_bytes_atomic
+from data_prep.clean import DocumentFilter
+from data_prep.errors import PrepError
+from data_prep.shards import (
+    MANIFEST_NAME,
+    SPLITS,
+    TOKENIZER_NAME,
+    ShardFile,
+    ShardWriter,
+    encode_documents,
+    make_manifest,
+    split_of,
+    write_manifest,
+)
+from data_prep.sources import Source, open_source
+from data_prep.tokenizer import MODEL_TYPES, TokenizerInfo, load_tokenizer, sample_lines, train_tokenizer
+
+__all__ = ["BuildSettings", "BuildSummary", "build_dataset"]
+
+log = logging.getLogger(__name__)
+
+_STAGING = ".staging"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything that shapes a build (all but ``workers`` is recorded in the manifest)."""
+
+    vocab_size: int = 8000
+    """Size of the trained tokenizer's vocabulary (ignored with ``tokenizer``)."""
+    model_type: str = "bpe"
+    """SentencePiece model type: ``bpe`` or ``unigram``."""
+    val_fraction: float = 0.01
+    """Fraction of documents (by id hash) in the validation split; 0 for no validation split."""
+    min_chars: int = 200
+    """Documents shorter than this many characters after cleaning are dropped."""
+    sentence_sample: int = 2_000_000
+    """At most this many paragraphs (of the train split) train the tokenizer; 0 = all."""
+    shard_tokens: int = 64_000_000
+    """A shard is closed once it holds this many tokens."""
+    seed: int = 0
+    """Seed of the tokenizer's training sample."""
+    tokenizer: Path | None = None
+    """Reuse this SentencePiece model instead of training one."""
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """Tokenization processes (also the tokenizer trainer's threads)."""
+
+    def validate(self) -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise PrepError(f"--model-type {self.model_type!r}: expected one of {', '.join(MODEL_TYPES)}")
+        if self.tokenizer is None and self.vocab_size < 300:
+            raise PrepError(
+                f"--vocab-size {self.vocab_size}: expected at least 300 "
+                "(7 special pieces + 256 byte pieces + the text's own)"
+            )
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise PrepError(f"--val-fraction {self.val_fraction}: expected a number in [0, 1)")
+        for name, value in (("--min-chars", self.min_chars), ("--sentence-sample", self.sentence_sample)):
+            if value < 0:
+                raise PrepError(f"{name} {value}: expected a number >= 0")
+        if self.shard_tokens <= 0:
+            raise PrepError(f"--shard-tokens {self.shard_tokens}: expected a positive number")
+        if self.workers < 1:
+            raise PrepError(f"--workers {self.workers}: expected a positive number")
+        if self.tokenizer is not None and not Path(self.tokenizer).is_file():
+            raise PrepError(
+                f"--tokenizer {self.tokenizer}: no such file; expected a SentencePiece .model file"
+            )
+
+    def recorded(self, tokenizer: TokenizerInfo) -> dict[str, Any]:
+        """The settings as stored in the manifest."""
+        return {
+            "val_fraction": self.val_fraction,
+            "min_chars": self.min_chars,
+            "vocab_size": tokenizer.vocab_size,
+            "model_type": tokenizer.model_type,
+            "tokenizer_source": "trained" if self.tokenizer is None else str(Path(self.tokenizer).resolve()),
+            "sentence_sample": self.sentence_sample,
+            "seed": self.seed,
+            "shard_tokens": self.shard_tokens,
+        }
+
+
+@dataclass
+class BuildSummary:
+    """What a build produced: the output directory, its manifest and stage timings (seconds)."""
+
+    out_dir: Path
+    manifest: dict[str, Any]
+    timings: dict[str, float]
+
+
+@dataclass
+class _SourceStats:
+    source: Source
+    n_docs: int = 0
+    n_tokens: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def record(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"path": str(self.source.path.resolve()), "kind": self.source.kind}
+        if self.source.sha256 is not None:
+            entry["sha256"] = self.source.sha256
+        entry.update(n_docs=self.n_docs, n_tokens=self.n_tokens, dropped=dict(sorted(self.dropped.items())))
+        return entry
+
+
+def build_dataset(
+    inputs: Sequence[Path], out_dir: Path, settings: BuildSettings, progress: bool = True
+) -> BuildSummary:
+    """Build a prepared dataset in ``out_dir`` from ``inputs``; see the module docstring."""
+    t0 = time.perf_counter()
+    settings.validate()
+    if not inputs:
+        raise PrepError("no --input given; expected at least one dump, book file or directory")
+    stats = [_SourceStats(open_source(Path(p))) for p in inputs]
+    existing = load_tokenizer(Path(settings.tokenizer)) if settings.tokenizer is not None else None
+    out_dir = Path(out_dir)
+    _prepare_out_dir(out_dir)
+    staging = out_dir / _STAGING
+    staging.mkdir()
+    timings: dict[str, float] = {}
+    try:
+        t = time.perf_counter()
+        counts, n_sentences, doc_filter = _spool(stats, staging, settings, progress)
+        timings["read_clean"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        if existing is not None:
+            tokenizer = existing
+        else:
+            log.info(
+                "training a %d-piece %s tokenizer on %d paragraphs",
+                settings.vocab_size,
+                settings.model_type,
+                min(n_sentences, settings.sentence_sample or n_sentences),
+            )
+            with open(staging / "sentences.txt", encoding="utf-8") as f:
+                lines = (line.rstrip("\n") for line in f)
+                sample = sample_lines(lines, n_sentences, settings.sentence_sample, settings.seed)
+                tokenizer = train_tokenizer(
+                    sample,
+                    staging / TOKENIZER_NAME,
+                    settings.vocab_size,
+                    settings.model_type,
+                    settings.workers,
+                )
+        timings["tokenizer"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        splits = _write_shards(stats, staging, out_dir, tokenizer, settings, sum(counts.values()), progress)
+        timings["tokenize_write"] = time.perf_counter() - t
+
+        tokenizer = _install_tokenizer(tokenizer, out_dir / TOKENIZER_NAME)
+        dropped: Counter[str] = Counter()
+        for s in stats:
+            dropped.update(s.source.skipped)
+        dropped.update(doc_filter.dropped)
+        manifest = make_manifest(
+            tokenizer, splits, [s.record() for s in stats], settings.recorded(tokenizer), dict(+dropped)
+        )
+        write_manifest(out_dir, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    timings["total"] = time.perf_counter() - t0
+    return BuildSummary(out_dir=out_dir, manifest=manifest, timings=timings)
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Create ``out_dir``, or clear a previous build from it (manifest first); refuse other contents."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PrepError(f"--out {out_dir}: exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ours = [MANIFEST_NAME, TOKENIZER_NAME, _STAGING]
+    foreign = sorted(
+        p.name
+        for p in out_dir.iterdir()
+        if p.name not in ours
+        and not p.name.endswith(TMP_SUFFIX)
+        and not any(p.name.startswith(f"{split}-") and p.name.endswith(".arrow") for split in SPLITS)
+    )
+    if foreign:
+        raise PrepError(
+            f"--out {out_dir}: not empty and not a megagrow-prep output (found {', '.join(foreign[:5])}); "
+            "expected a new or empty directory, or one from a previous build"
+        )
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    for p in out_dir.iterdir():
+        if p.name == _STAGING:
+            shutil.rmtree(p)
+        elif p.name not in ours:
+            p.unlink()
+
+
+def _spool(
+    stats: list[_SourceStats], staging: Path, settings: BuildSettings, progress: bool
+) -> tuple[Counter[str], int, DocumentFilter]:
+    """Read, clean and spool every document; write the train split's paragraphs for the tokenizer."""
+    doc_filter = DocumentFilter(min_chars=settings.min_chars)
+    seen_ids: dict[int, int] = {}  # 64-bit hash of a document id -> index of the input it came from
+    counts: Counter[str] = Counter()
+    n_sentences = 0
+    with (
+        open(staging / "docs.jsonl", "w", encoding="utf-8") as docs_out,
+        open(staging / "sentences.txt", "w", encoding="utf-8") as sentences_out,
+    ):
+        for index, st in enumerate(stats):
+            before = doc_filter.dropped.copy()
+            docs = tqdm(
+                st.source.documents(), desc=f"read {st.source.path.name}", unit="doc", disable=not progress
+            )
+            for doc in docs:
+                key = int.from_bytes(
+                    hashlib.blake2b(doc.doc_id.encode("utf-8"), digest_size=8).digest(), "big"
+                )
+                if key in seen_ids:
+                    raise PrepError(
+                        f"--input {st.source.path}: document id {doc.doc_id!r} was already read from "
+                        f"--input {stats[seen_ids[key]].source.path}; inputs must not overlap"
+                    )
+                seen_ids[key] = index
+                text = doc_filter(doc.text)
+                if text is None:
+                    continue
+                split = split_of(doc.doc_id, settings.val_fraction)
+                counts[split] += 1
+                st.n_docs += 1
+                docs_out.write(json.dumps([index, doc.doc_id, text], ensure_ascii=False) + "\n")
+                if split == "train":
+                    for line in text.split("\n"):
+                        if line:
+                            sentences_out.write(line + "\n")
+                            n_sentences += 1
+            st.dropped = doc_filter.dropped - before
+            log.info(
+                "%s: %d documents kept, dropped %s",
+                st.source.path,
+                st.n_docs,
+                dict(st.dropped + st.source.skipped),
+            )
+    n = sum(counts.values())
+    if counts["train"] == 0:
+        raise PrepError(f"the train split is empty ({n} documents kept); add inputs or lower --val-fraction")
+    if settings.val_fraction > 0 and counts["validation"] == 0:
+        raise PrepError(
+            f"the validation split is empty: none of the {n} documents hashed below --val-fraction "
+            f"{settings.val_fraction}; raise it (or set it to 0 for no validation split)"
+        )
+    return counts, n_sentences, doc_filter
+
+
+def _spooled(staging: Path) -> Iterator[tuple[int, str, str]]:
+    with open(staging / "docs.jsonl", encoding="utf-8") as f:
+        for line in f:
+            index, doc_id, text = json.loads(line)
+            yield index, doc_id, text
+
+
+def _write_shards(
+    stats: list[_SourceStats],
+    staging: Path,
+    out_dir: Path,
+    tokenizer: TokenizerInfo,
+    settings: BuildSettings,
+    n_docs: int,
+    progress: bool,
+) -> dict[str, list[ShardFile]]:
+    split_names = SPLITS if settings.val_fraction > 0 else ("train",)
+    source_of: dict[str, int] = {}
+
+    def docs() -> Iterator[tuple[str, str]]:
+        for index, doc_id, text in _spooled(staging):
+            source_of[doc_id] = index
+            yield doc_id, text
+
+    with ExitStack() as stack:
+        writers = {
+            name: stack.enter_context(ShardWriter(out_dir, name, settings.shard_tokens))
+            for name in split_names
+        }
+        encoded = encode_documents(docs(), tokenizer, settings.workers)
+        for doc_id, tokens in tqdm(encoded, total=n_docs, desc="tokenize", unit="doc", disable=not progress):
+            writers[split_of(doc_id, settings.val_fraction)].add(doc_id, tokens)
+            stats[source_of.pop(doc_id)].n_tokens += len(tokens)
+        return {name: w.close() for name, w in writers.items()}
+
+
+def _install_tokenizer(tokenizer: TokenizerInfo, dest: Path) -> TokenizerInfo:
+    """Put the model at ``dest`` (moved out of staging, or copied from where the user keeps it)."""
+    if dest.exists() and dest.samefile(tokenizer.path):
+        return tokenizer
+    if tokenizer.path.parent.name == _STAGING:
+        os.replace(tokenizer.path, dest)
+    else:
+        write_bytes_atomic(dest, tokenizer.path.read_bytes())
+    return replace(tokenizer, path=dest)

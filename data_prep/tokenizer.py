@@ -1,0 +1,172 @@
+"""SentencePiece tokenizers with megagrow's fixed special-token ids.
+
+A trained model has ``[PAD]``=0, ``[UNK]``=1, ``[CLS]``=2, ``[SEP]``=3, ``[MASK]``=4, ``[EOS]``=5 (no
+BOS), then a ``"\\n"`` piece (id 6) so that paragraph breaks survive tokenization (the default
+``nmt_nfkc`` normalizer would turn them into spaces), then the 256 byte-fallback pieces and the
+learned vocabulary.
+
+Training is reproducible: the same sentences and settings give a byte-identical model file.
+SentencePiece 0.2's own sampling (``input_sentence_size`` with ``shuffle_input_sentence``) is not:
+its reservoir sampler ignores ``set_random_generator_seed`` (two runs gave different
+vocabularies). So :func:`sample_lines` draws the training sample itself, with a seeded generator,
+and the trainer is given exactly that sample. The model is written through ``model_writer`` (no
+input path or output prefix recorded in it), and ``num_threads`` is cleared from the stored trainer
+spec, so the file does not depend on the machine's core count either.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+from data_prep.atomic import sha256_file, write_bytes_atomic
+from data_prep.errors import PrepError
+from megagrow.data.corpus import SpecialTokens
+
+__all__ = [
+    "MODEL_TYPES",
+    "NEWLINE_PIECE",
+    "SPECIAL_IDS",
+    "SPECIAL_PIECES",
+    "TokenizerInfo",
+    "load_tokenizer",
+    "sample_lines",
+    "train_tokenizer",
+]
+
+MODEL_TYPES = ("bpe", "unigram")
+#: Surface of each special token, by the field names of :class:`SpecialTokens`.
+SPECIAL_PIECES = {
+    "pad": "[PAD]",
+    "unk": "[UNK]",
+    "cls": "[CLS]",
+    "sep": "[SEP]",
+    "mask": "[MASK]",
+    "eos": "[EOS]",
+}
+#: The ids every tokenizer trained here has.
+SPECIAL_IDS = SpecialTokens(pad=0, unk=1, cls=2, sep=3, mask=4, eos=5)
+NEWLINE_PIECE = "\n"
+# Longest training sentence in bytes (SentencePiece skips longer ones; its default is 4192).
+_MAX_SENTENCE_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """A tokenizer model file and what the manifest records about it."""
+
+    path: Path
+    sha256: str
+    model_type: str
+    vocab_size: int
+    special: SpecialTokens
+    newline_id: int | None
+
+    def processor(self) -> spm.SentencePieceProcessor:
+        return spm.SentencePieceProcessor(model_file=str(self.path))
+
+
+def sample_lines(lines: Iterable[str], n_lines: int, max_lines: int, seed: int) -> Iterator[str]:
+    """Yield at most ``max_lines`` of the ``n_lines`` lines, chosen uniformly at random with ``seed``.
+
+    All lines are yielded (in order) when ``max_lines`` is 0 or not smaller than ``n_lines``; the
+    choice depends only on ``n_lines``, ``max_lines`` and ``seed``.
+    """
+    if max_lines <= 0 or max_lines >= n_lines:
+        yield from lines
+        return
+    chosen = np.sort(np.random.default_rng(seed).choice(n_lines, size=max_lines, replace=False))
+    k = 0
+    for i, line in enumerate(lines):
+        if i == chosen[k]:
+            yield line
+            k += 1
+            if k == len(chosen):
+                return
+
+
+def train_tokenizer(
+    sentences: Iterable[str], out_path: Path, vocab_size: int, model_type: str, num_threads: int
+) -> TokenizerInfo:
+    """Train a SentencePiece model on ``sentences`` (one paragraph each) and write it to ``out_path``."""
+    if model_type not in MODEL_TYPES:
+        raise PrepError(f"--model-type {model_type!r}: expected one of {', '.join(MODEL_TYPES)}")
+    writer = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=writer,
+            model_type=model_type,
+            vocab_size=vocab_size,
+            pad_id=SPECIAL_IDS.pad,
+            unk_id=SPECIAL_IDS.unk,
+            bos_id=-1,
+            eos_id=SPECIAL_IDS.eos,
+            pad_piece=SPECIAL_PIECES["pad"],
+            unk_piece=SPECIAL_PIECES["unk"],
+            eos_piece=SPECIAL_PIECES["eos"],
+            control_symbols=[SPECIAL_PIECES[k] for k in ("cls", "sep", "mask")],
+            user_defined_symbols=[NEWLINE_PIECE],
+            byte_fallback=True,
+            character_coverage=0.9999,
+            input_sentence_size=0,  # the sample was drawn by sample_lines
+            shuffle_input_sentence=False,
+            max_sentence_length=_MAX_SENTENCE_BYTES,
+            num_threads=max(1, num_threads),
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise PrepError(
+            f"tokenizer training failed (--vocab-size {vocab_size}, --model-type {model_type}): {e}"
+        ) from e
+    write_bytes_atomic(out_path, _without_run_details(writer.getvalue()))
+    info = load_tokenizer(out_path)
+    if info.special != SPECIAL_IDS or info.newline_id != SPECIAL_IDS.eos + 1:
+        raise AssertionError(f"trained tokenizer has special ids {info.special}, newline {info.newline_id}")
+    return info
+
+
+def _without_run_details(model: bytes) -> bytes:
+    """The model with ``trainer_spec.num_threads`` cleared (it varies by machine, not by result)."""
+    proto = model_pb2.ModelProto.FromString(model)
+    proto.trainer_spec.ClearField("num_threads")
+    return proto.SerializeToString(deterministic=True)
+
+
+def _model_type(model: bytes) -> str:
+    proto = model_pb2.ModelProto.FromString(model)
+    return model_pb2.TrainerSpec.ModelType.Name(proto.trainer_spec.model_type).lower()
+
+
+def load_tokenizer(path: Path) -> TokenizerInfo:
+    """Open an existing model and read its special-token ids (each must exist as a control piece)."""
+    path = Path(path)
+    try:
+        model = path.read_bytes()
+        sp = spm.SentencePieceProcessor(model_proto=model)
+    except (OSError, RuntimeError) as e:
+        raise PrepError(f"--tokenizer {path}: cannot load a SentencePiece model ({e})") from e
+    ids: dict[str, int] = {}
+    for name, piece in SPECIAL_PIECES.items():
+        i = sp.piece_to_id(piece)
+        if sp.id_to_piece(i) != piece or not (sp.is_control(i) or sp.is_unknown(i)):
+            raise PrepError(
+                f"--tokenizer {path}: no special token {piece!r}; expected a model trained by megagrow-prep "
+                f"(with pieces {', '.join(SPECIAL_PIECES.values())})"
+            )
+        ids[name] = i
+    newline = sp.piece_to_id(NEWLINE_PIECE)
+    return TokenizerInfo(
+        path=path,
+        sha256=sha256_file(path),
+        model_type=_model_type(model),
+        vocab_size=sp.vocab_size(),
+        special=SpecialTokens(**ids),
+        newline_id=newline if sp.id_to_piece(newline) == NEWLINE_PIECE else None,
+    )

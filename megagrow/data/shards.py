@@ -1,0 +1,244 @@
+"""Reading a prepared dataset (the output of ``megagrow-prep``) as a :class:`TokenCorpus`.
+
+A dataset directory holds ``manifest.json``, ``tokenizer.model`` and per split the Arrow IPC files
+``<split>-NNNNN.arrow`` (one row per document: ``doc_id: string``, ``tokens: list<int32>``).
+:meth:`ShardedCorpus.open` checks the manifest against the files (presence, size, schema, counts)
+and memory-maps them: opening a 20 GB dataset reads only the offsets, and :meth:`~ShardedCorpus.doc`
+returns a zero-copy view into the mapped file. Content hashes are checked only by
+:meth:`~ShardedCorpus.verify`, since hashing every shard at each start would be slow.
+
+This module does not depend on ``data_prep``; the format constants are repeated here on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import sentencepiece as spm
+
+from megagrow.data.corpus import SpecialTokens
+
+__all__ = ["FORMAT", "MANIFEST_NAME", "VERSION", "ShardError", "ShardFile", "ShardedCorpus"]
+
+FORMAT = "megagrow-shards"
+VERSION = 1
+MANIFEST_NAME = "manifest.json"
+_SCHEMA = pa.schema([("doc_id", pa.string()), ("tokens", pa.list_(pa.int32()))])
+
+
+class ShardError(ValueError):
+    """A prepared dataset is missing, incomplete, or does not match its manifest."""
+
+
+@dataclass(frozen=True)
+class ShardFile:
+    """A shard as listed in the manifest; ``path`` is relative to the dataset directory."""
+
+    path: str
+    bytes: int
+    sha256: str
+    n_docs: int
+    n_tokens: int
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ShardError(f"{where}: missing field {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise ShardError(f"{where}: field {key!r} is {value!r}, expected {getattr(kind, '__name__', kind)}")
+    return value
+
+
+class ShardedCorpus:
+    """One split of a prepared dataset, memory-mapped; implements :class:`~megagrow.data.corpus.TokenCorpus`.
+
+    Attributes: ``data_dir``, ``split``, ``manifest`` (the parsed JSON), ``special``,
+    ``vocab_size``, ``tokenizer_path``, ``tokenizer_sha256``, ``files`` (:class:`ShardFile` list).
+    """
+
+    special: SpecialTokens
+    vocab_size: int
+
+    def __init__(self, data_dir: Path, split: str, manifest: dict[str, Any]):
+        """Use :meth:`open`, which validates ``manifest`` first."""
+        self.data_dir = data_dir
+        self.split = split
+        self.manifest = manifest
+        where = f"{data_dir / MANIFEST_NAME}"
+        tok = _field(manifest, "tokenizer", dict, where)
+        self.tokenizer_path = data_dir / _field(tok, "file", str, f"{where} tokenizer")
+        self.tokenizer_sha256: str = _field(tok, "sha256", str, f"{where} tokenizer")
+        self.vocab_size = _field(tok, "vocab_size", int, f"{where} tokenizer")
+        try:
+            self.special = SpecialTokens.from_dict(
+                _field(manifest, "special_tokens", dict, where), where=f"{where} special_tokens"
+            )
+        except (TypeError, ValueError) as e:
+            raise ShardError(str(e)) from e
+        bad = [i for i in self.special.ids() if not 0 <= i < self.vocab_size]
+        if bad or len(set(self.special.ids())) != len(self.special.ids()):
+            raise ShardError(
+                f"{where} special_tokens: ids {self.special.as_dict()} must be distinct and < vocab_size"
+            )
+        splits = _field(manifest, "splits", dict, where)
+        if split not in splits:
+            raise ShardError(f"{where}: no split {split!r}; the dataset has {sorted(splits)}")
+        entry = _field(splits, split, dict, f"{where} splits")
+        self.files: list[ShardFile] = []
+        for k, f in enumerate(_field(entry, "files", list, f"{where} splits.{split}")):
+            at = f"{where} splits.{split}.files[{k}]"
+            self.files.append(
+                ShardFile(
+                    path=_field(f, "path", str, at),
+                    bytes=_field(f, "bytes", int, at),
+                    sha256=_field(f, "sha256", str, at),
+                    n_docs=_field(f, "n_docs", int, at),
+                    n_tokens=_field(f, "n_tokens", int, at),
+                )
+            )
+        if not self.files:
+            raise ShardError(f"{where}: split {split!r} lists no files")
+        if not self.tokenizer_path.is_file():
+            raise ShardError(f"{where}: tokenizer file {self.tokenizer_path} is missing")
+        self._batches: list[pa.RecordBatch] = []
+        self._values: list[np.ndarray] = []
+        self._offsets: list[np.ndarray] = []
+        for shard in self.files:
+            self._map(shard)
+        batch_docs = [len(o) - 1 for o in self._offsets]
+        self._batch_start = np.concatenate([[0], np.cumsum(batch_docs, dtype=np.int64)])
+        self._lengths = (
+            np.concatenate([np.diff(o).astype(np.int64) for o in self._offsets])
+            if self._offsets
+            else np.zeros(0, dtype=np.int64)
+        )
+        self._lengths.flags.writeable = False
+
+    @classmethod
+    def open(cls, data_dir: Path | str, split: str) -> ShardedCorpus:
+        """Open split ``split`` (``"train"``, ``"validation"``) of the dataset in ``data_dir``."""
+        data_dir = Path(data_dir)
+        path = data_dir / MANIFEST_NAME
+        if not path.is_file():
+            raise ShardError(
+                f"no {MANIFEST_NAME} in {data_dir}: run `megagrow-prep sample` or `megagrow-prep build` first"
+            )
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ShardError(f"{path}: cannot read the manifest ({e})") from e
+        fmt = manifest.get("format") if isinstance(manifest, dict) else None
+        if fmt != FORMAT:
+            raise ShardError(f"{path}: format is {fmt!r}, expected {FORMAT!r}")
+        if manifest.get("version") != VERSION:
+            raise ShardError(
+                f"{path}: version is {manifest.get('version')!r}, this megagrow reads version {VERSION}; "
+                "rebuild the dataset with this version's megagrow-prep"
+            )
+        return cls(data_dir, split, manifest)
+
+    def _map(self, shard: ShardFile) -> None:
+        path = self.data_dir / shard.path
+        if not path.is_file():
+            raise ShardError(f"{path}: shard listed in {MANIFEST_NAME} is missing")
+        size = path.stat().st_size
+        if size != shard.bytes:
+            raise ShardError(f"{path}: size is {size} bytes, {MANIFEST_NAME} says {shard.bytes}")
+        try:
+            reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+        except (OSError, pa.ArrowInvalid) as e:
+            raise ShardError(f"{path}: not an Arrow IPC file ({e})") from e
+        if not reader.schema.equals(_SCHEMA):
+            raise ShardError(f"{path}: schema is {reader.schema}, expected {_SCHEMA}")
+        n_docs = n_tokens = 0
+        for b in range(reader.num_record_batches):
+            batch = reader.get_batch(b)
+            tokens = batch.column(1)
+            if tokens.null_count or tokens.values.null_count or tokens.offset:
+                raise ShardError(f"{path}: record batch {b} has nulls or a sliced token column")
+            offsets = tokens.offsets.to_numpy()
+            values = tokens.values.to_numpy(zero_copy_only=True)
+            self._batches.append(batch)
+            self._values.append(values)
+            self._offsets.append(offsets)
+            n_docs += len(batch)
+            n_tokens += int(offsets[-1] - offsets[0])
+        if (n_docs, n_tokens) != (shard.n_docs, shard.n_tokens):
+            raise ShardError(
+                f"{path}: holds {n_docs} documents / {n_tokens} tokens, "
+                f"{MANIFEST_NAME} says {shard.n_docs} / {shard.n_tokens}"
+            )
+
+    # -- TokenCorpus ------------------------------------------------------------------------------
+
+    @property
+    def doc_lengths(self) -> np.ndarray:
+        """int64 array (read-only): number of tokens of each document, shards in manifest order."""
+        return self._lengths
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        if not 0 <= i < len(self._lengths):
+            raise IndexError(f"document {i} out of range for {self.n_docs} documents ({self.split})")
+        b = int(np.searchsorted(self._batch_start, i, side="right")) - 1
+        return b, i - int(self._batch_start[b])
+
+    def doc(self, i: int) -> np.ndarray:
+        """Token ids of document ``i``: an int32 read-only view into the memory-mapped shard."""
+        b, j = self._locate(i)
+        offsets = self._offsets[b]
+        return self._values[b][offsets[j] : offsets[j + 1]]
+
+    def doc_id(self, i: int) -> str:
+        """The id of document ``i`` (e.g. ``enwiki:12`` or ``tragedies/hamlet.md``)."""
+        b, j = self._locate(i)
+        return self._batches[b].column(0)[j].as_py()
+
+    def fingerprint(self) -> str:
+        """Hash of the split's shard hashes, the tokenizer's hash and the split name."""
+        h = hashlib.sha256()
+        for f in self.files:
+            h.update(f.sha256.encode() + b"\n")
+        h.update(self.tokenizer_sha256.encode() + b"\n")
+        h.update(self.split.encode())
+        return "shards-" + h.hexdigest()[:16]
+
+    # -- extras ------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self._lengths)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self._lengths.sum())
+
+    def verify(self) -> None:
+        """Hash every shard of the split and the tokenizer; :class:`ShardError` on a mismatch."""
+        checks = [(self.data_dir / f.path, f.sha256) for f in self.files]
+        checks.append((self.tokenizer_path, self.tokenizer_sha256))
+        for path, expected in checks:
+            actual = _sha256_file(path)
+            if actual != expected:
+                raise ShardError(f"{path}: SHA-256 is {actual}, {MANIFEST_NAME} says {expected}")
+
+    def load_tokenizer(self) -> spm.SentencePieceProcessor:
+        """The dataset's SentencePiece model (to decode samples, or encode prompts)."""
+        return spm.SentencePieceProcessor(model_file=str(self.tokenizer_path))

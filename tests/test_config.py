@@ -1,0 +1,146 @@
+"""Config tree: YAML + includes + presets + dotted overrides, validation messages, DeepSpeed JSON."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from megagrow.cli import main as cli_main
+from megagrow.config import (
+    Config,
+    ConfigError,
+    deepspeed_config,
+    describe,
+    dump_yaml,
+    load_config,
+    parse_overrides,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.run.name
+    assert cfg.model.family in ("bert", "gpt", "deit")
+
+
+def test_preset_then_explicit_fields_then_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  size: gpt-tiny\n  hidden: 128\noptim:\n  lr: 3e-4\n")
+    cfg = load_config(f, ["--model.n_layers=6", "--optim.warmup_steps", "7", "--train.precision=bf16"])
+    assert (cfg.model.family, cfg.model.hidden, cfg.model.n_layers) == ("gpt", 128, 6)
+    assert cfg.model.n_heads == 4  # from the preset
+    assert cfg.optim.lr == pytest.approx(3e-4)  # PyYAML reads 3e-4 as a string; coerced by field type
+    assert cfg.optim.warmup_steps == 7
+    assert cfg.train.precision == "bf16"
+    assert cfg.run.name == "c"
+
+
+def test_include_is_merged_underneath(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("model: {size: bert-tiny}\ntrain: {max_steps: 5, eval_every: 2}\n")
+    (tmp_path / "exp.yaml").write_text("include: base.yaml\ntrain: {max_steps: 9}\n")
+    cfg = load_config(tmp_path / "exp.yaml")
+    assert (cfg.model.family, cfg.train.max_steps, cfg.train.eval_every) == ("bert", 9, 2)
+
+
+def _problems(path: Path | None, overrides: list[str]) -> str:
+    with pytest.raises(ConfigError) as e:
+        load_config(path, overrides)
+    return str(e.value)
+
+
+def test_bad_float_names_field_and_value() -> None:
+    msg = _problems(ROOT / "configs/bert-tiny.yaml", ["--optim.lr=abc"])
+    assert "optim.lr='abc'" in msg and "expected a number" in msg
+
+
+def test_unknown_key_suggests_close_match() -> None:
+    msg = _problems(ROOT / "configs/bert-tiny.yaml", ["--model.n_layrs=3"])
+    assert "unknown config key 'model.n_layrs'" in msg
+    assert "did you mean 'model.n_layers'?" in msg
+
+
+def test_unknown_section_and_bad_choices() -> None:
+    msg = _problems(None, ["--optimizer.lr=1", "--train.precision=fp16", "--distributed.zero_stage=4"])
+    assert "unknown config key 'optimizer'" in msg and "did you mean 'optim'?" in msg
+    assert "train.precision='fp16': expected one of ['fp32', 'bf16']" in msg
+    msg = _problems(None, ["--distributed.zero_stage=4"])
+    assert "distributed.zero_stage=4: must be one of 0, 1, 2, 3" in msg
+
+
+def test_cross_field_validation_lists_every_problem() -> None:
+    msg = _problems(None, ["--model.size=gpt-tiny", "--model.hidden=250", "--data.seq_len=4096",
+                           "--optim.beta2=1.5", "--growth.plan=apolo"])
+    assert "250" in msg and "n_heads" in msg
+    assert "data.seq_len=4096: must be <= model.max_seq_len=128" in msg
+    assert "optim.beta2=1.5: must be in [0, 1)" in msg
+    assert "growth.plan='apolo'" in msg
+
+
+def test_unknown_model_size_suggests() -> None:
+    msg = _problems(None, ["--model.size=gpt-tny"])
+    assert "model.size='gpt-tny'" in msg and "did you mean 'gpt-tiny'?" in msg
+
+
+def test_integer_field_rejects_fraction_and_bool() -> None:
+    assert "expected an integer" in _problems(None, ["--train.max_steps=2.5"])
+    assert "expected a boolean" in _problems(None, ["--checkpoint.save_final=maybe"])
+
+
+def test_override_syntax_errors() -> None:
+    with pytest.raises(ConfigError, match="missing value"):
+        parse_overrides(["--optim.lr"])
+    with pytest.raises(ConfigError, match="expected --section.key=value"):
+        parse_overrides(["optim.lr=1"])
+
+
+def test_resolved_yaml_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(ROOT / "configs/gpt-tiny.yaml", ["--optim.lr=2e-4"])
+    again = tmp_path / "resolved.yaml"
+    again.write_text(dump_yaml(cfg))
+    cfg2 = load_config(again)
+    assert cfg2.to_dict() == cfg.to_dict()
+    assert yaml.safe_load(again.read_text())["optim"]["lr"] == pytest.approx(2e-4)
+
+
+def test_deepspeed_json_is_generated_from_the_tree() -> None:
+    cfg = load_config(None, ["--model.size=gpt-tiny", "--data.micro_batch_size=4", "--train.grad_accum=3",
+                             "--distributed.zero_stage=2", "--train.precision=bf16", "--optim.grad_clip=0.5"])
+    ds = deepspeed_config(cfg, world_size=8)
+    assert ds["train_batch_size"] == 4 * 3 * 8
+    assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["gradient_accumulation_steps"] == 3
+    assert ds["zero_optimization"]["stage"] == 2
+    assert ds["bf16"]["enabled"] is True and ds["fp16"]["enabled"] is False
+    assert ds["gradient_clipping"] == 0.5
+
+
+def test_every_field_is_documented() -> None:
+    lines = describe(Config)
+    fields = [ln for ln in lines if ln.startswith("  --")]
+    assert len(fields) > 40
+    undocumented = [ln for ln in fields if ln.rstrip().endswith("):")]
+    assert not undocumented, undocumented
+
+
+def test_cli_config_errors_exit_nonzero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["train", str(ROOT / "configs/bert-tiny.yaml"), "--optim.lr=abc"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.lr='abc'" in err
+    assert cli_main(["train", str(ROOT / "configs/bert-tiny.yaml"), "--model.n_layrs=3"]) == 2
+    assert "did you mean 'model.n_layers'?" in capsys.readouterr().err
+
+
+def test_console_script_reports_errors() -> None:
+    exe = Path(sys.executable).parent / "megagrow"
+    r = subprocess.run([str(exe), "train", str(ROOT / "configs/bert-tiny.yaml"), "--model.n_layrs=3"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "did you mean 'model.n_layers'?" in r.stderr
+    assert "Traceback" not in r.stderr
