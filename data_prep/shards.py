@@ -127,7 +127,7 @@ def encode_documents(
             for doc_id, text in chunk:
                 yield doc_id, encode_text(sp, text, tokenizer.newline_id)
         return
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers, _init_worker, (str(tokenizer.path), tokenizer.newline_id)) as pool:
         pending: deque[AsyncResult[list[tuple[str, np.ndarray]]]] = deque()
         for chunk in chunks:
