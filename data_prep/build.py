@@ -95,9 +95,7 @@ class BuildSettings:
         if self.workers < 1:
             raise PrepError(f"--workers {self.workers}: expected a positive number")
         if self.tokenizer is not None and not Path(self.tokenizer).is_file():
-            raise PrepError(
-                f"--tokenizer {self.tokenizer}: no such file; expected a SentencePiece .model file"
-            )
+            raise PrepError(f"--tokenizer {self.tokenizer}: no such file; expected a SentencePiece .model file")
 
     def recorded(self, tokenizer: TokenizerInfo) -> dict[str, Any]:
         """The settings as stored in the manifest."""
@@ -133,7 +131,8 @@ class _SourceStats:
         entry: dict[str, Any] = {"path": str(self.source.path.resolve()), "kind": self.source.kind}
         if self.source.sha256 is not None:
             entry["sha256"] = self.source.sha256
-        entry.update(n_docs=self.n_docs, n_tokens=self.n_tokens, dropped=dict(sorted(self.dropped.items())))
+        dropped = self.dropped + self.source.skipped
+        entry.update(n_docs=self.n_docs, n_tokens=self.n_tokens, dropped=dict(sorted(dropped.items())))
         return entry
 
 
@@ -154,7 +153,7 @@ def build_dataset(
     timings: dict[str, float] = {}
     try:
         t = time.perf_counter()
-        counts, n_sentences, doc_filter = _spool(stats, staging, settings, progress)
+        n_docs, n_sentences, doc_filter = _spool(stats, staging, settings, progress)
         timings["read_clean"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -180,7 +179,7 @@ def build_dataset(
         timings["tokenizer"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        splits = _write_shards(stats, staging, out_dir, tokenizer, settings, sum(counts.values()), progress)
+        splits = _write_shards(stats, staging, out_dir, tokenizer, settings, n_docs, progress)
         timings["tokenize_write"] = time.perf_counter() - t
 
         tokenizer = _install_tokenizer(tokenizer, out_dir / TOKENIZER_NAME)
@@ -226,8 +225,12 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 def _spool(
     stats: list[_SourceStats], staging: Path, settings: BuildSettings, progress: bool
-) -> tuple[Counter[str], int, DocumentFilter]:
-    """Read, clean and spool every document; write the train split's paragraphs for the tokenizer."""
+) -> tuple[int, int, DocumentFilter]:
+    """Read, clean and spool every document; write the train split's paragraphs for the tokenizer.
+
+    Returns the number of documents kept, the number of paragraphs written, and the filter (with
+    its drop counts).
+    """
     doc_filter = DocumentFilter(min_chars=settings.min_chars)
     seen_ids: dict[int, int] = {}  # 64-bit hash of a document id -> index of the input it came from
     counts: Counter[str] = Counter()
@@ -238,13 +241,9 @@ def _spool(
     ):
         for index, st in enumerate(stats):
             before = doc_filter.dropped.copy()
-            docs = tqdm(
-                st.source.documents(), desc=f"read {st.source.path.name}", unit="doc", disable=not progress
-            )
+            docs = tqdm(st.source.documents(), desc=f"read {st.source.kind}", unit="doc", disable=not progress)
             for doc in docs:
-                key = int.from_bytes(
-                    hashlib.blake2b(doc.doc_id.encode("utf-8"), digest_size=8).digest(), "big"
-                )
+                key = int.from_bytes(hashlib.blake2b(doc.doc_id.encode("utf-8"), digest_size=8).digest(), "big")
                 if key in seen_ids:
                     raise PrepError(
                         f"--input {st.source.path}: document id {doc.doc_id!r} was already read from "
@@ -278,7 +277,7 @@ def _spool(
             f"the validation split is empty: none of the {n} documents hashed below --val-fraction "
             f"{settings.val_fraction}; raise it (or set it to 0 for no validation split)"
         )
-    return counts, n_sentences, doc_filter
+    return n, n_sentences, doc_filter
 
 
 def _spooled(staging: Path) -> Iterator[tuple[int, str, str]]:
@@ -306,10 +305,7 @@ def _write_shards(
             yield doc_id, text
 
     with ExitStack() as stack:
-        writers = {
-            name: stack.enter_context(ShardWriter(out_dir, name, settings.shard_tokens))
-            for name in split_names
-        }
+        writers = {name: stack.enter_context(ShardWriter(out_dir, name, settings.shard_tokens)) for name in split_names}
         encoded = encode_documents(docs(), tokenizer, settings.workers)
         for doc_id, tokens in tqdm(encoded, total=n_docs, desc="tokenize", unit="doc", disable=not progress):
             writers[split_of(doc_id, settings.val_fraction)].add(doc_id, tokens)

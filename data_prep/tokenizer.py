@@ -122,9 +122,7 @@ def train_tokenizer(
             minloglevel=2,
         )
     except RuntimeError as e:
-        raise PrepError(
-            f"tokenizer training failed (--vocab-size {vocab_size}, --model-type {model_type}): {e}"
-        ) from e
+        raise PrepError(f"tokenizer training failed (--vocab-size {vocab_size}, --model-type {model_type}): {e}") from e
     write_bytes_atomic(out_path, _without_run_details(writer.getvalue()))
     info = load_tokenizer(out_path)
     if info.special != SPECIAL_IDS or info.newline_id != SPECIAL_IDS.eos + 1:

@@ -81,9 +81,7 @@ class WikiDumpReader:
                 yield from self._pages(bz2.BZ2File(hashing) if compressed else hashing)
                 self.sha256 = hashing.sha256.hexdigest()
         except ET.ParseError as e:
-            raise WikiDumpError(
-                f"{self.path}: not well-formed XML ({e}); expected a MediaWiki XML dump"
-            ) from e
+            raise WikiDumpError(f"{self.path}: not well-formed XML ({e}); expected a MediaWiki XML dump") from e
         except (OSError, EOFError) as e:
             raise WikiDumpError(f"{self.path}: cannot read ({e}); expected a MediaWiki XML dump") from e
 
@@ -92,8 +90,7 @@ class WikiDumpReader:
         _, root = next(events)
         if _local(root.tag) != "mediawiki":
             raise WikiDumpError(
-                f"{self.path}: root element is <{_local(root.tag)}>, "
-                "expected <mediawiki> (a MediaWiki XML dump)"
+                f"{self.path}: root element is <{_local(root.tag)}>, expected <mediawiki> (a MediaWiki XML dump)"
             )
         for event, elem in events:
             if event != "end":
@@ -135,7 +132,6 @@ class WikiDumpReader:
             page_id = int(fields.get("id", ""))
         except ValueError:
             raise WikiDumpError(
-                f"{self.path}: page {fields.get('title', '?')!r} has no integer <id> "
-                f"(found {fields.get('id')!r})"
+                f"{self.path}: page {fields.get('title', '?')!r} has no integer <id> (found {fields.get('id')!r})"
             ) from None
         return WikiPage(page_id, fields.get("title", ""), text)

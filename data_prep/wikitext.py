@@ -222,8 +222,13 @@ def _link_spans(s: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     stack: list[int] = []
     pos = 0
+    i, j = s.find("[["), s.find("]]")
     while True:
-        i, j = s.find("[[", pos), s.find("]]", pos)
+        # Search again only once passed (a fresh search each step would be quadratic).
+        if 0 <= i < pos:
+            i = s.find("[[", pos)
+        if 0 <= j < pos:
+            j = s.find("]]", pos)
         if i < 0 and j < 0:
             break
         if i >= 0 and (j < 0 or i < j):
@@ -236,8 +241,13 @@ def _link_spans(s: str) -> list[tuple[int, int]]:
     return _outermost(spans)
 
 
-def _convert_links(s: str) -> str:
+_MAX_LINK_NESTING = 8
+
+
+def _convert_links(s: str, depth: int = 0) -> str:
     """Replace each ``[[...]]`` by its visible text (or nothing for files, categories, languages)."""
+    if depth > _MAX_LINK_NESTING:  # absurdly nested anchors: keep their text, drop the brackets
+        return s.replace("[[", "").replace("]]", "")
     spans = _link_spans(s)
     if not spans:
         return s
@@ -245,13 +255,13 @@ def _convert_links(s: str) -> str:
     pos = 0
     for start, end in spans:
         out.append(s[pos:start])
-        out.append(_link_text(s[start + 2 : end - 2]))
+        out.append(_link_text(s[start + 2 : end - 2], depth))
         pos = end
     out.append(s[pos:])
     return "".join(out)
 
 
-def _link_text(inner: str) -> str:
+def _link_text(inner: str, depth: int) -> str:
     target, bar, anchor = inner.partition("|")
     target = target.strip()
     prefix, colon, _ = target.partition(":")
@@ -264,7 +274,7 @@ def _link_text(inner: str) -> str:
     if bar:
         anchor = anchor.strip()
         # "[[Help:Contents|]]" (pipe trick) shows the target without its namespace.
-        return _convert_links(anchor) if anchor else target.lstrip(":").partition(":")[2] or target
+        return _convert_links(anchor, depth + 1) if anchor else target.lstrip(":").partition(":")[2] or target
     return target.lstrip(":")
 
 

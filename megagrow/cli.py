@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 
-from megagrow.config import ConfigError, Config, deepspeed_config, describe, dump_yaml, load_config
+from megagrow.config import Config, ConfigError, deepspeed_config, describe, dump_yaml, load_config
 
 
 def _split(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -36,6 +36,8 @@ def _split(argv: list[str]) -> tuple[list[str], list[str]]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="megagrow", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    # DeepSpeed's launcher passes --local_rank=N (before the subcommand); LOCAL_RANK is read from the env.
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model (any launcher: none, torchrun, deepspeed, srun, mpirun)")
     t.add_argument("config", help="YAML config file (see configs/)")

@@ -79,9 +79,10 @@ class MetricsWriter:
 class Progress:
     """A console progress bar with loss, tokens/s, MFU or GFLOP/s and ETA (tqdm)."""
 
-    def __init__(self, total: int, initial: int, enabled: bool):
+    def __init__(self, total: int, initial: int, bar: bool, main: bool):
         self._bar = None
-        if enabled:
+        self._main = main
+        if bar and main:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
@@ -89,13 +90,14 @@ class Progress:
 
     def update(self, n: int, **postfix: str) -> None:
         if self._bar is not None:
-            self._bar.set_postfix(postfix, refresh=False)
+            if postfix:
+                self._bar.set_postfix(postfix, refresh=False)
             self._bar.update(n)
 
     def write(self, line: str) -> None:
         if self._bar is not None:
             self._bar.write(line, file=sys.stderr)
-        else:
+        elif self._main:
             print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:

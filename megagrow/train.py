@@ -113,7 +113,7 @@ def train(cfg: Config) -> TrainResult:
 
     writer = MetricsWriter(run.path, cfg.logging.tensorboard) if env.is_main else None
     show = cfg.logging.progress == "on" or (cfg.logging.progress == "auto" and _stderr_is_tty())
-    progress = Progress(cfg.train.max_steps, counters.step, enabled=env.is_main and show)
+    progress = Progress(cfg.train.max_steps, counters.step, bar=show, main=env.is_main)
     peak = peak_flops_per_device(cfg.train.precision)
     stop = _StopFlag()
     arch = model.arch()
@@ -178,6 +178,7 @@ def train(cfg: Config) -> TrainResult:
                       **throughput_fields(interval["flops"] / max(interval["wall"], 1e-9), peak, env.world_size)}
             if is_eval:
                 record["val_loss"] = last["val_loss"] = evaluate(counters.step)
+                progress.write(f"step {counters.step}: loss {record['loss']:.4f}  val_loss {record['val_loss']:.4f}")
             last["loss"], last["tokens_per_s"] = record["loss"], tps
             if writer:
                 writer.write(record)
