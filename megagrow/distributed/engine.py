@@ -55,7 +55,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def _fused_supported() -> bool:
-    return torch.cuda.is_available() or hasattr(torch._C, "_fused_adamw_")
+    """torch's fused AdamW kernel exists for CUDA and (since 2.4) CPU tensors."""
+    return hasattr(torch, "_fused_adamw_")
 
 
 def build_engine(model: torch.nn.Module, cfg: Config, world_size: int):

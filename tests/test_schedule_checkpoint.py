@@ -1,0 +1,74 @@
+"""LR schedule (pure function of the step), checkpoint files, fused AdamW selection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from megagrow.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from megagrow.config import load_config
+from megagrow.distributed.engine import build_engine, init_distributed, param_groups
+from megagrow.distributed.state import FullState
+from megagrow.models import build_model
+from megagrow.schedule import lr_at
+
+
+def test_warmup_then_cosine_and_linear() -> None:
+    kw = dict(peak=1.0, warmup_steps=10, total_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, schedule="cosine", **kw) == pytest.approx(0.1)
+    assert lr_at(9, schedule="cosine", **kw) == pytest.approx(1.0)
+    assert lr_at(10, schedule="cosine", **kw) == pytest.approx(1.0)
+    assert lr_at(60, schedule="cosine", **kw) == pytest.approx(0.55)
+    assert lr_at(110, schedule="cosine", **kw) == pytest.approx(0.1)
+    assert lr_at(500, schedule="cosine", **kw) == pytest.approx(0.1)
+    assert lr_at(60, schedule="linear", **kw) == pytest.approx(0.55)
+    assert lr_at(35, schedule="linear", **kw) == pytest.approx(1.0 - 0.9 * 0.25)
+    assert lr_at(77, schedule="constant", **kw) == 1.0
+    with pytest.raises(ValueError, match="optim.schedule='step'"):
+        lr_at(50, schedule="step", **kw)
+
+
+def _state(scale: float) -> FullState:
+    p = {"a.weight": torch.full((2, 3), scale), "b": torch.arange(4.0)}
+    return FullState(p, {k: v * 0.1 for k, v in p.items()}, {k: v * 0.01 for k, v in p.items()}, adam_step=7)
+
+
+def test_checkpoint_round_trip_keep_last_and_latest(tmp_path: Path) -> None:
+    root = tmp_path / "ckpt"
+    for step in (1, 2, 3):
+        save_checkpoint(root, step, _state(step), {"counters": {"step": step}}, keep_last=2)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_00000002", "step_00000003"]
+    path = latest_checkpoint(root)
+    assert path is not None and path.name == "step_00000003"
+    state, meta = load_checkpoint(path)
+    assert meta["step"] == 3 and meta["adam_step"] == 7 and meta["counters"] == {"step": 3}
+    assert state.params["a.weight"].equal(torch.full((2, 3), 3.0))
+    assert state.exp_avg_sq["b"].equal(torch.arange(4.0) * 0.01)
+    assert not list(root.glob("*.tmp"))
+    # nothing is pickled: only safetensors + JSON on disk
+    assert {p.suffix for p in path.iterdir()} == {".safetensors", ".json"}
+    json.loads((path / "meta.json").read_text())
+
+
+def test_latest_pointing_at_partial_checkpoint_is_an_error(tmp_path: Path) -> None:
+    root = tmp_path / "ckpt"
+    save_checkpoint(root, 5, _state(1), {}, keep_last=3)
+    (root / "latest").write_text("step_00000009\n")
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        latest_checkpoint(root)
+
+
+def test_param_groups_and_fused_adamw() -> None:
+    cfg = load_config(None, ["--model.size=gpt-tiny", "--model.n_layers=2", "--model.vocab_size=64"])
+    model = build_model(cfg.model)
+    decay, no_decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(names[id(p)].endswith("weight") and p.ndim == 2 for p in decay["params"])
+    assert {names[id(p)] for p in no_decay["params"]} >= {"blocks.0.attn.qkv.bias", "blocks.1.ln_2.weight"}
+    init_distributed(cfg)
+    engine = build_engine(model, cfg, world_size=1)
+    assert engine.optimizer.defaults["fused"] is True  # torch's fused AdamW kernel runs on CPU too
+    assert [g["weight_decay"] for g in engine.optimizer.param_groups] == [cfg.optim.weight_decay, 0.0]
