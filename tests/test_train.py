@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from megagrow.checkpoint import latest_checkpoint, load_checkpoint
@@ -94,3 +95,27 @@ def test_sigterm_checkpoints_and_exits_zero(tmp_path: Path) -> None:
     last_step = records(tmp_path / "sig")[-1]["step"]
     ckpt = latest_checkpoint(tmp_path / "sig" / "checkpoints")
     assert ckpt is not None and ckpt.name == f"step_{last_step:08d}"
+
+
+def test_grad_accumulation_matches_larger_micro_batch(tmp_path: Path, text_data: Path) -> None:
+    big = run(tiny_config("gpt", tmp_path, "big", "--data.micro_batch_size=8", "--train.max_steps=4",
+                          data_path=text_data))
+    acc = run(tiny_config("gpt", tmp_path, "acc", "--data.micro_batch_size=4", "--train.grad_accum=2",
+                          "--train.max_steps=4", data_path=text_data))
+    a, b = records(big.run_dir), records(acc.run_dir)
+    assert [r["samples"] for r in a] == [r["samples"] for r in b] == [8, 16, 24, 32]
+    assert [r["flops"] for r in a] == [r["flops"] for r in b]
+    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-5)
+
+
+@pytest.mark.parametrize("zero_stage", [0, 2])
+def test_bf16_trains_and_resumes(tmp_path: Path, text_data: Path, zero_stage: int) -> None:
+    common = ["--train.precision=bf16", f"--distributed.zero_stage={zero_stage}", "--train.max_steps=12"]
+    cut = run(tiny_config("gpt", tmp_path, "bf16", *common, "--train.exit_at_step=6", data_path=text_data))
+    assert cut.step == 6
+    state, _ = load_checkpoint(latest_checkpoint(cut.run_dir / "checkpoints"))
+    assert all(t.dtype == torch.float32 for t in state.params.values())  # fp32 master weights are saved
+    done = run(tiny_config("gpt", tmp_path, "bf16", *common, data_path=text_data))
+    recs = records(done.run_dir)
+    assert [r["step"] for r in recs] == list(range(1, 13))
+    assert recs[-1]["loss"] < recs[0]["loss"]

@@ -2,9 +2,9 @@
 
 It is what a universal checkpoint holds and what growth operators transform. The engine side is
 two functions: :func:`gather_full_state` (a collective: every rank calls it, parameters in the same
-order) and :func:`scatter_full_state` (local, no communication). Under ZeRO 1/2/3 and bf16 they go
-through DeepSpeed's ``safe_*`` API (fp32 master weights, not the bf16 copies); with ZeRO-0 fp32 the
-parameters and ``optimizer.state`` are read and written directly.
+order) and :func:`scatter_full_state` (local, no communication). Under ZeRO 1/2/3 they go through
+DeepSpeed's ``safe_*`` API (fp32 master weights, never the bf16 copies); under ZeRO-0 the parameters
+(or DeepSpeed's fp32 master copies, with bf16) and ``optimizer.state`` are read and written directly.
 """
 
 from __future__ import annotations
@@ -53,8 +53,19 @@ def _torch_optimizer(engine) -> torch.optim.Optimizer:
 
 
 def _direct(engine) -> bool:
-    """ZeRO-0 fp32: the engine optimizer is the torch optimizer over the module parameters."""
-    return engine.zero_optimization_stage() == 0 and not engine.bfloat16_enabled()
+    """ZeRO-0: the torch optimizer steps unsharded tensors we can read and write directly."""
+    return engine.zero_optimization_stage() == 0
+
+
+def _masters(engine) -> dict[str, torch.Tensor]:
+    """ZeRO-0: the fp32 tensor the optimizer steps for each module parameter — the parameter itself in
+    fp32, DeepSpeed's fp32 master copy (``fp32_groups``, parallel to ``fp16_groups``) in bf16."""
+    opt = engine.optimizer
+    copies: dict[int, torch.Tensor] = {}
+    if hasattr(opt, "fp16_groups") and hasattr(opt, "fp32_groups"):
+        for low, high in zip(opt.fp16_groups, opt.fp32_groups, strict=True):
+            copies.update({id(lp): hp for lp, hp in zip(low, high, strict=True)})
+    return {n: copies.get(id(p), p) for n, p in engine.module.named_parameters()}
 
 
 def _adam_step(opt: torch.optim.Optimizer) -> int:
@@ -72,10 +83,12 @@ def gather_full_state(engine) -> FullState:
     direct = _direct(engine)
     if step > 0:
         _relink_optimizer_state(engine)
+    masters = _masters(engine) if direct else {}
     for name, p in engine.module.named_parameters():
         if direct:
-            params[name] = p.detach().float().cpu().clone()
-            st = opt.state.get(p, {})
+            master = masters[name]
+            params[name] = master.detach().float().cpu().clone()
+            st = opt.state.get(master, {})
             for m in MOMENTS:
                 if m in st:
                     moments[m][name] = st[m].detach().float().cpu().clone()
@@ -126,12 +139,15 @@ def scatter_full_state(engine, state: FullState) -> None:
         _seed_adam_state(engine, state.adam_step)
     opt = _torch_optimizer(engine)
     direct = _direct(engine)
+    masters = _masters(engine) if direct else {}
     for name, p in engine.module.named_parameters():
         if direct:
+            master = masters[name]
+            master.data.copy_(state.params[name].to(master.device, master.dtype))
             p.data.copy_(state.params[name].to(p.device, p.dtype))
             if with_opt:
                 for m in MOMENTS:
-                    opt.state[p][m].copy_(getattr(state, m)[name].to(p.device))
+                    opt.state[master][m].copy_(getattr(state, m)[name].to(master.device))
         else:
             safe_set_full_fp32_param(p, state.params[name].to(torch.float32))
             if with_opt:
