@@ -43,6 +43,7 @@ def _add_build_options(p: argparse.ArgumentParser, val_fraction: float) -> None:
     g = p.add_argument_group("tokenizer and shards")
     g.add_argument(
         "--vocab-size",
+        metavar="N",
         type=_positive_int,
         default=_DEFAULTS.vocab_size,
         help="vocabulary size of the trained SentencePiece model (default: %(default)s)",
@@ -55,6 +56,7 @@ def _add_build_options(p: argparse.ArgumentParser, val_fraction: float) -> None:
     )
     g.add_argument(
         "--val-fraction",
+        metavar="F",
         type=float,
         default=val_fraction,
         help="share of documents, chosen by a stable hash of their id, put in the validation split; "
@@ -62,26 +64,32 @@ def _add_build_options(p: argparse.ArgumentParser, val_fraction: float) -> None:
     )
     g.add_argument(
         "--min-chars",
+        metavar="N",
         type=int,
         default=_DEFAULTS.min_chars,
         help="drop documents shorter than this after cleaning (default: %(default)s)",
     )
     g.add_argument(
         "--sentence-sample",
+        metavar="N",
         type=int,
         default=_DEFAULTS.sentence_sample,
         help="train the tokenizer on at most this many paragraphs, a seeded random sample; "
         "0 = all (default: %(default)s)",
     )
-    g.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed of that sample (default: %(default)s)")
+    g.add_argument(
+        "--seed", metavar="N", type=int, default=_DEFAULTS.seed, help="seed of that sample (default: %(default)s)"
+    )
     g.add_argument(
         "--shard-tokens",
+        metavar="N",
         type=_positive_int,
         default=_DEFAULTS.shard_tokens,
         help="start a new shard file after this many tokens (default: %(default)s)",
     )
     g.add_argument(
         "--workers",
+        metavar="N",
         type=_positive_int,
         default=_DEFAULTS.workers,
         help="tokenization processes (default: the number of CPUs, %(default)s)",
@@ -109,9 +117,12 @@ def _parser() -> argparse.ArgumentParser:
         "--cache",
         type=Path,
         default=None,
+        metavar="DIR",
         help=f"cache directory for downloads (default: ${CACHE_ENV} or ~/.cache/megagrow)",
     )
-    sample.add_argument("--out", type=Path, default=None, help="output directory (default: <cache>/sample)")
+    sample.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="output directory (default: <cache>/sample)"
+    )
     _add_build_options(sample, SAMPLE_VAL_FRACTION)
 
     build = sub.add_parser(
@@ -133,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         required=True,
+        metavar="DIR",
         help="output directory (new, empty, or a previous build's, which is replaced)",
     )
     build.add_argument(

@@ -18,7 +18,7 @@ import hashlib
 import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
@@ -30,6 +30,7 @@ import sentencepiece as spm
 
 from data_prep.atomic import TMP_SUFFIX, sha256_file, write_json_atomic
 from data_prep.tokenizer import TokenizerInfo
+from megagrow.data.shards import FORMAT, MANIFEST_NAME, SCHEMA, VERSION, ShardFile
 
 __all__ = [
     "FORMAT",
@@ -46,12 +47,8 @@ __all__ = [
     "write_manifest",
 ]
 
-FORMAT = "megagrow-shards"
-VERSION = 1
-MANIFEST_NAME = "manifest.json"
 TOKENIZER_NAME = "tokenizer.model"
 SPLITS = ("train", "validation")
-SCHEMA = pa.schema([("doc_id", pa.string()), ("tokens", pa.list_(pa.int32()))])
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
@@ -140,17 +137,6 @@ def encode_documents(
 
 # ----------------------------------------------------------------------------------------------
 # Shards
-
-
-@dataclass(frozen=True)
-class ShardFile:
-    """One finished shard, as listed in the manifest (``path`` is relative to the dataset dir)."""
-
-    path: str
-    bytes: int
-    sha256: str
-    n_docs: int
-    n_tokens: int
 
 
 class ShardWriter:

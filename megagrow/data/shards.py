@@ -7,7 +7,8 @@ and memory-maps them: opening a 20 GB dataset reads only the offsets, and :meth:
 returns a zero-copy view into the mapped file. Content hashes are checked only by
 :meth:`~ShardedCorpus.verify`, since hashing every shard at each start would be slow.
 
-This module does not depend on ``data_prep``; the format constants are repeated here on purpose.
+The format is defined here (the writer, ``data_prep.shards``, imports these constants); this module
+does not depend on ``data_prep``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import sentencepiece as spm
 
 from megagrow.data.corpus import SpecialTokens
 
-__all__ = ["FORMAT", "MANIFEST_NAME", "VERSION", "ShardError", "ShardFile", "ShardedCorpus"]
+__all__ = ["FORMAT", "MANIFEST_NAME", "SCHEMA", "VERSION", "ShardError", "ShardFile", "ShardedCorpus"]
 
 FORMAT = "megagrow-shards"
 VERSION = 1
 MANIFEST_NAME = "manifest.json"
-_SCHEMA = pa.schema([("doc_id", pa.string()), ("tokens", pa.list_(pa.int32()))])
+#: One row per document; tokens without any EOS (separators are the loader's job).
+SCHEMA = pa.schema([("doc_id", pa.string()), ("tokens", pa.list_(pa.int32()))])
 
 
 class ShardError(ValueError):
@@ -163,8 +165,8 @@ class ShardedCorpus:
             reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
         except (OSError, pa.ArrowInvalid) as e:
             raise ShardError(f"{path}: not an Arrow IPC file ({e})") from e
-        if not reader.schema.equals(_SCHEMA):
-            raise ShardError(f"{path}: schema is {reader.schema}, expected {_SCHEMA}")
+        if not reader.schema.equals(SCHEMA):
+            raise ShardError(f"{path}: schema is {reader.schema}, expected {SCHEMA}")
         n_docs = n_tokens = 0
         for b in range(reader.num_record_batches):
             batch = reader.get_batch(b)
