@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from megagrow.checkpoint import load_checkpoint, save_checkpoint
 from megagrow.config import Config, deepspeed_config
-from megagrow.data.factory import build_data
+from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
 from megagrow.distributed.engine import all_reduce_sum, barrier, build_engine, init_distributed, set_lr
+from megagrow.distributed.env import DistEnv
 from megagrow.distributed.state import gather_full_state, scatter_full_state
 from megagrow.flops import train_flops
-from megagrow.growth.plans import build_plan
+from megagrow.growth.plans import Plan, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, throughput_fields
 from megagrow.models import build_model
 from megagrow.rundir import RunDir
@@ -49,6 +52,42 @@ class TrainResult:
     stopped_early: bool
 
 
+@dataclass
+class _Interval:
+    """Sums over the steps since the last metrics record."""
+
+    tokens: int = 0
+    flops: int = 0
+    wall: float = 0.0
+    loss: float = 0.0
+    depth: float = 0.0
+    steps: int = 0
+    phase: str = ""
+
+    def record(self, counters: Counters, lr: float, hidden: int, peak: float | None, world: int) -> dict[str, Any]:
+        depth = self.depth / self.steps
+        flops_per_s = self.flops / max(self.wall, 1e-9)
+        return {**asdict(counters), "loss": self.loss / self.steps, "lr": lr,
+                "depth": int(depth) if depth.is_integer() else depth, "hidden": hidden, "phase": self.phase,
+                "tokens_per_s": self.tokens / max(self.wall, 1e-9), **throughput_fields(flops_per_s, peak, world)}
+
+
+@dataclass
+class _Session:
+    """Everything a run holds once it is set up."""
+
+    cfg: Config
+    env: DistEnv
+    data: DataBundle
+    model: torch.nn.Module
+    plan: Plan
+    engine: Any
+    run: RunDir
+    loader: GlobalBatchLoader
+    eval_loader: EvalLoader
+    counters: Counters = field(default_factory=Counters)
+
+
 def _dropout_seed(seed: int, step: int, micro: int, rank: int) -> int:
     """Dropout RNG seed of one micro-batch: a pure function, so resume needs no RNG state."""
     h = hashlib.blake2b(f"{seed}/{step}/{micro}/{rank}".encode(), digest_size=8).digest()
@@ -56,13 +95,17 @@ def _dropout_seed(seed: int, step: int, micro: int, rank: int) -> int:
 
 
 class _StopFlag:
-    """SIGTERM/SIGINT ask the loop to checkpoint and exit cleanly after the current step."""
+    """The first SIGTERM/SIGINT asks the loop to checkpoint and exit cleanly after the current step;
+    a second one restores the default handlers and re-raises (hard stop)."""
 
     def __init__(self) -> None:
         self.requested = False
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
 
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+    def _handle(self, signum: int, frame: object) -> None:  # noqa: ARG002
+        if self.requested:
+            self.restore()
+            signal.raise_signal(signum)
         self.requested = True
 
     def restore(self) -> None:
@@ -70,7 +113,7 @@ class _StopFlag:
             signal.signal(s, h)
 
 
-def train(cfg: Config) -> TrainResult:
+def _setup(cfg: Config) -> _Session:
     env = init_distributed(cfg)
     seed = cfg.run.seed
     torch.manual_seed(seed)
@@ -94,122 +137,118 @@ def train(cfg: Config) -> TrainResult:
         counters = Counters(**meta["counters"])
         loader.load_state_dict(meta["loader"])
         plan.load_state_dict(meta["plan"])
-    ds_cfg = deepspeed_config(cfg, env.world_size)
     if env.is_main:
-        run.prepare(cfg, ds_cfg, counters.step if resume_from else None)
+        run.prepare(cfg, deepspeed_config(cfg, env.world_size), counters.step if resume_from else None)
     barrier()
     engine = build_engine(model, cfg, env.world_size)
     if full_state is not None:
         scatter_full_state(engine, full_state)
-        del full_state
-
-    n_eval = min(cfg.data.eval_samples, len(data.validation))
-    n_eval -= n_eval % (cfg.data.micro_batch_size * env.world_size)
+    per_micro = cfg.data.micro_batch_size * env.world_size
+    n_eval = min(cfg.data.eval_samples, len(data.validation)) // per_micro * per_micro
     if n_eval <= 0:
         raise ValueError(f"data.eval_samples={cfg.data.eval_samples}: the validation split has "
-                         f"{len(data.validation)} samples, fewer than one global micro-batch")
+                         f"{len(data.validation)} samples, fewer than one global micro-batch ({per_micro})")
     eval_loader = EvalLoader(data.validation, cfg.data.micro_batch_size, n_eval, env.world_size, env.rank,
                              key_offset=data.eval_key_offset)
+    return _Session(cfg, env, data, model, plan, engine, run, loader, eval_loader, counters)
 
-    writer = MetricsWriter(run.path, cfg.logging.tensorboard) if env.is_main else None
-    show = cfg.logging.progress == "on" or (cfg.logging.progress == "auto" and _stderr_is_tty())
-    progress = Progress(cfg.train.max_steps, counters.step, bar=show, main=env.is_main)
-    peak = peak_flops_per_device(cfg.train.precision)
-    stop = _StopFlag()
-    arch = model.arch()
-    G = cfg.global_batch_size(env.world_size)
-    device = engine.device
-    last = {"loss": None, "val_loss": None, "tokens_per_s": None}
-    interval = {"tokens": 0, "flops": 0, "wall": 0.0, "loss": 0.0, "n": 0, "depth": 0.0}
+
+def _evaluate(s: _Session) -> float:
+    s.engine.eval()
+    total = 0.0
+    with torch.no_grad():
+        for batch in s.eval_loader:
+            out = s.engine({k: v.to(s.engine.device) for k, v in batch.items()}, s.plan.eval_layer_map(s.counters.step))
+            total += float(out.loss)
+    s.engine.train()
+    loss_sum, n = all_reduce_sum([total, float(len(s.eval_loader))], s.engine.device)
+    return loss_sum / n
+
+
+def _train_step(s: _Session, interval: _Interval, stop_requested: bool) -> bool:
+    """One optimizer step over ``grad_accum`` micro-batches; returns whether any rank asked to stop."""
+    cfg, step, engine = s.cfg, s.counters.step, s.engine
+    t0 = time.perf_counter()
     o = cfg.optim
-
-    def evaluate(step: int) -> float:
-        engine.eval()
-        total = 0.0
-        with torch.no_grad():
-            for batch in eval_loader:
-                out = engine({k: v.to(device) for k, v in batch.items()}, plan.eval_layer_map(step))
-                total += float(out.loss)
-        engine.train()
-        s, n = all_reduce_sum([total, float(len(eval_loader))], device)
-        return s / n
-
-    engine.train()
-    stopped = False
-    while counters.step < cfg.train.max_steps:
-        t0 = time.perf_counter()
-        step = counters.step
-        set_lr(engine, lr_at(step, peak=o.lr, warmup_steps=o.warmup_steps, total_steps=cfg.train.max_steps,
-                             schedule=o.schedule, min_lr_ratio=o.min_lr_ratio))
-        loss_sum, flops, depth_sum, phase = 0.0, 0, 0, ""
-        for micro in range(cfg.train.grad_accum):
-            decision = plan.decide(step, micro)
-            batch = {k: v.to(device) for k, v in loader.next_micro_batch().items()}
-            torch.manual_seed(_dropout_seed(seed, step, micro, env.rank))
-            out = engine(batch, decision.layer_map)
-            engine.backward(out.loss)
-            engine.step()
-            loss_sum += float(out.loss.detach())
-            flops += train_flops(arch, decision.depth, cfg.data.micro_batch_size, data.seq_len, out.n_predictions)
-            depth_sum += decision.depth
-            phase = decision.phase
-        exit_now = stop.requested or counters.step + 1 == cfg.train.exit_at_step
-        g_loss, g_flops, g_stop = all_reduce_sum([loss_sum, float(flops), float(exit_now)], device)
-        dt = time.perf_counter() - t0
-        counters.step += 1
-        counters.samples += G
-        counters.tokens += G * data.seq_len
-        counters.flops += int(g_flops)
-        counters.wall_s += dt
-        interval["tokens"] += G * data.seq_len
-        interval["flops"] += int(g_flops)
-        interval["wall"] += dt
-        interval["loss"] += g_loss / (cfg.train.grad_accum * env.world_size)
-        interval["n"] += 1
-        interval["depth"] += depth_sum / cfg.train.grad_accum
-        done = counters.step == cfg.train.max_steps or g_stop > 0
-        is_eval = (cfg.train.eval_every and counters.step % cfg.train.eval_every == 0) or done
-        if counters.step % cfg.logging.log_every == 0 or is_eval:
-            tps = interval["tokens"] / max(interval["wall"], 1e-9)
-            depth = interval["depth"] / interval["n"]
-            record = {**asdict(counters), "loss": interval["loss"] / interval["n"],
-                      "lr": engine.optimizer.param_groups[0]["lr"], "depth": int(depth) if depth.is_integer()
-                      else depth, "hidden": cfg.model.hidden, "phase": phase, "tokens_per_s": tps,
-                      **throughput_fields(interval["flops"] / max(interval["wall"], 1e-9), peak, env.world_size)}
-            if is_eval:
-                record["val_loss"] = last["val_loss"] = evaluate(counters.step)
-                progress.write(f"step {counters.step}: loss {record['loss']:.4f}  val_loss {record['val_loss']:.4f}")
-            last["loss"], last["tokens_per_s"] = record["loss"], tps
-            if writer:
-                writer.write(record)
-            interval = dict.fromkeys(interval, 0)
-            speed = f"{record['mfu']:.1%} MFU" if "mfu" in record else f"{record['gflops_per_s']:.1f} GFLOP/s"
-            progress.update(0, loss=f"{record['loss']:.3f}", tok_s=f"{tps:,.0f}", speed=speed)
-        progress.update(1)
-        if g_stop > 0:
-            stopped = True
-            break
-        if cfg.checkpoint.every and counters.step % cfg.checkpoint.every == 0 and not done:
-            _checkpoint(engine, run, counters, loader, plan, cfg, env.is_main)
-    if stopped or cfg.checkpoint.save_final:
-        _checkpoint(engine, run, counters, loader, plan, cfg, env.is_main)
-    stop.restore()
-    progress.close()
-    if writer:
-        writer.close()
-    return TrainResult(run.path, counters.step, last["loss"], last["val_loss"], last["tokens_per_s"], stopped)
+    set_lr(engine, lr_at(step, peak=o.lr, warmup_steps=o.warmup_steps, total_steps=cfg.train.max_steps,
+                         schedule=o.schedule, min_lr_ratio=o.min_lr_ratio))
+    loss_sum, flops, depth_sum = 0.0, 0, 0
+    for micro in range(cfg.train.grad_accum):
+        decision = s.plan.decide(step, micro)
+        batch = {k: v.to(engine.device) for k, v in s.loader.next_micro_batch().items()}
+        torch.manual_seed(_dropout_seed(cfg.run.seed, step, micro, s.env.rank))
+        out = engine(batch, decision.layer_map)
+        engine.backward(out.loss)
+        engine.step()
+        loss_sum += float(out.loss.detach())
+        flops += train_flops(s.model.arch(), decision.depth, cfg.data.micro_batch_size, s.data.seq_len,
+                             out.n_predictions)
+        depth_sum += decision.depth
+        interval.phase = decision.phase
+    exit_now = stop_requested or step + 1 == cfg.train.exit_at_step
+    g_loss, g_flops, g_stop = all_reduce_sum([loss_sum, float(flops), float(exit_now)], engine.device)
+    dt = time.perf_counter() - t0
+    tokens = cfg.global_batch_size(s.env.world_size) * s.data.seq_len
+    c = s.counters
+    c.step, c.samples, c.tokens = step + 1, c.samples + cfg.global_batch_size(s.env.world_size), c.tokens + tokens
+    c.flops += int(g_flops)
+    c.wall_s += dt
+    interval.tokens += tokens
+    interval.flops += int(g_flops)
+    interval.wall += dt
+    interval.loss += g_loss / (cfg.train.grad_accum * s.env.world_size)
+    interval.depth += depth_sum / cfg.train.grad_accum
+    interval.steps += 1
+    return g_stop > 0
 
 
-def _checkpoint(engine, run: RunDir, counters: Counters, loader, plan, cfg: Config, is_main: bool) -> None:
-    state = gather_full_state(engine)  # collective
-    if is_main:
-        meta = {"counters": asdict(counters), "loader": loader.state_dict(), "plan": plan.state_dict(),
-                "model": asdict(cfg.model)}
-        save_checkpoint(run.checkpoints, counters.step, state, meta, cfg.checkpoint.keep_last)
+def _checkpoint(s: _Session) -> None:
+    state = gather_full_state(s.engine)  # collective
+    if s.env.is_main:
+        meta = {"counters": asdict(s.counters), "loader": s.loader.state_dict(), "plan": s.plan.state_dict(),
+                "model": asdict(s.cfg.model)}
+        save_checkpoint(s.run.checkpoints, s.counters.step, state, meta, s.cfg.checkpoint.keep_last)
     barrier()
 
 
-def _stderr_is_tty() -> bool:
-    import sys
-
-    return sys.stderr.isatty()
+def train(cfg: Config) -> TrainResult:
+    s = _setup(cfg)
+    main = s.env.is_main
+    writer = MetricsWriter(s.run.path, cfg.logging.tensorboard) if main else None
+    show = cfg.logging.progress == "on" or (cfg.logging.progress == "auto" and sys.stderr.isatty())
+    progress = Progress(cfg.train.max_steps, s.counters.step, bar=show, main=main)
+    peak = peak_flops_per_device(cfg.train.precision)
+    last: dict[str, float | None] = {"loss": None, "val_loss": None, "tokens_per_s": None}
+    stop = _StopFlag()
+    stopped = False
+    try:
+        s.engine.train()
+        interval = _Interval()
+        while s.counters.step < cfg.train.max_steps and not stopped:
+            stopped = _train_step(s, interval, stop.requested)
+            step = s.counters.step
+            done = step == cfg.train.max_steps or stopped
+            is_eval = bool(cfg.train.eval_every and step % cfg.train.eval_every == 0) or done
+            if step % cfg.logging.log_every == 0 or is_eval:
+                rec = interval.record(s.counters, s.engine.optimizer.param_groups[0]["lr"], cfg.model.hidden, peak,
+                                      s.env.world_size)
+                if is_eval:
+                    rec["val_loss"] = last["val_loss"] = _evaluate(s)
+                    progress.write(f"step {step}: loss {rec['loss']:.4f}  val_loss {rec['val_loss']:.4f}")
+                last["loss"], last["tokens_per_s"] = rec["loss"], rec["tokens_per_s"]
+                if writer:
+                    writer.write(rec)
+                interval = _Interval()
+                speed = f"{rec['mfu']:.1%} MFU" if "mfu" in rec else f"{rec['gflops_per_s']:.1f} GFLOP/s"
+                progress.update(0, loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:,.0f}", speed=speed)
+            progress.update(1)
+            if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and not done:
+                _checkpoint(s)
+        if stopped or cfg.checkpoint.save_final:
+            _checkpoint(s)
+    finally:
+        stop.restore()
+        progress.close()
+        if writer:
+            writer.close()
+    return TrainResult(s.run.path, s.counters.step, last["loss"], last["val_loss"], last["tokens_per_s"], stopped)
