@@ -61,17 +61,37 @@ class TokenCorpus(Protocol):
         """A stable hash of the data and tokenizer; a resumed run refuses a different one."""
         ...
 
+    def sentence_starts(self, i: int) -> np.ndarray | None:
+        """Token offsets within document ``i`` where its sentences start (int32, ascending, the first is
+        0), or None when the data has no sentence index (BERT sentence pairs need one)."""
+        ...
+
+    def word_starts(self) -> np.ndarray | None:
+        """A bool array over the vocabulary: True for tokens that begin a word (SentencePiece's ``▁``
+        prefix; special tokens count as word starts), or None if unknown (whole-word masking needs it)."""
+        ...
+
 
 class InMemoryCorpus:
     """A :class:`TokenCorpus` over Python/numpy arrays (tests, synthetic data)."""
 
-    def __init__(self, docs: Sequence[Sequence[int]], special: SpecialTokens, vocab_size: int):
+    def __init__(self, docs: Sequence[Sequence[int]], special: SpecialTokens, vocab_size: int,
+                 sentence_starts: Sequence[Sequence[int]] | None = None, word_starts: np.ndarray | None = None):
         self._docs = [np.asarray(d, dtype=np.int32) for d in docs]
         if not self._docs:
             raise ValueError("InMemoryCorpus: at least one document is required")
         self.special = special
         self.vocab_size = int(vocab_size)
         self._lengths = np.array([len(d) for d in self._docs], dtype=np.int64)
+        if sentence_starts is not None and len(sentence_starts) != len(self._docs):
+            raise ValueError(f"InMemoryCorpus: {len(sentence_starts)} sentence index entries for "
+                             f"{len(self._docs)} documents")
+        self._sentences = None if sentence_starts is None else [np.asarray(s, dtype=np.int32)
+                                                                for s in sentence_starts]
+        if word_starts is not None and word_starts.shape != (self.vocab_size,):
+            raise ValueError(f"InMemoryCorpus: word_starts has shape {word_starts.shape}, "
+                             f"expected ({self.vocab_size},)")
+        self._word_starts = word_starts
 
     @property
     def doc_lengths(self) -> np.ndarray:
@@ -79,6 +99,12 @@ class InMemoryCorpus:
 
     def doc(self, i: int) -> np.ndarray:
         return self._docs[i]
+
+    def sentence_starts(self, i: int) -> np.ndarray | None:
+        return None if self._sentences is None else self._sentences[i]
+
+    def word_starts(self) -> np.ndarray | None:
+        return self._word_starts
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
