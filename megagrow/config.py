@@ -55,8 +55,9 @@ class GrowthConfig:
 
 @dataclass
 class DataConfig:
-    kind: Literal["text", "synthetic-images"] = doc(
-        "'text': prepared token shards (bert, gpt); 'synthetic-images': learnable synthetic images (deit)",
+    kind: Literal["text", "images", "synthetic-images"] = doc(
+        "'text': prepared token shards (bert, gpt); 'images': prepared image shards (deit, e.g. "
+        "`megagrow-prep images mnist`); 'synthetic-images': learnable synthetic images (deit)",
         "text",
     )
     path: str = doc(
@@ -66,8 +67,21 @@ class DataConfig:
     seq_len: int = doc("tokens per sample (bert, gpt); must be <= model.max_seq_len", 128)
     micro_batch_size: int = doc("samples per micro-batch per rank", 8)
     mask_prob: float = doc("bert: fraction of tokens masked (80% [MASK], 10% random, 10% unchanged)", 0.15)
+    bert_pairs: bool = doc("bert: [CLS] A [SEP] B [SEP] samples from the sentence index (else chunks)", False)
+    whole_word_masking: bool = doc("bert: mask all pieces of a word together (the budget counts tokens)", False)
+    short_seq_prob: float = doc("bert_pairs: probability of a shorter target length (as Google BERT/Megatron)", 0.1)
+    nsp: bool = doc("bert_pairs: 50% random B with nsp_labels (off by default, as in both papers)", False)
     eval_samples: int = doc("validation samples evaluated at every evaluation (fixed set)", 256)
+    allow_fingerprint_change: bool = doc(
+        "resume even if the dataset fingerprint differs from the checkpoint's (keeps the cursor)", False)
     synthetic_train_samples: int = doc("synthetic-images: size of the training set", 50000)
+    augment: bool = doc("images: DeiT-style random resized crop (+ optional flip) on training images", True)
+    augment_scale_min: float = doc("images: smallest crop area fraction of the random resized crop", 0.08)
+    hflip: bool = doc("images: random horizontal flips (ImageNet yes, digits no)", False)
+    mixup: float = doc("images: mixup Beta(alpha, alpha) parameter; 0 = off", 0.0)
+    cutmix: float = doc("images: cutmix Beta(alpha, alpha) parameter; 0 = off", 0.0)
+    mix_switch_prob: float = doc("images: with mixup and cutmix both on, probability of cutmix", 0.5)
+    label_smoothing: float = doc("images: label smoothing applied with mixup/cutmix soft labels", 0.0)
 
 
 @dataclass
@@ -183,9 +197,25 @@ def validate(cfg: Config) -> list[str]:
             p.append(f"data.kind={cfg.data.kind!r}: model.family={fam!r} needs 'text'")
         if cfg.data.seq_len > cfg.model.max_seq_len:
             p.append(f"data.seq_len={cfg.data.seq_len}: must be <= model.max_seq_len={cfg.model.max_seq_len}")
-    elif fam == "deit" and cfg.data.kind != "synthetic-images":
-        p.append(f"data.kind={cfg.data.kind!r}: model.family='deit' needs 'synthetic-images' "
-                 "(real image shards come with the data issue)")
+    elif fam == "deit" and cfg.data.kind == "text":
+        p.append("data.kind='text': model.family='deit' needs 'images' or 'synthetic-images'")
+    if fam != "bert":
+        for name in ("bert_pairs", "whole_word_masking", "nsp"):
+            if getattr(cfg.data, name):
+                p.append(f"data.{name}=true: only for model.family='bert' (this is {fam!r})")
+    if cfg.data.nsp and not cfg.data.bert_pairs:
+        p.append("data.nsp=true: needs data.bert_pairs=true")
+    if not 0 <= cfg.data.short_seq_prob <= 1:
+        p.append(f"data.short_seq_prob={cfg.data.short_seq_prob}: must be in [0, 1]")
+    if not 0 < cfg.data.augment_scale_min <= 1:
+        p.append(f"data.augment_scale_min={cfg.data.augment_scale_min}: must be in (0, 1]")
+    for name in ("mixup", "cutmix"):
+        if getattr(cfg.data, name) < 0:
+            p.append(f"data.{name}={getattr(cfg.data, name)}: must be >= 0 (0 = off)")
+    if not 0 <= cfg.data.mix_switch_prob <= 1:
+        p.append(f"data.mix_switch_prob={cfg.data.mix_switch_prob}: must be in [0, 1]")
+    if not 0 <= cfg.data.label_smoothing < 1:
+        p.append(f"data.label_smoothing={cfg.data.label_smoothing}: must be in [0, 1)")
     if cfg.checkpoint.resume not in ("auto", "never") and not cfg.checkpoint.resume:
         p.append("checkpoint.resume='': expected 'auto', 'never' or a checkpoint path")
     return p

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from megagrow.checkpoint import load_checkpoint, save_checkpoint
@@ -135,7 +136,9 @@ def _setup(cfg: Config) -> _Session:
         full_state, meta = load_checkpoint(resume_from)
         model.load_state_dict(full_state.params, strict=True)  # module weights (bf16 copies follow)
         counters = Counters(**meta["counters"])
-        loader.load_state_dict(meta["loader"])
+        warning = loader.load_state_dict(meta["loader"], allow_fingerprint_change=cfg.data.allow_fingerprint_change)
+        if warning and env.is_main:
+            print(f"[megagrow] warning: {warning}", file=sys.stderr, flush=True)
         plan.load_state_dict(meta["plan"])
     if env.is_main:
         run.prepare(cfg, deepspeed_config(cfg, env.world_size), counters.step if resume_from else None)
@@ -172,10 +175,15 @@ def _train_step(s: _Session, interval: _Interval, stop_requested: bool) -> bool:
     o = cfg.optim
     set_lr(engine, lr_at(step, peak=o.lr, warmup_steps=o.warmup_steps, total_steps=cfg.train.max_steps,
                          schedule=o.schedule, min_lr_ratio=o.min_lr_ratio))
-    loss_sum, flops, depth_sum = 0.0, 0, 0
+    loss_sum, flops, depth_sum, tokens = 0.0, 0, 0, 0
+    batch_tokens = cfg.data.micro_batch_size * s.data.seq_len
     for micro in range(cfg.train.grad_accum):
         decision = s.plan.decide(step, micro)
-        batch = {k: v.to(engine.device) for k, v in s.loader.next_micro_batch().items()}
+        batch = s.loader.next_micro_batch()
+        if cfg.data.mixup or cfg.data.cutmix:
+            batch = _mix(s, batch, step, micro)
+        tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch_tokens
+        batch = {k: v.to(engine.device) for k, v in batch.items()}
         torch.manual_seed(_dropout_seed(cfg.run.seed, step, micro, s.env.rank))
         out = engine(batch, decision.layer_map)
         engine.backward(out.loss)
@@ -186,9 +194,10 @@ def _train_step(s: _Session, interval: _Interval, stop_requested: bool) -> bool:
         depth_sum += decision.depth
         interval.phase = decision.phase
     exit_now = stop_requested or step + 1 == cfg.train.exit_at_step
-    g_loss, g_flops, g_stop = all_reduce_sum([loss_sum, float(flops), float(exit_now)], engine.device)
+    g_loss, g_flops, g_stop, g_tokens = all_reduce_sum([loss_sum, float(flops), float(exit_now), float(tokens)],
+                                                       engine.device)
     dt = time.perf_counter() - t0
-    tokens = cfg.global_batch_size(s.env.world_size) * s.data.seq_len
+    tokens = int(g_tokens)  # real tokens: padding of BERT sentence pairs is not counted
     c = s.counters
     c.step, c.samples, c.tokens = step + 1, c.samples + cfg.global_batch_size(s.env.world_size), c.tokens + tokens
     c.flops += int(g_flops)
@@ -200,6 +209,15 @@ def _train_step(s: _Session, interval: _Interval, stop_requested: bool) -> bool:
     interval.depth += depth_sum / cfg.train.grad_accum
     interval.steps += 1
     return g_stop > 0
+
+
+def _mix(s: _Session, batch: dict[str, torch.Tensor], step: int, micro: int) -> dict[str, torch.Tensor]:
+    """Mixup/cutmix of this rank's micro-batch, its randomness a pure function of (seed, step, micro, rank)."""
+    from megagrow.data.images import mix_batch
+
+    d = s.cfg.data
+    rng = np.random.Generator(np.random.PCG64([s.cfg.run.seed, 7, step, micro, s.env.rank]))
+    return mix_batch(batch, s.cfg.model.num_classes, d.mixup, d.cutmix, rng, d.mix_switch_prob, d.label_smoothing)
 
 
 def _checkpoint(s: _Session) -> None:

@@ -8,8 +8,10 @@ import pytest
 from megagrow.data import (
     IGNORE_INDEX,
     BERTDataset,
+    BERTPairDataset,
     GPTDataset,
     InMemoryCorpus,
+    MaskingConfig,
     SpecialTokens,
     SyntheticImageDataset,
     TokenStream,
@@ -207,3 +209,267 @@ def test_synthetic_images_shapes_labels_and_determinism():
     assert abs(float(s["images"].std()) - 1.0) < 0.3
     with pytest.raises(ValueError, match="image_size must be >= 4, got 2"):
         SyntheticImageDataset(5, 2, 3, 20)
+
+
+# --- Whole-word masking ------------------------------------------------------------------------
+
+
+def word_corpus(n_docs: int, seed: int = 0, max_sentences: int = 8, max_sentence_len: int = 14) -> InMemoryCorpus:
+    """Documents of sentences of random non-special tokens, with a sentence index and a word-start table
+    (about 60% of the vocabulary starts a word, so words are 1-5 pieces long)."""
+    rng = np.random.default_rng(seed)
+    docs, starts = [], []
+    for _ in range(n_docs):
+        lengths = rng.integers(1, max_sentence_len + 1, size=int(rng.integers(1, max_sentences + 1)))
+        docs.append(rng.integers(6, VOCAB, size=int(lengths.sum())))
+        starts.append(np.concatenate(([0], np.cumsum(lengths)[:-1])))
+    word_starts = rng.random(VOCAB) < 0.6
+    word_starts[SPECIAL.ids()] = True
+    return InMemoryCorpus(docs, SPECIAL, VOCAB, sentence_starts=starts, word_starts=word_starts)
+
+
+def original_ids(sample: dict[str, np.ndarray]) -> np.ndarray:
+    return np.where(sample["labels"] == IGNORE_INDEX, sample["input_ids"], sample["labels"])
+
+
+def check_replacement_split(chosen: int, as_mask: int, as_random: int, unchanged: int) -> None:
+    """80/10/10 within 5 binomial standard deviations (a random draw equals the original w.p. 1/n_normal)."""
+    p_random_changed = 0.1 * (1 - 1 / (VOCAB - len(SPECIAL.ids())))
+    for count, p in ((as_mask, 0.8), (as_random, p_random_changed), (unchanged, 1 - 0.8 - p_random_changed)):
+        std = np.sqrt(chosen * p * (1 - p))
+        assert abs(count - chosen * p) < 5 * std, (count, chosen, p)
+
+
+def replacement_counts(sample: dict[str, np.ndarray]) -> tuple[int, int, int, int]:
+    masked = sample["labels"] != IGNORE_INDEX
+    ids, labels = sample["input_ids"][masked], sample["labels"][masked]
+    as_mask = int((ids == SPECIAL.mask).sum())
+    unchanged = int((ids == labels).sum())
+    return ids.size, as_mask, ids.size - as_mask - unchanged, unchanged
+
+
+def test_whole_word_masking_masks_whole_words_at_a_15_percent_token_rate():
+    corpus = word_corpus(600, seed=20)
+    ds = BERTDataset(corpus, seq_len=64, seed=5, whole_word=True)
+    masker = ds.masker
+    totals = np.zeros(4, dtype=np.int64)
+    n_candidates = n_masked = multi_piece_words = 0
+    for i in range(len(ds)):
+        s = ds.get(i, key=7 + i)
+        original = original_ids(s)
+        is_candidate = masker.candidates(original)
+        masked = s["labels"] != IGNORE_INDEX
+        assert not masked[~is_candidate].any(), "a special token was masked"
+        starts, lengths = masker.word_spans(original, is_candidate)
+        word_masked = np.add.reduceat(masked.astype(np.int64), starts) if starts.size else np.zeros(0)
+        # reduceat sums up to the next word start; a word's span ends earlier only at a non-candidate
+        # position, which is never masked, so the sum is the number of masked pieces of the word.
+        assert ((word_masked == 0) | (word_masked == lengths)).all(), "a word was partially masked"
+        multi_piece_words += int(((word_masked == lengths) & (lengths > 1)).sum())
+        budget = masker.budget(int(is_candidate.sum()))
+        assert masked.sum() <= budget
+        n_candidates += int(is_candidate.sum())
+        n_masked += int(masked.sum())
+        totals += replacement_counts(s)
+    assert multi_piece_words > 500
+    assert abs(n_masked / n_candidates - 0.15) < 0.01, n_masked / n_candidates
+    check_replacement_split(*totals.tolist())
+    # Reproducible per (seed, key); different keys and seeds give different masks.
+    a = ds.get(3, key=99)
+    np.testing.assert_array_equal(a["labels"], BERTDataset(corpus, 64, seed=5, whole_word=True).get(3, 99)["labels"])
+    assert not np.array_equal(a["labels"], ds.get(3, key=100)["labels"])
+    assert not np.array_equal(a["labels"], BERTDataset(corpus, 64, seed=6, whole_word=True).get(3, 99)["labels"])
+
+
+def test_word_spans_break_at_word_starts_and_special_tokens():
+    word_starts = np.zeros(VOCAB, dtype=bool)
+    word_starts[[10, 20]] = True
+    word_starts[SPECIAL.ids()] = True
+    corpus = InMemoryCorpus([[10, 11, 12, 20, 13, 3, 14, 15, 10]], SPECIAL, VOCAB, word_starts=word_starts)
+    ds = BERTDataset(corpus, seq_len=11, whole_word=True)
+    ids = np.array([SPECIAL.cls, 10, 11, 12, 20, 13, SPECIAL.sep, 14, 15, 10, SPECIAL.sep])
+    starts, lengths = ds.masker.word_spans(ids, ds.masker.candidates(ids))
+    assert starts.tolist() == [1, 4, 7, 9] and lengths.tolist() == [3, 2, 2, 1]
+
+
+def test_whole_word_masking_without_word_starts_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"whole_word_masking=True needs corpus.word_starts\(\)"):
+        BERTDataset(random_corpus(10, seed=1), seq_len=16, whole_word=True)
+    corpus = word_corpus(20, seed=1)
+    assert BERTDataset(corpus, 16).fingerprint() != BERTDataset(corpus, 16, whole_word=True).fingerprint()
+
+
+# --- BERTPairDataset ---------------------------------------------------------------------------
+
+
+def split_pair(sample: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(A, B, number of real tokens) of an unmasked-restored ``[CLS] A [SEP] B [SEP] PAD...`` sample."""
+    ids = original_ids(sample)
+    seps = np.flatnonzero(ids == SPECIAL.sep)
+    assert ids[0] == SPECIAL.cls and seps.size == 2, ids
+    n_real = int(seps[1]) + 1
+    return ids[1 : seps[0]], ids[seps[0] + 1 : seps[1]], n_real
+
+
+def find(haystack: np.ndarray, needle: np.ndarray) -> list[int]:
+    """Start offsets of ``needle`` in ``haystack``."""
+    if needle.size > haystack.size:
+        return []
+    windows = np.lib.stride_tricks.sliding_window_view(haystack, needle.size)
+    return np.flatnonzero((windows == needle).all(axis=1)).tolist()
+
+
+def test_pair_structure_token_types_attention_and_consecutive_sentences():
+    from megagrow.data.bert_pairs import sentence_bounds
+
+    corpus = word_corpus(300, seed=30)
+    ds = BERTPairDataset(corpus, seq_len=48, seed=2)
+    max_tokens = 45
+    untruncated = 0
+    for i in range(len(ds)):
+        s = ds.get(i, key=i)
+        assert set(s) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
+        assert all(v.shape == (48,) and v.dtype == np.int64 for v in s.values())
+        a, b, n_real = split_pair(s)
+        assert a.size >= 1 and b.size >= 1 and n_real == a.size + b.size + 3 <= 48
+        ids = original_ids(s)
+        assert (ids[n_real:] == SPECIAL.pad).all() and (s["input_ids"][n_real:] == SPECIAL.pad).all()
+        np.testing.assert_array_equal(s["attention_mask"], np.arange(48) < n_real)
+        expected_types = np.zeros(48, dtype=np.int64)
+        expected_types[a.size + 2 : n_real] = 1
+        np.testing.assert_array_equal(s["token_type_ids"], expected_types)
+        # A and B come from the layout's sentence range of one document, A before B, split at a sentence end.
+        doc, first, stop = (int(ds.layout.doc[i]), int(ds.layout.first[i]), int(ds.layout.stop[i]))
+        bounds = sentence_bounds(corpus, doc)
+        span = corpus.doc(doc)[bounds[first] : bounds[stop]].astype(np.int64)
+        inner = bounds[first + 1 : stop] - bounds[first]  # sentence ends strictly inside the range
+        if a.size + b.size < max_tokens:  # nothing truncated: A + B is the whole range
+            untruncated += 1
+            np.testing.assert_array_equal(np.concatenate([a, b]), span)
+            assert a.size in inner
+        else:
+            starts_a, starts_b = find(span, a), find(span, b)
+            assert any(
+                sa + a.size <= cut <= sb for sa in starts_a for sb in starts_b for cut in inner
+            ), "A and B are not consecutive sentences of the document"
+    assert untruncated > len(ds) // 4
+
+
+def test_pair_layout_short_sequences_and_lengths():
+    corpus = word_corpus(1500, seed=31, max_sentences=12)
+    ds = BERTPairDataset(corpus, seq_len=40, seed=4, short_seq_prob=0.1)
+    layout, max_tokens = ds.layout, 37
+    n = len(layout)
+    assert n > 1000
+    short = int((layout.target < max_tokens).sum())
+    # A target is also max_tokens when the uniform draw in [2, max_tokens] hits it.
+    p = 0.1 * (1 - 1 / (max_tokens - 1))
+    assert abs(short - n * p) < 5 * np.sqrt(n * p * (1 - p)), (short, n)
+    assert ((layout.target >= 2) & (layout.target <= max_tokens)).all()
+    assert (layout.stop - layout.first >= 2).all()
+    # Samples of the same document are consecutive, non-overlapping sentence ranges.
+    same_doc = layout.doc[1:] == layout.doc[:-1]
+    assert (layout.first[1:][same_doc] == layout.stop[:-1][same_doc]).all()
+    lengths = np.array([split_pair(ds.get(i, key=i))[2] for i in range(n)])
+    assert lengths.max() <= 40
+    assert lengths[layout.target < max_tokens].mean() < lengths[layout.target == max_tokens].mean() - 5
+    no_short = BERTPairDataset(corpus, seq_len=40, seed=4, short_seq_prob=0.0)
+    assert (no_short.layout.target == max_tokens).all()
+    # The layout is a function of the seed only.
+    again = BERTPairDataset(corpus, seq_len=40, seed=4, short_seq_prob=0.1).layout
+    assert again.digest() == layout.digest()
+    assert BERTPairDataset(corpus, seq_len=40, seed=5).layout.digest() != layout.digest()
+
+
+def test_pair_masking_statistics_and_reproducibility():
+    corpus = word_corpus(800, seed=32)
+    for whole_word in (False, True):
+        ds = BERTPairDataset(corpus, seq_len=64, seed=9, masking=MaskingConfig(whole_word=whole_word))
+        totals = np.zeros(4, dtype=np.int64)
+        n_real_tokens = n_masked = 0
+        for i in range(len(ds)):
+            s = ds.get(i, key=3 * i + 1)
+            ids = original_ids(s)
+            masked = s["labels"] != IGNORE_INDEX
+            assert not np.isin(ids[masked], [SPECIAL.cls, SPECIAL.sep, SPECIAL.pad]).any()
+            special_pos = np.isin(ids, SPECIAL.ids())
+            np.testing.assert_array_equal(s["input_ids"][special_pos], ids[special_pos])
+            n_real_tokens += int((~special_pos).sum())
+            n_masked += int(masked.sum())
+            totals += replacement_counts(s)
+        assert abs(n_masked / n_real_tokens - 0.15) < 0.01, (whole_word, n_masked / n_real_tokens)
+        check_replacement_split(*totals.tolist())
+        a = ds.get(5, key=77)
+        b = BERTPairDataset(corpus, seq_len=64, seed=9, masking=MaskingConfig(whole_word=whole_word)).get(5, key=77)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+        assert not np.array_equal(a["labels"], ds.get(5, key=78)["labels"])
+        other_seed = BERTPairDataset(corpus, seq_len=64, seed=10, masking=MaskingConfig(whole_word=whole_word))
+        assert not np.array_equal(a["labels"], other_seed.get(5, key=77)["labels"])
+
+
+def test_pair_nsp_labels_and_random_next():
+    corpus = word_corpus(400, seed=33)
+    ds = BERTPairDataset(corpus, seq_len=48, seed=1, nsp=True)
+    labels = []
+    for i in range(len(ds)):
+        s = ds.get(i, key=i)
+        assert s["nsp_labels"].shape == () and s["nsp_labels"].dtype == np.int64
+        labels.append(int(s["nsp_labels"]))
+        a, b, _ = split_pair(s)
+        doc = corpus.doc(int(ds.layout.doc[i])).astype(np.int64)
+        if labels[-1] == 0:
+            assert find(doc, b), "IsNext B is not from A's document"
+        elif b.size >= 3:
+            assert not find(doc, b), "a random B came from A's document"
+    n = len(labels)
+    assert abs(sum(labels) - n / 2) < 5 * np.sqrt(n / 4)
+    assert ds.fingerprint() != BERTPairDataset(corpus, seq_len=48, seed=1).fingerprint()
+
+
+def test_pair_fingerprint_covers_settings_and_errors_are_clear():
+    corpus = word_corpus(50, seed=34)
+    base = BERTPairDataset(corpus, seq_len=32).fingerprint()
+    assert base == BERTPairDataset(word_corpus(50, seed=34), seq_len=32).fingerprint()
+    for kwargs in (
+        {"seq_len": 33},
+        {"short_seq_prob": 0.2},
+        {"seed": 1},
+        {"masking": MaskingConfig(mask_prob=0.2)},
+        {"masking": MaskingConfig(whole_word=True)},
+        {"masking": MaskingConfig(replace_mask=0.7)},
+    ):
+        assert BERTPairDataset(corpus, **{"seq_len": 32, **kwargs}).fingerprint() != base, kwargs
+    with pytest.raises(ValueError, match="no sentence index"):
+        BERTPairDataset(random_corpus(10), seq_len=32)
+    with pytest.raises(ValueError, match="seq_len must be >= 5"):
+        BERTPairDataset(corpus, seq_len=4)
+    with pytest.raises(ValueError, match=r"short_seq_prob must be in \[0, 1\], got 1.5"):
+        BERTPairDataset(corpus, seq_len=32, short_seq_prob=1.5)
+    with pytest.raises(ValueError, match=r"sentence_starts\(0\) must be ascending offsets starting at 0"):
+        BERTPairDataset(InMemoryCorpus([[10, 11, 12]], SPECIAL, VOCAB, sentence_starts=[[1, 2]]), seq_len=8)
+    with pytest.raises(ValueError, match="no document has two or more non-empty sentences"):
+        BERTPairDataset(InMemoryCorpus([[10, 11, 12]], SPECIAL, VOCAB, sentence_starts=[[0]]), seq_len=8)
+    with pytest.raises(ValueError, match="whole_word_masking=True needs"):
+        BERTPairDataset(
+            InMemoryCorpus([[10, 11, 12]], SPECIAL, VOCAB, sentence_starts=[[0, 1]]),
+            seq_len=8,
+            masking=MaskingConfig(whole_word=True),
+        )
+
+
+def test_truncated_lengths_follow_the_longer_side_rule():
+    from megagrow.data.bert_pairs import truncated_lengths
+
+    def brute(la: int, lb: int, m: int) -> tuple[int, int]:
+        while la + lb > m:
+            if la > lb:
+                la -= 1
+            else:
+                lb -= 1
+        return la, lb
+
+    for la in range(0, 12):
+        for lb in range(0, 12):
+            for m in range(2, 15):
+                assert truncated_lengths(la, lb, m) == brute(la, lb, m), (la, lb, m)

@@ -42,13 +42,14 @@ def test_metrics_jsonl_and_tensorboard(tmp_path: Path) -> None:
     assert losses == pytest.approx([r["loss"] for r in recs])
 
 
-@pytest.mark.parametrize(("family", "zero_stage"),
-                         [("deit", 0), ("deit", 1), ("deit", 2), ("deit", 3), ("gpt", 0), ("gpt", 2), ("bert", 1)])
+@pytest.mark.parametrize(("family", "zero_stage", "extra"),
+                         [("deit", 0, ()), ("deit", 1, ()), ("deit", 2, ()), ("deit", 3, ()), ("gpt", 0, ()),
+                          ("gpt", 2, ()), ("bert", 1, ()), ("deit", 0, ("--data.mixup=0.8", "--data.cutmix=1.0"))])
 def test_resume_reproduces_uninterrupted_losses(tmp_path: Path, text_data: Path, family: str,
-                                                 zero_stage: int) -> None:
+                                                 zero_stage: int, extra: tuple[str, ...]) -> None:
     """Interrupted at step 3 and resumed from its checkpoint: the same per-step losses, bit for bit
-    (CPU fp32, dropout on: its RNG is a pure function of (seed, step, micro-step, rank))."""
-    common = [f"--distributed.zero_stage={zero_stage}", "--model.dropout=0.1"]
+    (CPU fp32, dropout on: its RNG is a pure function of (seed, step, micro-step, rank); so is mixup's)."""
+    common = [f"--distributed.zero_stage={zero_stage}", "--model.dropout=0.1", *extra]
     data = text_data if family != "deit" else None
     full = run(tiny_config(family, tmp_path, "full", *common, data_path=data))
     cut = run(tiny_config(family, tmp_path, "cut", *common, "--train.exit_at_step=3", data_path=data))

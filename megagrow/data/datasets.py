@@ -1,9 +1,10 @@
 """Map-style sample datasets: GPT packing, BERT dynamic masking, synthetic images.
 
 Every dataset has ``__len__``, ``fingerprint()`` and ``get(index, key)``. ``key`` is a per-draw
-integer chosen by the loader (the global sample position, which includes the epoch); all the
-randomness of a sample comes from ``key`` (and the dataset's own seed), never from global RNG state,
-so any sample can be reproduced on any rank after any resume.
+integer chosen by the loader: ``epoch * len(dataset) + index`` (:func:`megagrow.data.loader.sample_key`),
+so a sample's randomness is keyed by (seed, epoch, index). All the randomness of a sample comes from
+``key`` (and the dataset's own seed), never from global RNG state, so any sample can be reproduced on
+any rank after any resume.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from megagrow.data.corpus import TokenCorpus
+from megagrow.data.masking import IGNORE_INDEX, Masker, MaskingConfig
 from megagrow.data.stream import TokenStream
 
-IGNORE_INDEX = -100
-"""Label value of positions that do not contribute to the loss (PyTorch's cross-entropy default)."""
+__all__ = ["IGNORE_INDEX", "BERTDataset", "GPTDataset", "SampleDataset", "SyntheticImageDataset"]
 
 
 @runtime_checkable
@@ -82,17 +83,10 @@ class BERTDataset:
     """Masked-LM samples: the SEP-separated stream cut into ``[CLS] chunk [SEP]`` (no padding).
 
     Chunks are ``seq_len - 2`` stream tokens (RoBERTa "full-sentences"; a trailing partial chunk is
-    dropped). Masking, drawn from ``Generator(PCG64([seed, key]))``:
-
-    * candidates are the positions holding a non-special token (never PAD/UNK/CLS/SEP/MASK/EOS,
-      hence never the document separator);
-    * exactly ``floor(mask_prob * n_candidates + 0.5)`` of them (at least 1 when there is any
-      candidate) are chosen without replacement;
-    * each chosen position independently becomes MASK with probability ``replace_mask``, a token drawn
-      uniformly from the non-special vocabulary with probability ``replace_random``, else stays.
-
-    ``labels`` holds the original id at chosen positions and :data:`IGNORE_INDEX` elsewhere. Masks
-    are dynamic across epochs (the key differs) yet reproducible.
+    dropped). Masking (:class:`megagrow.data.masking.Masker`: token-level, or whole-word with
+    ``whole_word=True``, which needs ``corpus.word_starts()``) draws from
+    ``Generator(PCG64([seed, key]))``, so masks are dynamic across epochs (the key differs) yet
+    reproducible. Fields: ``input_ids``, ``token_type_ids`` (zeros), ``labels``.
     """
 
     def __init__(
@@ -103,22 +97,18 @@ class BERTDataset:
         replace_mask: float = 0.8,
         replace_random: float = 0.1,
         seed: int = 0,
+        whole_word: bool = False,
     ):
         if seq_len < 3:
             raise ValueError(f"BERTDataset: seq_len must be >= 3 ([CLS] + tokens + [SEP]), got {seq_len}")
-        if not 0.0 < mask_prob <= 1.0:
-            raise ValueError(f"BERTDataset: mask_prob must be in (0, 1], got {mask_prob}")
-        if replace_mask < 0.0 or replace_random < 0.0 or replace_mask + replace_random > 1.0:
-            raise ValueError(
-                f"BERTDataset: replace_mask={replace_mask} and replace_random={replace_random} must be "
-                "non-negative with a sum <= 1"
-            )
         if seed < 0:
             raise ValueError(f"BERTDataset: seed must be >= 0, got {seed}")
+        try:
+            masking = MaskingConfig(mask_prob, replace_mask, replace_random, whole_word)
+        except ValueError as e:
+            raise ValueError(f"BERTDataset: {e}") from None
         self.seq_len = int(seq_len)
-        self.mask_prob = float(mask_prob)
-        self.replace_mask = float(replace_mask)
-        self.replace_random = float(replace_random)
+        self.masking = masking
         self.seed = int(seed)
         self.special = corpus.special
         self.stream = TokenStream(corpus, corpus.special.sep)
@@ -129,19 +119,15 @@ class BERTDataset:
                 f"BERTDataset: the corpus has {len(self.stream)} tokens (SEP separators included) but one "
                 f"sample of seq_len={self.seq_len} needs at least {self._chunk}"
             )
-        self._special_ids = np.array(sorted(corpus.special.ids()), dtype=np.int64)
-        self._normal_ids = np.setdiff1d(np.arange(corpus.vocab_size, dtype=np.int64), self._special_ids)
-        if self._normal_ids.size == 0:
-            raise ValueError(f"BERTDataset: vocab_size={corpus.vocab_size} leaves no non-special token")
+        word_starts = corpus.word_starts() if whole_word else None
+        self.masker = Masker(masking, corpus.special, corpus.vocab_size, word_starts, where="BERTDataset")
         self._fingerprint = _hash(
-            "bert",
-            corpus.fingerprint(),
-            self.seq_len,
-            self.mask_prob,
-            self.replace_mask,
-            self.replace_random,
-            self.seed,
+            "bert", corpus.fingerprint(), self.seq_len, self.seed, *self.masker.fingerprint_parts()
         )
+
+    @property
+    def mask_prob(self) -> float:
+        return self.masking.mask_prob
 
     def __len__(self) -> int:
         return self._n
@@ -157,19 +143,7 @@ class BERTDataset:
         ids[0] = self.special.cls
         ids[1:-1] = self.stream.read(index * self._chunk, self._chunk)
         ids[-1] = self.special.sep
-        labels = np.full(self.seq_len, IGNORE_INDEX, dtype=np.int64)
-
-        candidates = np.flatnonzero(~np.isin(ids, self._special_ids))
-        if candidates.size:
-            rng = np.random.Generator(np.random.PCG64([self.seed, key]))
-            n_mask = max(1, int(self.mask_prob * candidates.size + 0.5))
-            chosen = rng.choice(candidates, size=n_mask, replace=False)
-            labels[chosen] = ids[chosen]
-            u = rng.random(n_mask)
-            to_mask = chosen[u < self.replace_mask]
-            to_random = chosen[(u >= self.replace_mask) & (u < self.replace_mask + self.replace_random)]
-            ids[to_mask] = self.special.mask
-            ids[to_random] = self._normal_ids[rng.integers(0, self._normal_ids.size, size=to_random.size)]
+        ids, labels = self.masker(ids, np.random.Generator(np.random.PCG64([self.seed, key])))
         return {"input_ids": ids, "token_type_ids": np.zeros(self.seq_len, dtype=np.int64), "labels": labels}
 
 

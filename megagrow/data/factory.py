@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from megagrow.data.bert_pairs import BERTPairDataset
 from megagrow.data.datasets import BERTDataset, GPTDataset, SampleDataset, SyntheticImageDataset
+from megagrow.data.masking import MaskingConfig
 from megagrow.flops import deit_seq_len
 from megagrow.models.spec import ModelConfig
 
@@ -35,14 +37,32 @@ def build_data(data_cfg, model_cfg: ModelConfig, seed: int) -> DataBundle:
             seq_len=deit_seq_len(m.image_size, m.patch_size, m.n_prefix_tokens),
             eval_key_offset=_VAL_KEY_OFFSET,
         )
+    path = expand_path(data_cfg.path)
+    if data_cfg.kind == "images":
+        from megagrow.data.images import ImageDataset, ImageShards
+
+        m = model_cfg
+        tr, va = ImageShards.open(path, "train"), ImageShards.open(path, "validation")
+        if tr.num_classes != m.num_classes:
+            raise ValueError(f"data.path={path}: {tr.num_classes} classes, but model.num_classes={m.num_classes}")
+        return DataBundle(
+            train=ImageDataset(tr, m.image_size, m.in_chans, train=True, seed=seed, augment=data_cfg.augment,
+                               scale=(data_cfg.augment_scale_min, 1.0), hflip=data_cfg.hflip),
+            validation=ImageDataset(va, m.image_size, m.in_chans, train=False, seed=seed),
+            vocab_size=0,
+            seq_len=deit_seq_len(m.image_size, m.patch_size, m.n_prefix_tokens),
+        )
     from megagrow.data.shards import ShardedCorpus
 
-    path = expand_path(data_cfg.path)
     train_c, val_c = ShardedCorpus.open(path, "train"), ShardedCorpus.open(path, "validation")
     if model_cfg.family == "gpt":
         train: SampleDataset = GPTDataset(train_c, data_cfg.seq_len)
         val: SampleDataset = GPTDataset(val_c, data_cfg.seq_len)
+    elif data_cfg.bert_pairs:
+        masking = MaskingConfig(mask_prob=data_cfg.mask_prob, whole_word=data_cfg.whole_word_masking)
+        train, val = (BERTPairDataset(c, data_cfg.seq_len, masking=masking, short_seq_prob=data_cfg.short_seq_prob,
+                                      nsp=data_cfg.nsp, seed=seed) for c in (train_c, val_c))
     else:
-        train = BERTDataset(train_c, data_cfg.seq_len, mask_prob=data_cfg.mask_prob, seed=seed)
-        val = BERTDataset(val_c, data_cfg.seq_len, mask_prob=data_cfg.mask_prob, seed=seed)
+        train, val = (BERTDataset(c, data_cfg.seq_len, mask_prob=data_cfg.mask_prob, seed=seed,
+                                  whole_word=data_cfg.whole_word_masking) for c in (train_c, val_c))
     return DataBundle(train=train, validation=val, vocab_size=train_c.vocab_size, seq_len=data_cfg.seq_len)

@@ -2,9 +2,13 @@
 
 Global sample position ``g = 0, 1, 2, ...`` maps to epoch ``g // N`` and dataset index
 ``perm_epoch[g % N]`` with ``perm_epoch = Generator(PCG64([seed, epoch])).permutation(N)`` (identity
-without shuffling); the sample is drawn with ``key = g``. A *global micro-batch* is the next
-``micro_batch_size * world_size`` positions after the cursor; rank ``r`` takes the ``r``-th contiguous
-slice of ``micro_batch_size`` (Megatron's ``MegatronPretrainingSampler``, OLMo's global indices).
+without shuffling); the sample is drawn with ``key = sample_key(epoch, index, N) = epoch * N + index``,
+a bijection of (epoch, dataset index), so dataset randomness (BERT masks) is keyed by
+(seed, epoch, index): reproducible, independent of ranks and resumes, and different every epoch.
+
+A *global micro-batch* is the next ``micro_batch_size * world_size`` positions after the cursor;
+rank ``r`` takes the ``r``-th contiguous slice of ``micro_batch_size``
+(Megatron's ``MegatronPretrainingSampler``, OLMo's global indices).
 
 An optimizer step with gradient accumulation ``A`` consumes ``A`` global micro-batches, i.e. the
 global batch ``G = micro_batch_size * world_size * A`` consecutive positions. The samples of step
@@ -17,6 +21,7 @@ differs).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,6 +29,17 @@ import numpy as np
 import torch
 
 from megagrow.data.datasets import SampleDataset
+
+log = logging.getLogger(__name__)
+
+
+def sample_key(epoch: np.ndarray | int, index: np.ndarray | int, n_samples: int) -> np.ndarray | int:
+    """The ``key`` a dataset draws sample ``index`` of ``epoch`` with: ``epoch * n_samples + index``.
+
+    Unique per (epoch, index) and invertible (``divmod(key, n_samples)``); with the dataset's seed it
+    makes every random choice of a sample a function of (seed, epoch, index).
+    """
+    return epoch * n_samples + index
 
 
 def collate(samples: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -117,9 +133,9 @@ class GlobalBatchLoader:
     def next_micro_batch(self) -> dict[str, torch.Tensor]:
         """Collate this rank's slice of the next global micro-batch and advance the cursor past it."""
         positions = self.rank_positions()
-        samples = [
-            self.dataset.get(int(i), int(g)) for i, g in zip(self.indices(positions), positions, strict=True)
-        ]
+        indices = self.indices(positions)
+        keys = sample_key(positions // self.n_samples, indices, self.n_samples)
+        samples = [self.dataset.get(int(i), int(k)) for i, k in zip(indices, keys, strict=True)]
         self.cursor += self.global_micro_batch_size
         return collate(samples)
 
@@ -136,23 +152,47 @@ class GlobalBatchLoader:
             "n_samples": self.n_samples,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume at ``state["cursor"]``; refuses a state saved over different data or seed."""
+    def load_state_dict(self, state: dict[str, Any], allow_fingerprint_change: bool = False) -> str | None:
+        """Resume at ``state["cursor"]``; refuses a state saved over different data or seed.
+
+        With ``allow_fingerprint_change=True`` a different dataset (``fingerprint`` and/or
+        ``n_samples``) is accepted: the cursor (samples consumed) is kept, so training continues at the
+        same global position of the *new* data order, and a warning is logged and returned. A different
+        seed is always refused. Returns None when nothing changed.
+        """
         expected = {"seed": self.seed, "fingerprint": self._fingerprint, "n_samples": self.n_samples}
         missing = [k for k in ("cursor", *expected) if k not in state]
         if missing:
             raise ValueError(f"GlobalBatchLoader.load_state_dict: missing key(s) {missing}")
-        for name, ours in expected.items():
-            if state[name] != ours:
-                raise ValueError(
-                    f"GlobalBatchLoader.load_state_dict: checkpoint {name}={state[name]!r} but this loader "
-                    f"has {name}={ours!r}; resuming would change the data order (different dataset, "
-                    "preprocessing or seed)"
-                )
         cursor = int(state["cursor"])
         if cursor < 0:
             raise ValueError(f"GlobalBatchLoader.load_state_dict: cursor must be >= 0, got {cursor}")
+        changed = [name for name, ours in expected.items() if state[name] != ours]
+        tolerated = ("fingerprint", "n_samples") if allow_fingerprint_change else ()
+        for name in changed:
+            if name not in tolerated:
+                hint = (
+                    "; pass allow_fingerprint_change=True (config data.allow_fingerprint_change) to resume "
+                    "on the new data anyway"
+                    if name != "seed"
+                    else ""
+                )
+                raise ValueError(
+                    f"GlobalBatchLoader.load_state_dict: checkpoint {name}={state[name]!r} but this loader "
+                    f"has {name}={expected[name]!r}; resuming would change the data order (different dataset, "
+                    f"preprocessing or seed){hint}"
+                )
         self.cursor = cursor
+        if not changed:
+            return None
+        details = ", ".join(f"{n}: checkpoint {state[n]!r} -> now {expected[n]!r}" for n in changed)
+        warning = (
+            f"GlobalBatchLoader: resuming on different data ({details}) because allow_fingerprint_change=True; "
+            f"keeping the cursor at {cursor} samples consumed, but the sample order from here on is not the "
+            "one of the checkpointed run"
+        )
+        log.warning(warning)
+        return warning
 
 
 class EvalLoader:

@@ -210,6 +210,14 @@ class ShardedCorpus:
         b, j = self._locate(i)
         return self._batches[b].column(0)[j].as_py()
 
+    def sentence_starts(self, i: int) -> np.ndarray | None:
+        """Version-1 shards carry no sentence index."""
+        return None
+
+    def word_starts(self) -> np.ndarray | None:
+        """Not derived from the tokenizer yet."""
+        return None
+
     def fingerprint(self) -> str:
         """Hash of the split's shard hashes, the tokenizer's hash and the split name."""
         h = hashlib.sha256()

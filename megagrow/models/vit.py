@@ -54,7 +54,8 @@ class DeiTModel(MegagrowModel):
         x = torch.cat([p.expand(x.shape[0], -1, -1) for p in prefix] + [x], dim=1)
         x = self.run_blocks(self.dropout(x + self.pos_embed), layer_map)
         x = self.final_ln(x)
-        labels = batch["labels"]
+        # Mixup/cutmix batches carry soft targets (rows summing to 1); cross_entropy takes either.
+        labels = batch.get("labels_soft", batch["labels"])
         logits = self.head(x[:, 0])
         if self.head_dist is None:
             return ModelOutput(
