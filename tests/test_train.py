@@ -120,3 +120,19 @@ def test_bf16_trains_and_resumes(tmp_path: Path, text_data: Path, zero_stage: in
     recs = records(done.run_dir)
     assert [r["step"] for r in recs] == list(range(1, 13))
     assert recs[-1]["loss"] < recs[0]["loss"]
+
+
+def test_resume_refuses_different_data_unless_allowed(tmp_path: Path, text_data: Path) -> None:
+    from data_prep.build import BuildSettings, build_dataset
+    from tests.conftest import make_text_corpus
+
+    other = tmp_path / "other"
+    build_dataset([make_text_corpus(tmp_path / "books2", n_docs=30, seed=1)], other,
+                  BuildSettings(vocab_size=400, val_fraction=0.2, min_chars=50, workers=1), progress=False)
+    cut = run(tiny_config("gpt", tmp_path, "fp", "--train.exit_at_step=2", data_path=text_data))
+    assert cut.step == 2
+    with pytest.raises(ValueError, match="fingerprint"):
+        run(tiny_config("gpt", tmp_path, "fp", data_path=other))
+    done = run(tiny_config("gpt", tmp_path, "fp", "--data.allow_fingerprint_change=true", data_path=other))
+    assert done.step == 8
+    assert [r["step"] for r in records(done.run_dir)] == list(range(1, 9))
