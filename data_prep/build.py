@@ -1,8 +1,9 @@
 """The build pipeline: inputs -> cleaned documents -> tokenizer -> Arrow shards -> manifest.
 
-1. Every input is read by its :mod:`~data_prep.sources` reader; documents are normalized,
-   filtered and de-duplicated (:mod:`~data_prep.clean`) and spooled to ``<out>/.staging/`` (so
-   memory stays bounded), together with the training split's paragraphs for the tokenizer.
+1. Every input is read by its :mod:`~data_prep.readers` reader; documents are normalized,
+   filtered and de-duplicated (:mod:`~data_prep.clean`), up/down-sampled by their source's weight
+   (:func:`copies_of`) and spooled to ``<out>/.staging/`` (so memory stays bounded), together with
+   the training split's paragraphs for the tokenizer.
 2. A SentencePiece model is trained on a seeded sample of those paragraphs, or an existing one
    is loaded (:mod:`~data_prep.tokenizer`).
 3. The spooled documents are tokenized by a process pool and written to shards
@@ -10,7 +11,15 @@
 4. The tokenizer is put in place and ``manifest.json`` written last, atomically.
 
 The old manifest of ``<out>`` is removed before anything else is written there, so a build that
-fails midway leaves a directory that readers refuse (no manifest) rather than a mixed dataset.
+fails midway (an exception, a kill) leaves a directory that readers refuse (no manifest) rather
+than a mixed dataset. Re-running the same build *restarts cleanly*: the previous build's shards,
+tokenizer, temporary files and staging area are removed first, and since every step is
+deterministic the result equals an uninterrupted build (only ``created_at`` differs).
+
+Weights: a document of a source with weight ``w`` appears ``floor(w)`` times, plus once more when
+a hash of ``(doc_id, floor(w))`` read as a fraction is below ``frac(w)``; copies after the first
+get ids ``<id>#1``, ``<id>#2`` ... and always go to their original's split (no train/validation
+leakage). The manifest records each source's weight, documents read and documents written.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from tqdm import tqdm
 from data_prep.atomic import TMP_SUFFIX, write_bytes_atomic
 from data_prep.clean import DocumentFilter
 from data_prep.errors import PrepError
+from data_prep.readers import Source, SourceSpec, open_source, parse_source
+from data_prep.sentences import SPLITTER_NAME
 from data_prep.shards import (
     MANIFEST_NAME,
     SPLITS,
@@ -44,10 +55,9 @@ from data_prep.shards import (
     split_of,
     write_manifest,
 )
-from data_prep.sources import Source, open_source
 from data_prep.tokenizer import MODEL_TYPES, TokenizerInfo, load_tokenizer, sample_lines, train_tokenizer
 
-__all__ = ["BuildSettings", "BuildSummary", "build_dataset"]
+__all__ = ["BuildSettings", "BuildSummary", "build_dataset", "build_tokenizer", "copies_of"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +86,8 @@ class BuildSettings:
     """Reuse this SentencePiece model instead of training one."""
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     """Tokenization processes (also the tokenizer trainer's threads)."""
+    sentence_index: bool = True
+    """Store each document's sentence start offsets (BERT sentence pairs); costs pysbd's time."""
 
     def validate(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -108,6 +120,7 @@ class BuildSettings:
             "sentence_sample": self.sentence_sample,
             "seed": self.seed,
             "shard_tokens": self.shard_tokens,
+            "sentence_splitter": SPLITTER_NAME if self.sentence_index else None,
         }
 
 
@@ -120,9 +133,21 @@ class BuildSummary:
     timings: dict[str, float]
 
 
+def copies_of(doc_id: str, weight: float) -> int:
+    """How many times a document of a source with ``weight`` appears (see the module docstring)."""
+    whole = int(weight)
+    frac = weight - whole
+    if frac <= 0:
+        return whole
+    h = int.from_bytes(hashlib.sha256(f"{doc_id}\0{whole}".encode()).digest()[:8], "big")
+    return whole + (h / 2.0**64 < frac)
+
+
 @dataclass
 class _SourceStats:
     source: Source
+    weight: float = 1.0
+    n_read: int = 0
     n_docs: int = 0
     n_tokens: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
@@ -132,19 +157,35 @@ class _SourceStats:
         if self.source.sha256 is not None:
             entry["sha256"] = self.source.sha256
         dropped = self.dropped + self.source.skipped
-        entry.update(n_docs=self.n_docs, n_tokens=self.n_tokens, dropped=dict(sorted(dropped.items())))
+        entry.update(
+            weight=self.weight,
+            n_docs_kept=self.n_read,
+            n_docs=self.n_docs,
+            n_tokens=self.n_tokens,
+            dropped=dict(sorted(dropped.items())),
+            replaced=dict(sorted(self.source.replaced.items())),
+        )
         return entry
 
 
+def _spec(p: Path | str | SourceSpec) -> SourceSpec:
+    """A spec as given, a ``TYPE:PATH[:WEIGHT]`` string parsed, or a path to auto-detect."""
+    if isinstance(p, SourceSpec):
+        return p
+    return parse_source(p) if isinstance(p, str) else SourceSpec(Path(p))
+
+
 def build_dataset(
-    inputs: Sequence[Path], out_dir: Path, settings: BuildSettings, progress: bool = True
+    inputs: Sequence[Path | str | SourceSpec], out_dir: Path, settings: BuildSettings, progress: bool = True
 ) -> BuildSummary:
-    """Build a prepared dataset in ``out_dir`` from ``inputs``; see the module docstring."""
+    """Build a prepared dataset in ``out_dir`` from ``inputs`` (paths, auto-detected, or
+    :class:`~data_prep.readers.SourceSpec`); see the module docstring."""
     t0 = time.perf_counter()
     settings.validate()
     if not inputs:
         raise PrepError("no --input given; expected at least one dump, book file or directory")
-    stats = [_SourceStats(open_source(Path(p))) for p in inputs]
+    specs = [_spec(p) for p in inputs]
+    stats = [_SourceStats(open_source(spec), weight=spec.weight) for spec in specs]
     existing = load_tokenizer(Path(settings.tokenizer)) if settings.tokenizer is not None else None
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir)
@@ -184,11 +225,19 @@ def build_dataset(
 
         tokenizer = _install_tokenizer(tokenizer, out_dir / TOKENIZER_NAME)
         dropped: Counter[str] = Counter()
+        replaced: Counter[str] = Counter()
         for s in stats:
             dropped.update(s.source.skipped)
+            replaced.update(s.source.replaced)
         dropped.update(doc_filter.dropped)
         manifest = make_manifest(
-            tokenizer, splits, [s.record() for s in stats], settings.recorded(tokenizer), dict(+dropped)
+            tokenizer,
+            splits,
+            [s.record() for s in stats],
+            settings.recorded(tokenizer),
+            dict(+dropped),
+            dict(+replaced),
+            sentence_index=settings.sentence_index,
         )
         write_manifest(out_dir, manifest)
     finally:
@@ -254,10 +303,14 @@ def _spool(
                 if text is None:
                     continue
                 split = split_of(doc.doc_id, settings.val_fraction)
-                counts[split] += 1
-                st.n_docs += 1
-                docs_out.write(json.dumps([index, doc.doc_id, text], ensure_ascii=False) + "\n")
-                if split == "train":
+                st.n_read += 1
+                n_copies = copies_of(doc.doc_id, st.weight)
+                for k in range(n_copies):
+                    copy_id = doc.doc_id if k == 0 else f"{doc.doc_id}#{k}"
+                    counts[split] += 1
+                    st.n_docs += 1
+                    docs_out.write(json.dumps([index, copy_id, split, text], ensure_ascii=False) + "\n")
+                if split == "train" and n_copies:
                     for line in text.split("\n"):
                         if line:
                             sentences_out.write(line + "\n")
@@ -280,11 +333,11 @@ def _spool(
     return n, n_sentences, doc_filter
 
 
-def _spooled(staging: Path) -> Iterator[tuple[int, str, str]]:
+def _spooled(staging: Path) -> Iterator[tuple[int, str, str, str]]:
     with open(staging / "docs.jsonl", encoding="utf-8") as f:
         for line in f:
-            index, doc_id, text = json.loads(line)
-            yield index, doc_id, text
+            index, doc_id, split, text = json.loads(line)
+            yield index, doc_id, split, text
 
 
 def _write_shards(
@@ -297,19 +350,26 @@ def _write_shards(
     progress: bool,
 ) -> dict[str, list[ShardFile]]:
     split_names = SPLITS if settings.val_fraction > 0 else ("train",)
-    source_of: dict[str, int] = {}
+    source_of: dict[str, tuple[int, str]] = {}
 
     def docs() -> Iterator[tuple[str, str]]:
-        for index, doc_id, text in _spooled(staging):
-            source_of[doc_id] = index
+        for index, doc_id, split, text in _spooled(staging):
+            source_of[doc_id] = (index, split)
             yield doc_id, text
 
     with ExitStack() as stack:
-        writers = {name: stack.enter_context(ShardWriter(out_dir, name, settings.shard_tokens)) for name in split_names}
-        encoded = encode_documents(docs(), tokenizer, settings.workers)
-        for doc_id, tokens in tqdm(encoded, total=n_docs, desc="tokenize", unit="doc", disable=not progress):
-            writers[split_of(doc_id, settings.val_fraction)].add(doc_id, tokens)
-            stats[source_of.pop(doc_id)].n_tokens += len(tokens)
+        writers = {
+            name: stack.enter_context(
+                ShardWriter(out_dir, name, settings.shard_tokens, sentences=settings.sentence_index)
+            )
+            for name in split_names
+        }
+        encoded = encode_documents(docs(), tokenizer, settings.workers, sentences=settings.sentence_index)
+        bar = tqdm(encoded, total=n_docs, desc="tokenize", unit="doc", disable=not progress)
+        for doc_id, tokens, starts in bar:
+            index, split = source_of.pop(doc_id)
+            writers[split].add(doc_id, tokens, starts)
+            stats[index].n_tokens += len(tokens)
         return {name: w.close() for name, w in writers.items()}
 
 
@@ -322,3 +382,28 @@ def _install_tokenizer(tokenizer: TokenizerInfo, dest: Path) -> TokenizerInfo:
     else:
         write_bytes_atomic(dest, tokenizer.path.read_bytes())
     return replace(tokenizer, path=dest)
+
+
+def build_tokenizer(
+    inputs: Sequence[Path | str | SourceSpec], model_path: Path, settings: BuildSettings, progress: bool = True
+) -> TokenizerInfo:
+    """Train only the tokenizer (``megagrow-prep tokenizer``): read and clean ``inputs`` as a build
+    would, sample the train split's paragraphs, and write the model atomically to ``model_path``."""
+    settings.validate()
+    if not inputs:
+        raise PrepError("no --source given; expected at least one input")
+    specs = [_spec(p) for p in inputs]
+    stats = [_SourceStats(open_source(spec), weight=spec.weight) for spec in specs]
+    model_path = Path(model_path)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = model_path.parent / f".{model_path.name}{_STAGING}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        _, n_sentences, _ = _spool(stats, staging, settings, progress)
+        with open(staging / "sentences.txt", encoding="utf-8") as f:
+            lines = (line.rstrip("\n") for line in f)
+            sample = sample_lines(lines, n_sentences, settings.sentence_sample, settings.seed)
+            return train_tokenizer(sample, model_path, settings.vocab_size, settings.model_type, settings.workers)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

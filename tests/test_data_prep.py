@@ -259,8 +259,9 @@ def test_book_source_errors(tmp_path: Path) -> None:
         open_source(tmp_path / "empty")
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\xe9".encode("latin-1"))
-    with pytest.raises(PrepError, match="latin1.txt: not UTF-8"):
-        list(open_source(bad).documents())
+    source = open_source(bad)  # undecodable bytes are replaced and counted, not fatal
+    assert [d.text for d in source.documents()] == ["caf\ufffd"]
+    assert source.replaced == {"invalid_utf8": 1}
     with pytest.raises(PrepError, match="unrecognized input"):
         open_source(_touch(tmp_path / "x.pdf"))
     with pytest.raises(PrepError, match="no such file"):
@@ -368,16 +369,19 @@ def test_fetch_rejects_a_fixture_with_the_wrong_hash(tmp_path: Path, monkeypatch
 def test_fetch_uses_a_verified_cached_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     content = b"pretend dump"
     monkeypatch.setattr(fetch, "WIKI_FIXTURE_SHA256", hashlib.sha256(content).hexdigest())
+    monkeypatch.setattr(fetch, "TABLE_FIXTURE_SHA256", hashlib.sha256(b"tables").hexdigest())
     calls: list[str] = []
 
     def pip_download(requirement: str, dest: Path, *options: str) -> Path:
         calls.append(requirement)
-        return fake_wheel(dest / "gensim.whl", {fetch.WIKI_FIXTURE_MEMBER: content})
+        members = {fetch.WIKI_FIXTURE_MEMBER: content, fetch.TABLE_FIXTURE_MEMBER: b"tables"}
+        return fake_wheel(dest / "gensim.whl", members)
 
     monkeypatch.setattr(fetch, "_pip_download", pip_download)
     first = fetch.fetch_wiki_dump(tmp_path)
     assert first.read_bytes() == content and calls == ["gensim==4.4.0"]
     assert fetch.fetch_wiki_dump(tmp_path) == first and len(calls) == 1  # cached: no second download
+    assert fetch.fetch_table_fixture(tmp_path).read_bytes() == b"tables" and len(calls) == 1
     assert not list((tmp_path / "downloads").iterdir())  # the big wheel is not kept
     first.write_bytes(b"corrupted")
     fetch.fetch_wiki_dump(tmp_path)

@@ -117,7 +117,8 @@ def sha256(path: Path) -> str:
 
 def test_manifest_fields(built: Path, inputs: list[Path]) -> None:
     m = manifest_of(built)
-    assert m["format"] == "megagrow-shards" and m["version"] == 1
+    assert m["format"] == "megagrow-shards" and m["version"] == 2
+    assert m["sentence_index"] is True and m["replaced"] == {}
     tok = m["tokenizer"]
     assert tok == {
         "file": "tokenizer.model",
@@ -152,7 +153,9 @@ def test_manifest_fields(built: Path, inputs: list[Path]) -> None:
         "sentence_sample": 2_000_000,
         "seed": 0,
         "shard_tokens": 64_000_000,
+        "sentence_splitter": "pysbd-0.3",
     }
+    assert (wiki["weight"], wiki["n_docs_kept"], books["replaced"]) == (1.0, 24, {})
     assert m["created_at"].endswith("+00:00")
     assert sorted(p.name for p in built.iterdir()) == sorted(
         ["manifest.json", "tokenizer.model"] + [f["path"] for s in m["splits"].values() for f in s["files"]]
@@ -259,8 +262,8 @@ def test_reader_errors(copy_of_built: Path, tmp_path: Path) -> None:
     with pytest.raises(ShardError, match=f"{shard.name}: shard listed in manifest.json is missing"):
         ShardedCorpus.open(out, "train")
 
-    edit_manifest(out, version=2)
-    with pytest.raises(ShardError, match="version is 2, this megagrow reads version 1"):
+    edit_manifest(out, version=3)
+    with pytest.raises(ShardError, match="version is 3, this megagrow reads versions 1, 2"):
         ShardedCorpus.open(out, "validation")
     edit_manifest(out, version=1, format="something-else")
     with pytest.raises(ShardError, match="format is 'something-else', expected 'megagrow-shards'"):
@@ -412,9 +415,12 @@ def test_cli_help(capsys: pytest.CaptureFixture) -> None:
             main(argv)
         assert e.value.code == 0
     assert "--val-fraction" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as e:
-        main(["build", "--out", "x"])  # --input is required
-    assert e.value.code == 2
+    assert main(["build", "--out", "x"]) == 2  # an --input or --source is required
+    for argv in (["tokenizer", "--help"], ["inspect", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+    assert "TYPE:PATH[:WEIGHT]" in capsys.readouterr().out
 
 
 # --- the real sample (PyPI) --------------------------------------------------------------------

@@ -1,7 +1,13 @@
 """Reading a prepared dataset (the output of ``megagrow-prep``) as a :class:`TokenCorpus`.
 
 A dataset directory holds ``manifest.json``, ``tokenizer.model`` and per split the Arrow IPC files
-``<split>-NNNNN.arrow`` (one row per document: ``doc_id: string``, ``tokens: list<int32>``).
+``<split>-NNNNN.arrow`` (one row per document: ``doc_id: string``, ``tokens: list<int32>`` and, in
+datasets built with a sentence index, ``sentence_starts: list<int32>``: the token offsets where the
+document's sentences start, ascending, the first 0).
+
+Versions: 2 (current) adds the optional ``sentence_starts`` column and the manifest's
+``sentence_index`` flag; version-1 datasets are still read (:meth:`ShardedCorpus.sentence_starts`
+returns None for them).
 :meth:`ShardedCorpus.open` checks the manifest against the files (presence, size, schema, counts)
 and memory-maps them: opening a 20 GB dataset reads only the offsets, and :meth:`~ShardedCorpus.doc`
 returns a zero-copy view into the mapped file. Content hashes are checked only by
@@ -25,13 +31,28 @@ import sentencepiece as spm
 
 from megagrow.data.corpus import SpecialTokens
 
-__all__ = ["FORMAT", "MANIFEST_NAME", "SCHEMA", "VERSION", "ShardError", "ShardFile", "ShardedCorpus"]
+__all__ = [
+    "FORMAT",
+    "MANIFEST_NAME",
+    "READABLE_VERSIONS",
+    "SCHEMA",
+    "SCHEMA_WITH_SENTENCES",
+    "VERSION",
+    "ShardError",
+    "ShardFile",
+    "ShardedCorpus",
+]
 
 FORMAT = "megagrow-shards"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 #: One row per document; tokens without any EOS (separators are the loader's job).
 SCHEMA = pa.schema([("doc_id", pa.string()), ("tokens", pa.list_(pa.int32()))])
+#: The same plus each document's sentence start offsets (datasets built with a sentence index).
+SCHEMA_WITH_SENTENCES = pa.schema(
+    [("doc_id", pa.string()), ("tokens", pa.list_(pa.int32())), ("sentence_starts", pa.list_(pa.int32()))]
+)
 
 
 class ShardError(ValueError):
@@ -120,6 +141,10 @@ class ShardedCorpus:
         self._batches: list[pa.RecordBatch] = []
         self._values: list[np.ndarray] = []
         self._offsets: list[np.ndarray] = []
+        self._sent_values: list[np.ndarray] = []
+        self._sent_offsets: list[np.ndarray] = []
+        self._has_sentences: bool | None = None
+        self._word_starts: np.ndarray | None = None
         for shard in self.files:
             self._map(shard)
         batch_docs = [len(o) - 1 for o in self._offsets]
@@ -147,10 +172,10 @@ class ShardedCorpus:
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
         if fmt != FORMAT:
             raise ShardError(f"{path}: format is {fmt!r}, expected {FORMAT!r}")
-        if manifest.get("version") != VERSION:
+        if manifest.get("version") not in READABLE_VERSIONS:
             raise ShardError(
-                f"{path}: version is {manifest.get('version')!r}, this megagrow reads version {VERSION}; "
-                "rebuild the dataset with this version's megagrow-prep"
+                f"{path}: version is {manifest.get('version')!r}, this megagrow reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; rebuild the dataset with this version's megagrow-prep"
             )
         return cls(data_dir, split, manifest)
 
@@ -165,16 +190,30 @@ class ShardedCorpus:
             reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
         except (OSError, pa.ArrowInvalid) as e:
             raise ShardError(f"{path}: not an Arrow IPC file ({e})") from e
-        if not reader.schema.equals(SCHEMA):
-            raise ShardError(f"{path}: schema is {reader.schema}, expected {SCHEMA}")
+        with_sentences = reader.schema.equals(SCHEMA_WITH_SENTENCES)
+        if not (with_sentences or reader.schema.equals(SCHEMA)):
+            raise ShardError(f"{path}: schema is {reader.schema}, expected {SCHEMA} or {SCHEMA_WITH_SENTENCES}")
+        if self._has_sentences is not None and with_sentences != self._has_sentences:
+            raise ShardError(f"{path}: has{'' if with_sentences else ' no'} sentence_starts column, unlike the "
+                             "split's other shards")
+        self._has_sentences = with_sentences
         n_docs = n_tokens = 0
         for b in range(reader.num_record_batches):
-            batch = reader.get_batch(b)
+            try:
+                batch = reader.get_batch(b)
+            except (OSError, pa.ArrowInvalid) as e:
+                raise ShardError(f"{path}: record batch {b} is unreadable ({e}); the shard is corrupt") from e
             tokens = batch.column(1)
             if tokens.null_count or tokens.values.null_count or tokens.offset:
                 raise ShardError(f"{path}: record batch {b} has nulls or a sliced token column")
             offsets = tokens.offsets.to_numpy()
             values = tokens.values.to_numpy(zero_copy_only=True)
+            if with_sentences:
+                sents = batch.column(2)
+                if sents.null_count or sents.values.null_count or sents.offset:
+                    raise ShardError(f"{path}: record batch {b} has nulls or a sliced sentence_starts column")
+                self._sent_offsets.append(sents.offsets.to_numpy())
+                self._sent_values.append(sents.values.to_numpy(zero_copy_only=True))
             self._batches.append(batch)
             self._values.append(values)
             self._offsets.append(offsets)
@@ -211,12 +250,39 @@ class ShardedCorpus:
         return self._batches[b].column(0)[j].as_py()
 
     def sentence_starts(self, i: int) -> np.ndarray | None:
-        """Version-1 shards carry no sentence index."""
-        return None
+        """Token offsets in document ``i`` where its sentences start (int32, ascending, first 0): a
+        read-only view into the mapped shard; None when the dataset has no sentence index (version 1,
+        or built with ``--no-sentence-index``)."""
+        if not self._has_sentences:
+            self._locate(i)
+            return None
+        b, j = self._locate(i)
+        offsets = self._sent_offsets[b]
+        return self._sent_values[b][offsets[j] : offsets[j + 1]]
 
-    def word_starts(self) -> np.ndarray | None:
-        """Not derived from the tokenizer yet."""
-        return None
+    def word_starts(self) -> np.ndarray:
+        """A read-only bool array over the vocabulary, True for tokens that begin a word (cached).
+
+        True: pieces starting with ``▁`` (U+2581, SentencePiece's word boundary), and special,
+        control, unknown and user-defined pieces (``[CLS]``, ``[MASK]``, the ``"\\n"`` piece: each
+        stands alone). False: continuation pieces and byte-fallback pieces ``<0xNN>`` (the bytes of
+        one character outside the vocabulary; a word that starts with one gets a ``▁`` piece first).
+        """
+        if self._word_starts is None:
+            sp = self.load_tokenizer()
+            n = sp.get_piece_size()
+            starts = np.zeros(self.vocab_size, dtype=bool)
+            for t in range(min(n, self.vocab_size)):
+                if sp.is_byte(t):
+                    continue
+                starts[t] = (
+                    sp.is_control(t) or sp.is_unknown(t) or sp.is_unused(t) or sp.id_to_piece(t).startswith("\u2581")
+                )
+                if not starts[t] and sp.id_to_piece(t) == "\n":  # user-defined newline piece
+                    starts[t] = True
+            starts.flags.writeable = False
+            self._word_starts = starts
+        return self._word_starts
 
     def fingerprint(self) -> str:
         """Hash of the split's shard hashes, the tokenizer's hash and the split name."""
