@@ -42,13 +42,15 @@ def test_deit_on_real_mnist(tmp_path: Path) -> None:
     assert vals[-1] < 0.8 * 2.302, vals  # clearly below chance (ln 10) after 3,200 images
 
 
-@pytest.mark.parametrize("extra", [("--data.bert_pairs=true",), ("--data.bert_pairs=true", "--data.whole_word_masking=true"),
-                                   ("--data.whole_word_masking=true",)], ids=["pairs", "pairs-wwm", "wwm"])
+PAIRS, WWM = "--data.bert_pairs=true", "--data.whole_word_masking=true"
+
+
+@pytest.mark.parametrize("extra", [(PAIRS,), (PAIRS, WWM), (WWM,)], ids=["pairs", "pairs-wwm", "wwm"])
 def test_bert_pairs_and_whole_word_masking_train(extra: tuple[str, ...], tmp_path: Path, text_data: Path) -> None:
     """BERT on [CLS] A [SEP] B [SEP] pairs from the shards' sentence index and/or whole-word masking."""
     cfg = tiny_config("bert", tmp_path, "pairs", *extra, "--train.max_steps=40", "--train.eval_every=20",
                       "--optim.warmup_steps=5", data_path=text_data)
     recs = records(run(cfg).run_dir)
     assert sum(r["loss"] for r in recs[-5:]) < 0.8 * sum(r["loss"] for r in recs[:5])
-    if "--data.bert_pairs=true" in extra:  # padded pairs: only real tokens are counted
+    if PAIRS in extra:  # padded pairs: only real tokens are counted
         assert recs[-1]["tokens"] < recs[-1]["samples"] * 32
