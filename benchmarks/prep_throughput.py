@@ -5,7 +5,7 @@ chunk + Shakespeare):
 
 * tokenize+write throughput of ``megagrow-prep`` (docs/s, MB/s, tokens/s) with 1 and 2 workers, against
   raw SentencePiece ``encode`` speed on the same texts in one process (target: >= 80 % per worker,
-  near-linear to 2 workers);
+  near-linear to 2 workers) — without the sentence index, and once with it (pysbd) to show its cost;
 * peak RSS of a whole build at 1x and 4x the corpus (4x = every document four times, made distinct so
   deduplication keeps them): it must not grow with the corpus;
 * loader tokens/s (GPT packing, seq 128, micro-batch 16) against what the trainer consumes per second
@@ -41,7 +41,7 @@ def _child(args: argparse.Namespace) -> None:
     from data_prep.build import BuildSettings, build_dataset
 
     settings = BuildSettings(tokenizer=Path(args.tokenizer) if args.tokenizer else None, workers=args.workers,
-                             val_fraction=0.01, vocab_size=args.vocab)
+                             val_fraction=0.01, vocab_size=args.vocab, sentence_index=args.sentence_index)
     summary = build_dataset([Path(p) for p in args.inputs], Path(args.build_out), settings, progress=False)
     splits = summary.manifest["splits"]
     print(json.dumps({"timings": summary.timings,
@@ -52,9 +52,11 @@ def _child(args: argparse.Namespace) -> None:
                       "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 
 
-def _build(inputs: list[Path], out: Path, workers: int, tokenizer: Path | None, vocab: int) -> dict:
+def _build(inputs: list[Path], out: Path, workers: int, tokenizer: Path | None, vocab: int,
+           sentence_index: bool = False) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", "--workers", str(workers), "--build-out", str(out),
+           *(["--sentence-index"] if sentence_index else []),
            "--vocab", str(vocab), *(["--tokenizer", str(tokenizer)] if tokenizer else []), "--inputs",
            *map(str, inputs)]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -138,6 +140,7 @@ def main() -> None:
     p.add_argument("--build-out", default=None, help=argparse.SUPPRESS)
     p.add_argument("--tokenizer", default=None, help=argparse.SUPPRESS)
     p.add_argument("--inputs", nargs="*", default=[], help=argparse.SUPPRESS)
+    p.add_argument("--sentence-index", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         _child(args)
@@ -169,6 +172,10 @@ def main() -> None:
         runs[w] = {"workers": w, "seconds": t, "docs_per_s": r["n_docs"] / t, "tokens_per_s": r["n_tokens"] / t,
                    "mb_per_s": corpus_mb / t, "total_build_s": r["timings"]["total"],
                    "n_docs": r["n_docs"], "n_tokens": r["n_tokens"]}
+    print("tokenize+write with the sentence index (pysbd), 2 workers ...", file=sys.stderr)
+    r = _build(inputs, work / "ds-si", 2, tokenizer, args.vocab, sentence_index=True)
+    with_si = {"workers": 2, "seconds": r["timings"]["tokenize_write"],
+               "tokens_per_s": r["n_tokens"] / r["timings"]["tokenize_write"], "total_build_s": r["timings"]["total"]}
     raw_s, raw_tokens = _raw_encode(_texts([bench]), tokenizer)
     raw_tps = raw_tokens / raw_s
     print("4x corpus for peak RSS ...", file=sys.stderr)
@@ -188,6 +195,7 @@ def main() -> None:
         "corpus_mb": corpus_mb,
         "tokenizer_training_build_s": first["timings"]["total"],
         "tokenize_write": list(runs.values()),
+        "tokenize_write_with_sentence_index": with_si,
         "raw_sentencepiece_tokens_per_s": raw_tps,
         "per_worker_vs_raw": runs[1]["tokens_per_s"] / raw_tps,
         "scaling_2_workers": runs[2]["tokens_per_s"] / runs[1]["tokens_per_s"],
