@@ -5,7 +5,7 @@ chunk + Shakespeare):
 
 * tokenize+write throughput of ``megagrow-prep`` (docs/s, MB/s, tokens/s) with 1 and 2 workers, against
   raw SentencePiece ``encode`` speed on the same texts in one process (target: >= 80 % per worker,
-  near-linear to 2 workers) — without the sentence index, and once with it (pysbd) to show its cost;
+  near-linear to 2 workers) — without the sentence index, and once with it to show its cost;
 * peak RSS of a whole build at 1x and 4x the corpus (4x = every document four times, made distinct so
   deduplication keeps them): it must not grow with the corpus;
 * loader tokens/s (GPT packing, seq 128, micro-batch 16) against what the trainer consumes per second
@@ -172,7 +172,7 @@ def main() -> None:
         runs[w] = {"workers": w, "seconds": t, "docs_per_s": r["n_docs"] / t, "tokens_per_s": r["n_tokens"] / t,
                    "mb_per_s": corpus_mb / t, "total_build_s": r["timings"]["total"],
                    "n_docs": r["n_docs"], "n_tokens": r["n_tokens"]}
-    print("tokenize+write with the sentence index (pysbd), 2 workers ...", file=sys.stderr)
+    print("tokenize+write with the sentence index, 2 workers ...", file=sys.stderr)
     r = _build(inputs, work / "ds-si", 2, tokenizer, args.vocab, sentence_index=True)
     with_si = {"workers": 2, "seconds": r["timings"]["tokenize_write"],
                "tokens_per_s": r["n_tokens"] / r["timings"]["tokenize_write"], "total_build_s": r["timings"]["total"]}

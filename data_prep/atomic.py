@@ -6,7 +6,6 @@ old file, the new one, or a stray ``*.tmp`` that the next build removes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -14,18 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from megagrow.data.manifest import sha256_file  # re-exported: data_prep hashes as the readers check
+
 __all__ = ["TMP_SUFFIX", "atomic_path", "sha256_file", "write_bytes_atomic", "write_json_atomic"]
 
 TMP_SUFFIX = ".tmp"
-
-
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's contents, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:

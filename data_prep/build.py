@@ -87,7 +87,7 @@ class BuildSettings:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     """Tokenization processes (also the tokenizer trainer's threads)."""
     sentence_index: bool = True
-    """Store each document's sentence start offsets (BERT sentence pairs); costs pysbd's time."""
+    """Store each document's sentence start offsets (BERT sentence pairs); costs the splitter's time (small)."""
 
     def validate(self) -> None:
         if self.model_type not in MODEL_TYPES:

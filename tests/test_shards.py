@@ -153,7 +153,7 @@ def test_manifest_fields(built: Path, inputs: list[Path]) -> None:
         "sentence_sample": 2_000_000,
         "seed": 0,
         "shard_tokens": 64_000_000,
-        "sentence_splitter": "pysbd-0.3",
+        "sentence_splitter": "megagrow-rules-1",
     }
     assert (wiki["weight"], wiki["n_docs_kept"], books["replaced"]) == (1.0, 24, {})
     assert m["created_at"].endswith("+00:00")

@@ -14,53 +14,39 @@ is searched recursively for files.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_prep.atomic import sha256_file
 from data_prep.readers.base import Document, iter_lines
-from data_prep.readers.files import TreeHash, list_files
+from data_prep.readers.files import FileTreeSource
 
 __all__ = ["DEFAULT_LINES_PER_DOC", "BookCorpusSource"]
 
 DEFAULT_LINES_PER_DOC = 256
 
 
-class BookCorpusSource:
+class BookCorpusSource(FileTreeSource):
     kind = "bookcorpus"
 
     def __init__(self, path: Path, lines_per_doc: int = DEFAULT_LINES_PER_DOC):
         if lines_per_doc < 1:
             raise ValueError(f"lines_per_doc must be positive, got {lines_per_doc}")
-        self.path = path
+        super().__init__(path, lambda p: True, "files")
         self.lines_per_doc = lines_per_doc
-        self.skipped: Counter[str] = Counter()
-        self.replaced: Counter[str] = Counter()
-        self._files, self._root, others = list_files(path, lambda p: True, "files")
-        self._sha256: str | None = None
 
-    @property
-    def sha256(self) -> str | None:
-        return self._sha256
-
-    def documents(self) -> Iterator[Document]:
-        tree = TreeHash(single=not self.path.is_dir())
-        for file in self._files:
-            rel = file.relative_to(self._root).as_posix()
-            lines: list[str] = []
-            first = 0
-            for lineno, line in iter_lines(file, self.replaced):
-                line = line.strip()
-                if line:
-                    if not lines:
-                        first = lineno
-                    lines.append(line)
-                if lines and (not line or len(lines) >= self.lines_per_doc):
-                    yield Document(f"{rel}:{first}", "\n".join(lines))
-                    lines = []
-            if lines:
+    def _file(self, file: Path) -> Iterator[Document]:
+        rel = self._rel(file)
+        lines: list[str] = []
+        first = 0
+        for lineno, line in iter_lines(file, self.replaced):
+            line = line.strip()
+            if line:
+                if not lines:
+                    first = lineno
+                lines.append(line)
+            if lines and (not line or len(lines) >= self.lines_per_doc):
                 yield Document(f"{rel}:{first}", "\n".join(lines))
-            tree.add(rel, sha256_file(file))
-        self._sha256 = tree.hexdigest()
+                lines = []
+        if lines:
+            yield Document(f"{rel}:{first}", "\n".join(lines))
 

@@ -12,15 +12,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from data_prep.atomic import sha256_file
 from data_prep.books import markdown_play_to_text, plain_book_to_text
 from data_prep.errors import PrepError
 from data_prep.readers.base import Document, decode_counting
-from data_prep.readers.files import TreeHash, list_files
+from data_prep.readers.files import FileTreeSource
 
 __all__ = ["BOOK_SUFFIXES", "BookSource"]
 
@@ -39,7 +37,7 @@ def _txt_file(p: Path) -> bool:
     return p.suffix.lower() == ".txt"
 
 
-class BookSource:
+class BookSource(FileTreeSource):
     """One document per file; :attr:`sha256` hashes the sorted ``(relative path, file SHA-256)`` list."""
 
     _ACCEPT: dict[str, tuple[Callable[[Path], bool], str]] = {
@@ -49,30 +47,15 @@ class BookSource:
     }
 
     def __init__(self, path: Path, kind: str = "books"):
-        self.path = path
-        self.kind = kind
-        self.skipped: Counter[str] = Counter()
-        self.replaced: Counter[str] = Counter()
-        self._sha256: str | None = None
         accept, what = self._ACCEPT[kind]
-        self._files, self._root, others = list_files(path, accept, what)
-        if others:
-            self.skipped["book_dir_other_files"] = others
+        super().__init__(path, accept, what, "book_dir_other_files")
+        self.kind = kind
 
-    @property
-    def sha256(self) -> str | None:
-        return self._sha256
-
-    def documents(self) -> Iterator[Document]:
-        tree = TreeHash(single=not self.path.is_dir())
-        for file in self._files:
-            doc_id = file.relative_to(self._root).as_posix()
-            try:
-                data = file.read_bytes()
-            except OSError as e:
-                raise PrepError(f"{file}: cannot read ({e})") from e
-            tree.add(doc_id, sha256_file(file))
-            text = decode_counting(data, self.replaced, str(file)).lstrip("\ufeff")
-            convert = markdown_play_to_text if self.kind == "books" and file.suffix.lower() == ".md" else None
-            yield Document(doc_id, (convert or plain_book_to_text)(text))
-        self._sha256 = tree.hexdigest()
+    def _file(self, file: Path) -> Iterator[Document]:
+        try:
+            data = file.read_bytes()
+        except OSError as e:
+            raise PrepError(f"{file}: cannot read ({e})") from e
+        text = decode_counting(data, self.replaced, str(file)).lstrip("\ufeff")
+        convert = markdown_play_to_text if self.kind == "books" and file.suffix.lower() == ".md" else None
+        yield Document(self._rel(file), (convert or plain_book_to_text)(text))

@@ -11,15 +11,13 @@ line and key; a null or empty text is counted as ``empty_text``.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from data_prep.atomic import sha256_file
 from data_prep.errors import PrepError
 from data_prep.readers.base import Document, iter_lines
-from data_prep.readers.files import TreeHash, list_files
+from data_prep.readers.files import FileTreeSource
 
 __all__ = ["JSONL_SUFFIXES", "JsonlSource", "parse_json_line"]
 
@@ -36,50 +34,39 @@ def parse_json_line(line: str, where: str) -> dict[str, Any]:
     return record
 
 
-class JsonlSource:
+class JsonlSource(FileTreeSource):
     kind = "jsonl"
 
     def __init__(self, path: Path, text_key: str = "text", title_key: str | None = "title"):
-        self.path = path
+        super().__init__(
+            path,
+            lambda p: p.name.lower().endswith(JSONL_SUFFIXES),
+            "JSON Lines files (*.jsonl, *.json)",
+            "jsonl_dir_other_files",
+        )
         self.text_key = text_key
         self.title_key = title_key
-        self.skipped: Counter[str] = Counter()
-        self.replaced: Counter[str] = Counter()
-        self._files, self._root, others = list_files(
-            path, lambda p: p.name.lower().endswith(JSONL_SUFFIXES), "JSON Lines files (*.jsonl, *.json)"
-        )
-        if others:
-            self.skipped["jsonl_dir_other_files"] = others
-        self._sha256: str | None = None
 
-    @property
-    def sha256(self) -> str | None:
-        return self._sha256
-
-    def documents(self) -> Iterator[Document]:
-        tree = TreeHash(single=not self.path.is_dir())
-        for file in self._files:
-            rel = file.relative_to(self._root).as_posix()
-            for lineno, line in iter_lines(file, self.replaced):
-                if not line.strip():
-                    continue
-                where = f"{file} line {lineno}"
-                record = parse_json_line(line, where)
-                if self.text_key not in record:
-                    raise PrepError(
-                        f"{where}: no key {self.text_key!r} (keys: {', '.join(sorted(record)) or 'none'}); "
-                        "set --text-key"
-                    )
-                text = record[self.text_key]
-                if text is None or text == "":
-                    self.skipped["empty_text"] += 1
-                    continue
-                if not isinstance(text, str):
-                    raise PrepError(f"{where}: {self.text_key!r} is a {type(text).__name__}, expected a string")
-                title = record.get(self.title_key) if self.title_key else None
-                if isinstance(title, str) and title.strip():
-                    text = f"{title}\n\n{text}"
-                doc_id = record.get("id")
-                yield Document(str(doc_id) if doc_id is not None else f"{rel}:{lineno}", text)
-            tree.add(rel, sha256_file(file))
-        self._sha256 = tree.hexdigest()
+    def _file(self, file: Path) -> Iterator[Document]:
+        rel = self._rel(file)
+        for lineno, line in iter_lines(file, self.replaced):
+            if not line.strip():
+                continue
+            where = f"{file} line {lineno}"
+            record = parse_json_line(line, where)
+            if self.text_key not in record:
+                raise PrepError(
+                    f"{where}: no key {self.text_key!r} (keys: {', '.join(sorted(record)) or 'none'}); "
+                    "set --text-key"
+                )
+            text = record[self.text_key]
+            if text is None or text == "":
+                self.skipped["empty_text"] += 1
+                continue
+            if not isinstance(text, str):
+                raise PrepError(f"{where}: {self.text_key!r} is a {type(text).__name__}, expected a string")
+            title = record.get(self.title_key) if self.title_key else None
+            if isinstance(title, str) and title.strip():
+                text = f"{title}\n\n{text}"
+            doc_id = record.get("id")
+            yield Document(str(doc_id) if doc_id is not None else f"{rel}:{lineno}", text)

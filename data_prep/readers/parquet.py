@@ -10,46 +10,27 @@ or lacks the column, is a :class:`PrepError` naming the file (and row group).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_prep.atomic import sha256_file
 from data_prep.books import plain_book_to_text
 from data_prep.errors import PrepError
 from data_prep.readers.base import Document
-from data_prep.readers.files import TreeHash, list_files
+from data_prep.readers.files import FileTreeSource
 
 __all__ = ["ParquetSource"]
 
 
-class ParquetSource:
+class ParquetSource(FileTreeSource):
     def __init__(self, path: Path, text_key: str = "text", kind: str = "parquet"):
-        self.path = path
+        super().__init__(
+            path, lambda p: p.suffix.lower() == ".parquet", "Parquet files (*.parquet)", "parquet_dir_other_files"
+        )
         self.kind = kind
         self.text_key = text_key
-        self.skipped: Counter[str] = Counter()
-        self.replaced: Counter[str] = Counter()
-        self._files, self._root, others = list_files(
-            path, lambda p: p.suffix.lower() == ".parquet", "Parquet files (*.parquet)"
-        )
-        if others:
-            self.skipped["parquet_dir_other_files"] = others
-        self._sha256: str | None = None
-
-    @property
-    def sha256(self) -> str | None:
-        return self._sha256
-
-    def documents(self) -> Iterator[Document]:
-        tree = TreeHash(single=not self.path.is_dir())
-        for file in self._files:
-            yield from self._file(file)
-            tree.add(file.relative_to(self._root).as_posix(), sha256_file(file))
-        self._sha256 = tree.hexdigest()
 
     def _file(self, file: Path) -> Iterator[Document]:
         try:
@@ -61,7 +42,7 @@ class ParquetSource:
             raise PrepError(f"{file}: no column {self.text_key!r} (columns: {', '.join(names)}); set --text-key")
         books = self.kind == "bookcorpusopen"
         columns = [c for c in (self.text_key, "id", "title") if c in names]
-        rel = file.relative_to(self._root).as_posix()
+        rel = self._rel(file)
         row = 0
         for g in range(pf.num_row_groups):
             try:

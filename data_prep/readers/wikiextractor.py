@@ -16,14 +16,12 @@ unless ``--discard_empty``) are counted as ``empty_text``. A file that ends insi
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_prep.atomic import sha256_file
 from data_prep.errors import PrepError
 from data_prep.readers.base import Document, iter_lines
-from data_prep.readers.files import TreeHash, list_files
+from data_prep.readers.files import FileTreeSource
 from data_prep.readers.jsonl import parse_json_line
 
 __all__ = ["WIKI_FILE", "WikiExtractorSource"]
@@ -33,30 +31,16 @@ WIKI_FILE = re.compile(r"wiki_\d+(\.bz2)?")
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
 
 
-class WikiExtractorSource:
+class WikiExtractorSource(FileTreeSource):
     kind = "wikiextractor"
 
     def __init__(self, path: Path):
-        self.path = path
-        self.skipped: Counter[str] = Counter()
-        self.replaced: Counter[str] = Counter()
-        self._files, self._root, others = list_files(
-            path, lambda p: WIKI_FILE.fullmatch(p.name) is not None, "wikiextractor files (AA/wiki_00 ...)"
+        super().__init__(
+            path,
+            lambda p: WIKI_FILE.fullmatch(p.name) is not None,
+            "wikiextractor files (AA/wiki_00 ...)",
+            "wikiextractor_other_files",
         )
-        if others:
-            self.skipped["wikiextractor_other_files"] = others
-        self._sha256: str | None = None
-
-    @property
-    def sha256(self) -> str | None:
-        return self._sha256
-
-    def documents(self) -> Iterator[Document]:
-        tree = TreeHash(single=not self.path.is_dir())
-        for file in self._files:
-            yield from self._file(file)
-            tree.add(file.relative_to(self._root).as_posix(), sha256_file(file))
-        self._sha256 = tree.hexdigest()
 
     def _doc(self, doc_id: str, title: str, body: str) -> Iterator[Document]:
         if not body.strip():

@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from megagrow.data.manifest import MANIFEST_NAME, ManifestError, field, open_shard, read_json, sha256_file, split_files
 
 __all__ = [
     "ENCODINGS",
@@ -53,7 +55,6 @@ __all__ = [
 
 FORMAT = "megagrow-images"
 VERSION = 1
-MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "validation")
 ENCODINGS = ("raw", "png")
 
@@ -69,7 +70,7 @@ def image_schema(encoding: str, shape: tuple[int, int, int]) -> pa.Schema:
     return pa.schema([("image", image_type), ("label", pa.int64())])
 
 
-class ImageShardError(ValueError):
+class ImageShardError(ManifestError):
     """A prepared image dataset is missing, incomplete, or does not match its manifest."""
 
 
@@ -83,21 +84,8 @@ class ImageShardFile:
     n_images: int
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise ImageShardError(f"{where}: missing field {key!r}")
-    value = obj[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise ImageShardError(f"{where}: field {key!r} is {value!r}, expected {getattr(kind, '__name__', kind)}")
-    return value
+_field = partial(field, error=ImageShardError)
+_FILE_FIELDS = {"path": str, "bytes": int, "sha256": str, "n_images": int}
 
 
 def _floats(obj: dict[str, Any], key: str, n: int, where: str, positive: bool = False) -> tuple[float, ...]:
@@ -138,23 +126,8 @@ class ImageShards:
         channels = self.image_shape[2]
         self.mean = _floats(manifest, "mean", channels, where)
         self.std = _floats(manifest, "std", channels, where, positive=True)
-        splits = _field(manifest, "splits", dict, where)
-        if split not in splits:
-            raise ImageShardError(f"{where}: no split {split!r}; the dataset has {sorted(splits)}")
-        entry = _field(splits, split, dict, f"{where} splits")
-        self.files: list[ImageShardFile] = []
-        for k, f in enumerate(_field(entry, "files", list, f"{where} splits.{split}")):
-            at = f"{where} splits.{split}.files[{k}]"
-            self.files.append(
-                ImageShardFile(
-                    path=_field(f, "path", str, at),
-                    bytes=_field(f, "bytes", int, at),
-                    sha256=_field(f, "sha256", str, at),
-                    n_images=_field(f, "n_images", int, at),
-                )
-            )
-        if not self.files:
-            raise ImageShardError(f"{where}: split {split!r} lists no files")
+        entry, files = split_files(manifest, split, where, _FILE_FIELDS, ImageShardError)
+        self.files: list[ImageShardFile] = [ImageShardFile(**f) for f in files]
         self._schema = image_schema(self.encoding, self.image_shape)
         self._images: list[Any] = []  # per record batch: uint8 [n, H, W, C] (raw) or a BinaryArray (png)
         labels: list[np.ndarray] = []
@@ -177,15 +150,10 @@ class ImageShards:
         """Open split ``split`` (``"train"``, ``"validation"``) of the image dataset in ``data_dir``."""
         data_dir = Path(data_dir)
         path = data_dir / MANIFEST_NAME
-        if not path.is_file():
-            raise ImageShardError(
-                f"no {MANIFEST_NAME} in {data_dir}: run `megagrow-prep images mnist` or "
-                "`megagrow-prep images build` first"
-            )
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ImageShardError(f"{path}: cannot read the manifest ({e})") from e
+        missing = (
+            f"no {MANIFEST_NAME} in {data_dir}: run `megagrow-prep images mnist` or `megagrow-prep images build` first"
+        )
+        manifest = read_json(path, missing, ImageShardError)
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
         if fmt != FORMAT:
             hint = " (a token dataset: use it with a text model)" if fmt == "megagrow-shards" else ""
@@ -199,15 +167,7 @@ class ImageShards:
 
     def _map(self, shard: ImageShardFile) -> list[np.ndarray]:
         path = self.data_dir / shard.path
-        if not path.is_file():
-            raise ImageShardError(f"{path}: shard listed in {MANIFEST_NAME} is missing")
-        size = path.stat().st_size
-        if size != shard.bytes:
-            raise ImageShardError(f"{path}: size is {size} bytes, {MANIFEST_NAME} says {shard.bytes}")
-        try:
-            reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
-        except (OSError, pa.ArrowInvalid) as e:
-            raise ImageShardError(f"{path}: not an Arrow IPC file ({e})") from e
+        reader = open_shard(path, shard.bytes, ImageShardError)
         if not reader.schema.equals(self._schema):
             raise ImageShardError(f"{path}: schema is {reader.schema}, expected {self._schema}")
         labels = []
@@ -267,7 +227,7 @@ class ImageShards:
         """Hash every shard of the split; :class:`ImageShardError` on a mismatch."""
         for f in self.files:
             path = self.data_dir / f.path
-            actual = _sha256_file(path)
+            actual = sha256_file(path)
             if actual != f.sha256:
                 raise ImageShardError(f"{path}: SHA-256 is {actual}, {MANIFEST_NAME} says {f.sha256}")
 

@@ -20,8 +20,8 @@ does not depend on ``data_prep``.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import pyarrow as pa
 import sentencepiece as spm
 
 from megagrow.data.corpus import SpecialTokens
+from megagrow.data.manifest import MANIFEST_NAME, ManifestError, field, open_shard, read_json, sha256_file, split_files
 
 __all__ = [
     "FORMAT",
@@ -46,7 +47,6 @@ __all__ = [
 FORMAT = "megagrow-shards"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
-MANIFEST_NAME = "manifest.json"
 #: One row per document; tokens without any EOS (separators are the loader's job).
 SCHEMA = pa.schema([("doc_id", pa.string()), ("tokens", pa.list_(pa.int32()))])
 #: The same plus each document's sentence start offsets (datasets built with a sentence index).
@@ -55,7 +55,7 @@ SCHEMA_WITH_SENTENCES = pa.schema(
 )
 
 
-class ShardError(ValueError):
+class ShardError(ManifestError):
     """A prepared dataset is missing, incomplete, or does not match its manifest."""
 
 
@@ -70,21 +70,8 @@ class ShardFile:
     n_tokens: int
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise ShardError(f"{where}: missing field {key!r}")
-    value = obj[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise ShardError(f"{where}: field {key!r} is {value!r}, expected {getattr(kind, '__name__', kind)}")
-    return value
+_field = partial(field, error=ShardError)
+_FILE_FIELDS = {"path": str, "bytes": int, "sha256": str, "n_docs": int, "n_tokens": int}
 
 
 class ShardedCorpus:
@@ -118,24 +105,8 @@ class ShardedCorpus:
             raise ShardError(
                 f"{where} special_tokens: ids {self.special.as_dict()} must be distinct and < vocab_size"
             )
-        splits = _field(manifest, "splits", dict, where)
-        if split not in splits:
-            raise ShardError(f"{where}: no split {split!r}; the dataset has {sorted(splits)}")
-        entry = _field(splits, split, dict, f"{where} splits")
-        self.files: list[ShardFile] = []
-        for k, f in enumerate(_field(entry, "files", list, f"{where} splits.{split}")):
-            at = f"{where} splits.{split}.files[{k}]"
-            self.files.append(
-                ShardFile(
-                    path=_field(f, "path", str, at),
-                    bytes=_field(f, "bytes", int, at),
-                    sha256=_field(f, "sha256", str, at),
-                    n_docs=_field(f, "n_docs", int, at),
-                    n_tokens=_field(f, "n_tokens", int, at),
-                )
-            )
-        if not self.files:
-            raise ShardError(f"{where}: split {split!r} lists no files")
+        _, files = split_files(manifest, split, where, _FILE_FIELDS, ShardError)
+        self.files: list[ShardFile] = [ShardFile(**f) for f in files]
         if not self.tokenizer_path.is_file():
             raise ShardError(f"{where}: tokenizer file {self.tokenizer_path} is missing")
         self._batches: list[pa.RecordBatch] = []
@@ -161,14 +132,8 @@ class ShardedCorpus:
         """Open split ``split`` (``"train"``, ``"validation"``) of the dataset in ``data_dir``."""
         data_dir = Path(data_dir)
         path = data_dir / MANIFEST_NAME
-        if not path.is_file():
-            raise ShardError(
-                f"no {MANIFEST_NAME} in {data_dir}: run `megagrow-prep sample` or `megagrow-prep build` first"
-            )
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ShardError(f"{path}: cannot read the manifest ({e})") from e
+        missing = f"no {MANIFEST_NAME} in {data_dir}: run `megagrow-prep sample` or `megagrow-prep build` first"
+        manifest = read_json(path, missing, ShardError)
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
         if fmt != FORMAT:
             raise ShardError(f"{path}: format is {fmt!r}, expected {FORMAT!r}")
@@ -181,15 +146,7 @@ class ShardedCorpus:
 
     def _map(self, shard: ShardFile) -> None:
         path = self.data_dir / shard.path
-        if not path.is_file():
-            raise ShardError(f"{path}: shard listed in {MANIFEST_NAME} is missing")
-        size = path.stat().st_size
-        if size != shard.bytes:
-            raise ShardError(f"{path}: size is {size} bytes, {MANIFEST_NAME} says {shard.bytes}")
-        try:
-            reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
-        except (OSError, pa.ArrowInvalid) as e:
-            raise ShardError(f"{path}: not an Arrow IPC file ({e})") from e
+        reader = open_shard(path, shard.bytes, ShardError)
         with_sentences = reader.schema.equals(SCHEMA_WITH_SENTENCES)
         if not (with_sentences or reader.schema.equals(SCHEMA)):
             raise ShardError(f"{path}: schema is {reader.schema}, expected {SCHEMA} or {SCHEMA_WITH_SENTENCES}")
@@ -311,7 +268,7 @@ class ShardedCorpus:
         checks = [(self.data_dir / f.path, f.sha256) for f in self.files]
         checks.append((self.tokenizer_path, self.tokenizer_sha256))
         for path, expected in checks:
-            actual = _sha256_file(path)
+            actual = sha256_file(path)
             if actual != expected:
                 raise ShardError(f"{path}: SHA-256 is {actual}, {MANIFEST_NAME} says {expected}")
 
