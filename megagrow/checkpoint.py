@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from megagrow.distributed.state import FullState
+from megagrow.state import FullState
 
 FORMAT = "megagrow-checkpoint"
 VERSION = 1

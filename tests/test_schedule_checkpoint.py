@@ -11,9 +11,9 @@ import torch
 from megagrow.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from megagrow.config import load_config
 from megagrow.distributed.engine import build_engine, init_distributed, param_groups
-from megagrow.distributed.state import FullState
 from megagrow.models import build_model
 from megagrow.schedule import lr_at
+from megagrow.state import FullState
 
 
 def test_warmup_then_cosine_and_linear() -> None:
