@@ -51,6 +51,17 @@ class RunConfig:
 @dataclass
 class GrowthConfig:
     plan: str = doc("growth plan: how the executed architecture changes over training", "scratch")
+    stages: list[int] = doc("live layers per stage, e.g. [1, 3, 6, 12]; the last equals model.n_layers", [])
+    boundaries: list[float] = doc("start of stages 2.. (one per stage after the first), in boundary_unit", [])
+    boundary_unit: Literal["fraction", "steps"] = doc("boundaries as fractions of train.max_steps, or steps",
+                                                      "fraction")
+    sampler: Literal["lvps", "uniform", "full", "edge"] = doc(
+        "apollo: depth sampler drawn per micro-batch (LVPS = low-value-prioritized)", "lvps")
+    layer_map: Literal["interpolation", "stacking"] = doc(
+        "apollo: how sampled depth positions map to live weight sets, and how stages expand", "interpolation")
+    moments: Literal["copy", "reset", "keep", "fresh"] = doc(
+        "AdamW moments at a transition: copy (with the weights), reset (zero for grown blocks), keep (stay with the "
+        "slot index, as Apollo's code), fresh (all moments and the Adam step reset)", "copy")
 
 
 @dataclass
@@ -188,6 +199,20 @@ def validate(cfg: Config) -> list[str]:
         p.append(f"data.mask_prob={cfg.data.mask_prob}: must be in (0, 1)")
     if cfg.distributed.zero_stage not in (0, 1, 2, 3):
         p.append(f"distributed.zero_stage={cfg.distributed.zero_stage}: must be one of 0, 1, 2, 3")
+    g = cfg.growth
+    if g.stages:
+        if any(n <= 0 for n in g.stages) or list(g.stages) != sorted(set(g.stages)):
+            p.append(f"growth.stages={g.stages}: must be positive and strictly increasing")
+        elif g.stages[-1] != cfg.model.n_layers:
+            p.append(f"growth.stages={g.stages}: the last stage must equal model.n_layers={cfg.model.n_layers}")
+        if len(g.boundaries) != len(g.stages) - 1:
+            p.append(f"growth.boundaries={g.boundaries}: need {len(g.stages) - 1} (one per stage after the first)")
+        elif list(g.boundaries) != sorted(set(g.boundaries)) or any(b <= 0 for b in g.boundaries):
+            p.append(f"growth.boundaries={g.boundaries}: must be positive and strictly increasing")
+        elif g.boundary_unit == "fraction" and g.boundaries and g.boundaries[-1] >= 1:
+            p.append(f"growth.boundaries={g.boundaries}: fractions of the run must be < 1 (or boundary_unit=steps)")
+        elif g.boundary_unit == "steps" and g.boundaries and g.boundaries[-1] >= cfg.train.max_steps:
+            p.append(f"growth.boundaries={g.boundaries}: steps must be < train.max_steps={cfg.train.max_steps}")
     if cfg.growth.plan not in PLANS:
         p.append(f"growth.plan={cfg.growth.plan!r}: unknown plan; available: {sorted(PLANS)}"
                  + _suggest(cfg.growth.plan, PLANS))
@@ -249,6 +274,15 @@ def _coerce(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
             return sval
         problems.append(f"{where}={value!r}: expected one of {list(allowed)}" + _suggest(sval, map(str, allowed)))
         return allowed[0]
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            text = value.strip().strip("[]")
+            value = [v.strip() for v in text.split(",")] if text else []
+        if not isinstance(value, list | tuple):
+            problems.append(f"{where}={value!r}: expected a list, e.g. [1, 3, 6]")
+            return []
+        return [_coerce(v, item, f"{where}[{i}]", problems) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value

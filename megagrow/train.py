@@ -10,7 +10,7 @@ import hashlib
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,20 @@ from megagrow.checkpoint import load_checkpoint, save_checkpoint
 from megagrow.config import Config, deepspeed_config
 from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
-from megagrow.distributed.engine import all_reduce_sum, barrier, build_engine, init_distributed, set_lr
+from megagrow.distributed.engine import (
+    all_reduce_sum,
+    barrier,
+    build_engine,
+    destroy_engine,
+    init_distributed,
+    set_lr,
+)
 from megagrow.distributed.env import DistEnv
 from megagrow.distributed.state import gather_full_state, scatter_full_state
 from megagrow.flops import train_flops
-from megagrow.growth.plans import Plan, build_plan
+from megagrow.growth.plans import Plan, Transition, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, throughput_fields
-from megagrow.models import build_model
+from megagrow.models import ModelConfig, build_model
 from megagrow.rundir import RunDir
 from megagrow.schedule import lr_at
 
@@ -80,6 +87,7 @@ class _Session:
     cfg: Config
     env: DistEnv
     data: DataBundle
+    model_cfg: ModelConfig  # the architecture in effect now (cfg.model is the plan's target)
     model: torch.nn.Module
     plan: Plan
     engine: Any
@@ -125,15 +133,18 @@ def _setup(cfg: Config) -> _Session:
         elif cfg.model.vocab_size < data.vocab_size:
             raise ValueError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
                              f"vocabulary ({data.vocab_size}) of data.path={cfg.data.path}")
-    model = build_model(cfg.model)
-    plan = build_plan(cfg.growth.plan, model.n_slots, seed)
+    plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, seed, cfg.train.max_steps)
     run = RunDir(Path(cfg.run.out_dir) / cfg.run.name)
     resume_from = run.resume_source(cfg.checkpoint.resume)
     counters = Counters()
     loader = GlobalBatchLoader(data.train, cfg.data.micro_batch_size, env.world_size, env.rank, seed)
     full_state = None
+    model_cfg = replace(cfg.model, **plan.arch_at(0))
     if resume_from is not None:
         full_state, meta = load_checkpoint(resume_from)
+        model_cfg = ModelConfig(**meta["model"])  # the architecture the checkpoint was written with
+    model = build_model(model_cfg)
+    if full_state is not None:
         model.load_state_dict(full_state.params, strict=True)  # module weights (bf16 copies follow)
         counters = Counters(**meta["counters"])
         warning = loader.load_state_dict(meta["loader"], allow_fingerprint_change=cfg.data.allow_fingerprint_change)
@@ -153,15 +164,16 @@ def _setup(cfg: Config) -> _Session:
                          f"{len(data.validation)} samples, fewer than one global micro-batch ({per_micro})")
     eval_loader = EvalLoader(data.validation, cfg.data.micro_batch_size, n_eval, env.world_size, env.rank,
                              key_offset=data.eval_key_offset)
-    return _Session(cfg, env, data, model, plan, engine, run, loader, eval_loader, counters)
+    return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, counters)
 
 
 def _evaluate(s: _Session) -> float:
     s.engine.eval()
     total = 0.0
+    layer_map = s.plan.eval_layer_map(s.counters.step - 1)  # the model as it stands after the last step
     with torch.no_grad():
         for batch in s.eval_loader:
-            out = s.engine({k: v.to(s.engine.device) for k, v in batch.items()}, s.plan.eval_layer_map(s.counters.step))
+            out = s.engine({k: v.to(s.engine.device) for k, v in batch.items()}, layer_map)
             total += float(out.loss)
     s.engine.train()
     loss_sum, n = all_reduce_sum([total, float(len(s.eval_loader))], s.engine.device)
@@ -170,8 +182,12 @@ def _evaluate(s: _Session) -> float:
 
 def _train_step(s: _Session, interval: _Interval, stop_requested: bool) -> bool:
     """One optimizer step over ``grad_accum`` micro-batches; returns whether any rank asked to stop."""
-    cfg, step, engine = s.cfg, s.counters.step, s.engine
+    cfg, step = s.cfg, s.counters.step
     t0 = time.perf_counter()
+    transition = s.plan.transition(step)
+    if transition is not None:
+        _apply_transition(s, transition)
+    engine = s.engine
     o = cfg.optim
     set_lr(engine, lr_at(step, peak=o.lr, warmup_steps=o.warmup_steps, total_steps=cfg.train.max_steps,
                          schedule=o.schedule, min_lr_ratio=o.min_lr_ratio))
@@ -211,6 +227,20 @@ def _train_step(s: _Session, interval: _Interval, stop_requested: bool) -> bool:
     return g_stop > 0
 
 
+def _apply_transition(s: _Session, t: Transition) -> None:
+    """Gather the full state, map it with the plan's operator, rebuild model and engine, scatter."""
+    state = t.operator(gather_full_state(s.engine))  # gather is collective: every rank runs this
+    destroy_engine(s.engine)
+    s.model_cfg = replace(s.model_cfg, **t.arch)
+    s.model = build_model(s.model_cfg)
+    s.model.load_state_dict(state.params, strict=True)
+    s.engine = build_engine(s.model, s.cfg, s.env.world_size)
+    scatter_full_state(s.engine, state)
+    s.engine.train()
+    if s.env.is_main:
+        print(f"[megagrow] step {s.counters.step}: transition {t.name} -> {t.arch}", file=sys.stderr, flush=True)
+
+
 def _mix(s: _Session, batch: dict[str, torch.Tensor], step: int, micro: int) -> dict[str, torch.Tensor]:
     """Mixup/cutmix of this rank's micro-batch, its randomness a pure function of (seed, step, micro, rank)."""
     from megagrow.data.images import mix_batch
@@ -224,7 +254,7 @@ def _checkpoint(s: _Session) -> None:
     state = gather_full_state(s.engine)  # collective
     if s.env.is_main:
         meta = {"counters": asdict(s.counters), "loader": s.loader.state_dict(), "plan": s.plan.state_dict(),
-                "model": asdict(s.cfg.model)}
+                "model": asdict(s.model_cfg)}
         save_checkpoint(s.run.checkpoints, s.counters.step, state, meta, s.cfg.checkpoint.keep_last)
     barrier()
 
@@ -248,7 +278,7 @@ def train(cfg: Config) -> TrainResult:
             done = step == cfg.train.max_steps or stopped
             is_eval = bool(cfg.train.eval_every and step % cfg.train.eval_every == 0) or done
             if step % cfg.logging.log_every == 0 or is_eval:
-                rec = interval.record(s.counters, s.engine.optimizer.param_groups[0]["lr"], cfg.model.hidden, peak,
+                rec = interval.record(s.counters, s.engine.optimizer.param_groups[0]["lr"], s.model_cfg.hidden, peak,
                                       s.env.world_size)
                 if is_eval:
                     rec["val_loss"] = last["val_loss"] = _evaluate(s)

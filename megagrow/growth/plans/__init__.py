@@ -1,17 +1,24 @@
 """Registry of growth plans (``growth.plan`` in the config). A new method = one new file here."""
 
-from megagrow.growth.plans.base import Decision, Plan
+from __future__ import annotations
+
+from megagrow.growth.plans.apollo import ApolloPlan
+from megagrow.growth.plans.base import Decision, Plan, StatelessPlan, Transition
 from megagrow.growth.plans.scratch import ScratchPlan
+from megagrow.growth.plans.stackbert import StackBertPlan
 
-PLANS: dict[str, type] = {"scratch": ScratchPlan}
+PLANS: dict[str, type] = {"scratch": ScratchPlan, "apollo": ApolloPlan, "stackbert": StackBertPlan}
 
 
-def build_plan(name: str, n_slots: int, seed: int) -> Plan:
+def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: int = 0) -> Plan:
+    """The plan ``name`` for a target model of ``n_layers`` slots; ``growth`` is the config's
+    :class:`~megagrow.config.GrowthConfig` (stage lists, sampler, boundaries…)."""
     try:
         cls = PLANS[name]
     except KeyError:
         raise ValueError(f"growth.plan={name!r}: unknown plan; available: {sorted(PLANS)}") from None
-    return cls(n_slots=n_slots, seed=seed)
+    return cls(n_layers=n_layers, growth=growth, seed=seed, max_steps=max_steps)
 
 
-__all__ = ["PLANS", "Decision", "Plan", "ScratchPlan", "build_plan"]
+__all__ = ["PLANS", "ApolloPlan", "Decision", "Plan", "ScratchPlan", "StackBertPlan", "StatelessPlan", "Transition",
+           "build_plan"]

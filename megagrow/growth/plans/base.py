@@ -1,15 +1,20 @@
 """The plan protocol: a growth plan is a schedule, not a trainer.
 
-For every (optimizer step, micro-step) a plan answers which phase runs and which layer map the model
-executes. It never calls the trainer; its small state goes into the checkpoint. Decisions must be a
-pure function of (seed, step, micro_step, plan state) so every rank can evaluate them or rank 0 can
-broadcast them (later issues add transitions that change the architecture).
+A plan answers, for an optimizer step and micro-step: which phase runs, which architecture the model
+has (:meth:`Plan.arch_at`), which layer map the model executes (:meth:`Plan.decide`), and whether a
+transition happens at the start of this step (:meth:`Plan.transition`) — an operator
+``FullState -> FullState`` plus the new architecture. It never calls the trainer. Every answer is a
+pure function of (seed, step, micro-step, config), so resuming needs no plan state beyond a name check,
+and every rank computes the same decision (rank 0 broadcasting it is the distributed issue's guard).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from megagrow.state import FullState
 
 
 @dataclass(frozen=True)
@@ -25,17 +30,55 @@ class Decision:
         return len(self.layer_map)
 
 
+@dataclass(frozen=True)
+class Transition:
+    """A change of architecture at the start of an optimizer step.
+
+    ``arch`` holds the model fields that change (e.g. ``{"n_layers": 6}``); ``operator`` maps the full
+    training state of the old architecture to the new one (parameters and AdamW moments).
+    """
+
+    name: str
+    arch: dict[str, int]
+    operator: Callable[[FullState], FullState]
+
+
 class Plan(Protocol):
     name: str
+
+    def arch_at(self, step: int) -> dict[str, int]:
+        """Model fields (e.g. ``n_layers``) in effect during optimizer step ``step``, after any transition
+        at its start."""
+        ...
+
+    def transition(self, step: int) -> Transition | None:
+        """The transition to apply at the start of step ``step``, if any."""
+        ...
 
     def decide(self, step: int, micro_step: int) -> Decision:
         """The decision for micro-batch ``micro_step`` of optimizer step ``step``."""
         ...
 
     def eval_layer_map(self, step: int) -> tuple[int, ...]:
-        """The layer map used to evaluate the model as it stands at ``step``."""
+        """The layer map that evaluates the model as it stands after optimizer step ``step`` ran."""
         ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class StatelessPlan:
+    """Base for plans whose decisions are pure functions of the step: the checkpointed state is the name."""
+
+    name = "base"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("name") != self.name:
+            raise ValueError(f"checkpoint was written by plan {state.get('name')!r}, this run uses {self.name!r}")
+
+    def transition(self, step: int) -> Transition | None:
+        return None

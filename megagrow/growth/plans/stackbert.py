@@ -1,0 +1,36 @@
+"""StackBERT (Gong et al., 2019): train a shallow model, then stack it on itself (e.g. 3 -> 6 -> 12).
+
+Every micro-batch runs all live layers once; at a stage boundary the layers are copied on top of
+themselves (new layer j = old layer j mod N_old), weights and by default AdamW moments.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from megagrow.growth.ops.stacking import stack_depth
+from megagrow.growth.plans.base import Decision, Transition
+from megagrow.growth.plans.staged import StagedPlan
+
+
+class StackBertPlan(StagedPlan):
+    name = "stackbert"
+
+    def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0):
+        super().__init__(n_layers, growth, seed, max_steps)
+        self.moments = growth.moments
+
+    def transition(self, step: int) -> Transition | None:
+        b = self.boundary(step)
+        if b is None:
+            return None
+        n_old, n_new = b
+        op = partial(stack_depth, n_old=n_old, n_new=n_new, moments=self.moments)
+        return Transition(f"stackbert {n_old}->{n_new}", {"n_layers": n_new}, op)
+
+    def decide(self, step: int, micro_step: int) -> Decision:
+        n = self.live(step)
+        return Decision(phase=f"stack-N{n}", layer_map=tuple(range(n)))
+
+    def eval_layer_map(self, step: int) -> tuple[int, ...]:
+        return tuple(range(self.live(step)))
