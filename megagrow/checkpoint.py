@@ -5,6 +5,7 @@ Layout of ``<run>/checkpoints/``::
     step_00000100/
         params.safetensors     fp32 parameters, keyed by stable parameter name
         optimizer.safetensors  exp_avg.<name>, exp_avg_sq.<name>
+        plan.safetensors       the growth plan's tensors, if it keeps any (e.g. a V-cycle snapshot)
         meta.json              step, counters, loader cursor, plan state, architecture, adam_step
     latest                     name of the newest complete checkpoint directory
 
@@ -41,8 +42,10 @@ def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def save_checkpoint(ckpt_root: Path, step: int, state: FullState, meta: dict[str, Any], keep_last: int) -> Path:
-    """Write a checkpoint (call on one rank only) and prune to the newest ``keep_last``."""
+def save_checkpoint(ckpt_root: Path, step: int, state: FullState, meta: dict[str, Any], keep_last: int,
+                    extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a checkpoint (call on one rank only) and prune to the newest ``keep_last``.
+    ``extra_tensors`` (a growth plan's state, e.g. a snapshot to interpolate with) go to ``plan.safetensors``."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / step_dir_name(step)
     tmp = ckpt_root / (final.name + ".tmp")
@@ -53,6 +56,8 @@ def save_checkpoint(ckpt_root: Path, step: int, state: FullState, meta: dict[str
     opt = {f"{m}.{k}": v.contiguous() for m in ("exp_avg", "exp_avg_sq") for k, v in getattr(state, m).items()}
     if opt:
         save_file(opt, str(tmp / "optimizer.safetensors"))
+    if extra_tensors:
+        save_file({k: v.contiguous() for k, v in extra_tensors.items()}, str(tmp / "plan.safetensors"))
     full_meta = {"format": FORMAT, "version": VERSION, "step": step, "adam_step": state.adam_step, **meta}
     (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True))
     if final.exists():
@@ -99,3 +104,9 @@ def load_checkpoint(path: Path) -> tuple[FullState, dict[str, Any]]:
             moments[m][name] = t
     state = FullState(params, moments["exp_avg"], moments["exp_avg_sq"], int(meta.get("adam_step", 0)))
     return state, meta
+
+
+def load_plan_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The growth plan's tensors saved with a checkpoint (empty when it has none)."""
+    f = path / "plan.safetensors"
+    return load_file(str(f)) if f.is_file() else {}

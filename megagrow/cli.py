@@ -2,6 +2,7 @@
 
     megagrow train CONFIG.yaml [--section.key=value ...]
     megagrow config CONFIG.yaml [--section.key=value ...] [--docs] [--deepspeed --world-size N]
+    megagrow plan show [CONFIG.yaml] [--section.key=value ...] [--json]
 """
 
 from __future__ import annotations
@@ -47,7 +48,24 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--docs", action="store_true", help="list every field with type, default and help")
     c.add_argument("--deepspeed", action="store_true", help="print the generated DeepSpeed JSON")
     c.add_argument("--world-size", type=int, default=1, help="world size for --deepspeed")
+    pl = sub.add_parser("plan", help="inspect a growth plan without training")
+    pl_sub = pl.add_subparsers(dest="plan_command", required=True)
+    ps = pl_sub.add_parser("show", help="phases, depth pmfs and expected FLOPs vs scratch of the config's plan")
+    ps.add_argument("config", nargs="?", help="YAML config file; omitted: defaults")
+    ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
+
+
+def _plan_show(cfg: Config, as_json: bool) -> int:
+    from megagrow.plan_show import render_json, render_table, summarize
+
+    try:
+        summary = summarize(cfg)
+    except ValueError as e:
+        print(f"megagrow: error: {e}", file=sys.stderr)
+        return 2
+    print(render_json(summary) if as_json else render_table(summary))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"megagrow: {e}", file=sys.stderr)
         return 2
+    if args.command == "plan":
+        return _plan_show(cfg, args.json)
     if args.command == "config":
         print(json.dumps(deepspeed_config(cfg, args.world_size), indent=2) if args.deepspeed else dump_yaml(cfg))
         return 0

@@ -59,9 +59,16 @@ class GrowthConfig:
         "apollo: depth sampler drawn per micro-batch (LVPS = low-value-prioritized)", "lvps")
     layer_map: Literal["interpolation", "stacking"] = doc(
         "apollo: how sampled depth positions map to live weight sets, and how stages expand", "interpolation")
-    moments: Literal["copy", "reset", "keep", "fresh"] = doc(
-        "AdamW moments at a transition: copy (with the weights), reset (zero for grown blocks), keep (stay with the "
-        "slot index, as Apollo's code), fresh (all moments and the Adam step reset)", "copy")
+    moments: Literal["auto", "copy", "reset", "keep", "fresh"] = doc(
+        "AdamW moments at a transition: auto = what the method's paper did (apollo keep, stackbert fresh, "
+        "multilevel reset); copy (with the weights), reset (zero for grown blocks), keep (stay with the slot "
+        "index), fresh (all moments and the Adam step reset)", "auto")
+    levels: int = doc("multilevel: number of levels of the V-cycle (2 or 3); boundaries need 2*(levels-1)", 2)
+    alpha: float | None = doc("multilevel: interpolation weight of the pre-coalescing model; none = paper default "
+                              "(bert 0.5, gpt/deit 0.25)", None)
+    coarse_lr_mult: float = doc("multilevel: LR multiplier per coarsening level (the paper's small model: 4x)", 4.0)
+    width_pairing: Literal["half", "adjacent"] = doc("multilevel: merge unit i with i+n/2 (paper) or i+1", "half")
+    depth_pairing: Literal["adjacent", "half"] = doc("multilevel: merge layers 2i,2i+1 (paper) or i, i+L/2", "adjacent")
 
 
 @dataclass
@@ -200,6 +207,22 @@ def validate(cfg: Config) -> list[str]:
     if cfg.distributed.zero_stage not in (0, 1, 2, 3):
         p.append(f"distributed.zero_stage={cfg.distributed.zero_stage}: must be one of 0, 1, 2, 3")
     g = cfg.growth
+    if g.plan == "multilevel":
+        if g.levels not in (2, 3):
+            p.append(f"growth.levels={g.levels}: must be 2 or 3")
+        elif len(g.boundaries) != 2 * (g.levels - 1):
+            p.append(f"growth.boundaries={g.boundaries}: multilevel with {g.levels} levels needs "
+                     f"{2 * (g.levels - 1)} (coalesce, ..., de-coalesce)")
+        m = cfg.model
+        div = 2 ** (g.levels - 1)
+        for name, v in (("n_layers", m.n_layers), ("hidden", m.hidden), ("n_heads", m.n_heads), ("ffn", m.ffn_dim)):
+            if v % div:
+                p.append(f"model.{name}={v}: multilevel with {g.levels} levels halves it {g.levels - 1} time(s); "
+                         f"must be divisible by {div}")
+        if g.alpha is not None and not 0 <= g.alpha <= 1:
+            p.append(f"growth.alpha={g.alpha}: must be in [0, 1]")
+        if g.coarse_lr_mult <= 0:
+            p.append(f"growth.coarse_lr_mult={g.coarse_lr_mult}: must be > 0")
     if g.stages:
         if any(n <= 0 for n in g.stages) or list(g.stages) != sorted(set(g.stages)):
             p.append(f"growth.stages={g.stages}: must be positive and strictly increasing")

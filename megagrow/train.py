@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from megagrow.checkpoint import load_checkpoint, save_checkpoint
+from megagrow.checkpoint import load_checkpoint, load_plan_tensors, save_checkpoint
 from megagrow.config import Config, deepspeed_config
 from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
@@ -133,7 +133,7 @@ def _setup(cfg: Config) -> _Session:
         elif cfg.model.vocab_size < data.vocab_size:
             raise ValueError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
                              f"vocabulary ({data.vocab_size}) of data.path={cfg.data.path}")
-    plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, seed, cfg.train.max_steps)
+    plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, seed, cfg.train.max_steps, model=cfg.model)
     run = RunDir(Path(cfg.run.out_dir) / cfg.run.name)
     resume_from = run.resume_source(cfg.checkpoint.resume)
     counters = Counters()
@@ -143,6 +143,7 @@ def _setup(cfg: Config) -> _Session:
     if resume_from is not None:
         full_state, meta = load_checkpoint(resume_from)
         model_cfg = ModelConfig(**meta["model"])  # the architecture the checkpoint was written with
+        plan.load_state_tensors(load_plan_tensors(resume_from))
     model = build_model(model_cfg)
     if full_state is not None:
         model.load_state_dict(full_state.params, strict=True)  # module weights (bf16 copies follow)
@@ -189,8 +190,9 @@ def _train_step(s: _Session, interval: _Interval, stop_requested: bool) -> bool:
         _apply_transition(s, transition)
     engine = s.engine
     o = cfg.optim
-    set_lr(engine, lr_at(step, peak=o.lr, warmup_steps=o.warmup_steps, total_steps=cfg.train.max_steps,
-                         schedule=o.schedule, min_lr_ratio=o.min_lr_ratio))
+    set_lr(engine, s.plan.lr_scale(step) * lr_at(step, peak=o.lr, warmup_steps=o.warmup_steps,
+                                                  total_steps=cfg.train.max_steps, schedule=o.schedule,
+                                                  min_lr_ratio=o.min_lr_ratio))
     loss_sum, flops, depth_sum, tokens = 0.0, 0, 0, 0
     batch_tokens = cfg.data.micro_batch_size * s.data.seq_len
     for micro in range(cfg.train.grad_accum):
@@ -255,7 +257,8 @@ def _checkpoint(s: _Session) -> None:
     if s.env.is_main:
         meta = {"counters": asdict(s.counters), "loader": s.loader.state_dict(), "plan": s.plan.state_dict(),
                 "model": asdict(s.model_cfg)}
-        save_checkpoint(s.run.checkpoints, s.counters.step, state, meta, s.cfg.checkpoint.keep_last)
+        save_checkpoint(s.run.checkpoints, s.counters.step, state, meta, s.cfg.checkpoint.keep_last,
+                        extra_tensors=s.plan.state_tensors())
     barrier()
 
 

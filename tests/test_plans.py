@@ -10,6 +10,8 @@ from megagrow.config import load_config
 from megagrow.growth.plans import PLANS, build_plan
 from tests.trainutil import records, run, tiny_config
 
+MULTILEVEL = ["--growth.plan=multilevel", "--growth.levels=2", "--growth.boundaries=4,12",
+              "--growth.boundary_unit=steps", "--model.n_layers=4", "--model.n_heads=4", "--model.ln_eps=1e-12"]
 STAGED = {
     "apollo": ["--growth.plan=apollo", "--growth.stages=1,2,4", "--growth.boundaries=6,12",
                "--growth.boundary_unit=steps", "--model.n_layers=4"],
@@ -63,3 +65,31 @@ def test_resume_across_a_transition_is_exact(stop: int, tmp_path: Path, text_dat
     a, b = records(full.run_dir), records(resumed.run_dir)
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
     assert [(r["depth"], r["flops"]) for r in a] == [(r["depth"], r["flops"]) for r in b]
+
+
+@pytest.mark.parametrize("family", ["gpt", "bert", "deit"])
+def test_multilevel_v_cycle_trains(family: str, tmp_path: Path, text_data: Path) -> None:
+    cfg = tiny_config(family, tmp_path, f"ml-{family}", *MULTILEVEL, "--train.max_steps=20", "--train.eval_every=10",
+                      "--optim.warmup_steps=2", data_path=text_data if family != "deit" else None)
+    recs = records(run(cfg).run_dir)
+    hidden = cfg.model.hidden
+    assert [r["hidden"] for r in recs] == [hidden] * 4 + [hidden // 2] * 8 + [hidden] * 8
+    assert [r["depth"] for r in recs] == [4] * 4 + [2] * 8 + [4] * 8
+    assert [r["phase"] for r in recs][4] == "multilevel-L1"
+    # the coarse phase costs less per step
+    step_flops = [b["flops"] - a["flops"] for a, b in zip(recs, recs[1:], strict=False)]
+    assert max(step_flops[4:10]) < 0.5 * min(step_flops[:3])
+    assert all(r["loss"] == r["loss"] for r in recs)
+    assert recs[-1]["loss"] < recs[0]["loss"]
+    assert sum(r["loss"] for r in recs[-3:]) < sum(r["loss"] for r in recs[12:15])
+
+
+@pytest.mark.parametrize("stop", [4, 8, 12], ids=["at-coalesce", "inside-coarse-phase", "at-decoalesce"])
+def test_multilevel_resume_is_exact(stop: int, tmp_path: Path, text_data: Path) -> None:
+    """The pre-coalescing snapshot is checkpointed as plan state, so resuming inside the cycle is exact."""
+    args = [*MULTILEVEL, "--train.max_steps=16"]
+    full = run(tiny_config("gpt", tmp_path, "full", *args, data_path=text_data))
+    run(tiny_config("gpt", tmp_path, "cut", *args, f"--train.exit_at_step={stop}", data_path=text_data))
+    resumed = run(tiny_config("gpt", tmp_path, "cut", *args, data_path=text_data))
+    a, b = records(full.run_dir), records(resumed.run_dir)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]

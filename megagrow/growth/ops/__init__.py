@@ -3,6 +3,7 @@
 Only stdlib, numpy, torch and ``megagrow.state`` are imported by this package.
 """
 
+from megagrow.growth.ops.bert2bert import aki_width, bert2bert, fpi_width, unit_map, width_maps
 from megagrow.growth.ops.depth import (
     DEPTH_MAP_KINDS,
     MOMENT_MODES,
@@ -14,6 +15,7 @@ from megagrow.growth.ops.depth import (
     split_block_name,
     stacking_map,
 )
+from megagrow.growth.ops.msg import MsgMasks, msg_block_forward, msg_forward, msg_grow, msg_layernorm, msg_mask
 from megagrow.growth.ops.multilevel import (
     coalesce,
     coalesce_depth,
@@ -26,6 +28,17 @@ from megagrow.growth.ops.multilevel import (
 from megagrow.growth.ops.stacking import stack_depth
 
 __all__ = [
+    "MsgMasks",
+    "aki_width",
+    "bert2bert",
+    "fpi_width",
+    "msg_block_forward",
+    "msg_forward",
+    "msg_grow",
+    "msg_layernorm",
+    "msg_mask",
+    "unit_map",
+    "width_maps",
     "DEPTH_MAP_KINDS",
     "MOMENT_MODES",
     "block_slots",

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from megagrow.growth.plans.apollo import ApolloPlan
 from megagrow.growth.plans.base import Decision, Plan, StatelessPlan, Transition
+from megagrow.growth.plans.multilevel import MultiLevelPlan
 from megagrow.growth.plans.scratch import ScratchPlan
 from megagrow.growth.plans.stackbert import StackBertPlan
 
-PLANS: dict[str, type] = {"scratch": ScratchPlan, "apollo": ApolloPlan, "stackbert": StackBertPlan}
+PLANS: dict[str, type] = {"scratch": ScratchPlan, "apollo": ApolloPlan, "stackbert": StackBertPlan,
+                          "multilevel": MultiLevelPlan}
 
 
-def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: int = 0) -> Plan:
+def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: int = 0, model=None) -> Plan:
     """The plan ``name`` for a target model of ``n_layers`` slots; ``growth`` is the config's
-    :class:`~megagrow.config.GrowthConfig` (stage lists, sampler, boundaries…)."""
+    :class:`~megagrow.config.GrowthConfig` (stage lists, sampler, boundaries…); ``model`` the target
+    :class:`~megagrow.models.ModelConfig` (needed by plans that change width)."""
     try:
         cls = PLANS[name]
     except KeyError:
         raise ValueError(f"growth.plan={name!r}: unknown plan; available: {sorted(PLANS)}") from None
-    return cls(n_layers=n_layers, growth=growth, seed=seed, max_steps=max_steps)
+    kwargs = {"model": model} if model is not None else {}
+    if name == "multilevel" and model is None:
+        raise ValueError("growth.plan='multilevel' needs the model config: build_plan(..., model=cfg.model)")
+    return cls(n_layers=n_layers, growth=growth, seed=seed, max_steps=max_steps, **kwargs)
 
 
 __all__ = ["PLANS", "ApolloPlan", "Decision", "Plan", "ScratchPlan", "StackBertPlan", "StatelessPlan", "Transition",
-           "build_plan"]
+           "build_plan", "MultiLevelPlan"]

@@ -21,11 +21,11 @@ from megagrow.growth.samplers import get_sampler
 class ApolloPlan(StagedPlan):
     name = "apollo"
 
-    def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0):
+    def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         super().__init__(n_layers, growth, seed, max_steps)
         self.sampler = get_sampler(growth.sampler)
         self.map_kind = growth.layer_map
-        self.moments = growth.moments
+        self.moments = "keep" if growth.moments == "auto" else growth.moments
 
     def transition(self, step: int) -> Transition | None:
         b = self.boundary(step)

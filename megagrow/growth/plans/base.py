@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import torch
+
 from megagrow.state import FullState
 
 
@@ -63,9 +65,19 @@ class Plan(Protocol):
         """The layer map that evaluates the model as it stands after optimizer step ``step`` ran."""
         ...
 
+    def lr_scale(self, step: int) -> float:
+        """Multiplier on the global LR schedule during step ``step`` (e.g. a coarse model's larger LR)."""
+        ...
+
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors the plan must keep across a resume (e.g. a snapshot to interpolate with later)."""
+        ...
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None: ...
 
 
 class StatelessPlan:
@@ -82,3 +94,13 @@ class StatelessPlan:
 
     def transition(self, step: int) -> Transition | None:
         return None
+
+    def lr_scale(self, step: int) -> float:
+        return 1.0
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if tensors:
+            raise ValueError(f"plan {self.name!r} keeps no tensors, but the checkpoint has {len(tensors)}")

@@ -8,7 +8,7 @@ from megagrow.growth.plans.base import Decision, StatelessPlan
 class ScratchPlan(StatelessPlan):
     name = "scratch"
 
-    def __init__(self, n_layers: int, growth=None, seed: int = 0, max_steps: int = 0):
+    def __init__(self, n_layers: int, growth=None, seed: int = 0, max_steps: int = 0, model=None):
         self._n = n_layers
         self._map = tuple(range(n_layers))
 

@@ -16,9 +16,9 @@ from megagrow.growth.plans.staged import StagedPlan
 class StackBertPlan(StagedPlan):
     name = "stackbert"
 
-    def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0):
+    def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         super().__init__(n_layers, growth, seed, max_steps)
-        self.moments = growth.moments
+        self.moments = "fresh" if growth.moments == "auto" else growth.moments
 
     def transition(self, step: int) -> Transition | None:
         b = self.boundary(step)

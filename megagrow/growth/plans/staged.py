@@ -22,7 +22,7 @@ def stage_starts(boundaries: Sequence[float], unit: str, max_steps: int) -> list
 class StagedPlan(StatelessPlan):
     """Live layer counts ``stages[i]`` from step ``starts[i]`` on."""
 
-    def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0):
+    def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         self.n_max = n_layers
         self.stages = list(growth.stages) if growth is not None and growth.stages else [n_layers]
         self.starts = stage_starts(growth.boundaries if growth is not None else [],

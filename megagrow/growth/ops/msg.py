@@ -1,0 +1,353 @@
+"""MSG (masked structural growth): grown state + mask bookkeeping + a reference masked forward.
+
+Spec: ``/work/shared/notes/growth-algorithms.md`` §3.4. Pure functions (stdlib + torch + ``megagrow.state``
++ sibling ops modules).
+
+**Operator** :func:`msg_grow`: width (hidden with heads of a fixed head size, FFN) and/or depth growth.
+Every old tensor is copied into the leading ("top-left") corner of the larger one; all new entries are
+fresh: weights and embedding columns ``N(0, init_std)`` (seeded), biases 0, LayerNorm γ=1 / β=0
+(``mlm.bias`` is vocabulary-sized and unchanged). New layers are appended on top (slots
+``n_layers..new_layers-1``); ``new_layer_init="copy"`` (reference default) copies the (widened) old slot
+``stacking_map(n_layers, new_layers)[j]`` (full repeats of the stack, then the top layers, bert2BERT
+order), ``"random"`` initializes them like a fresh layer. Old units always keep their index, so every
+mask is ``[1] * old + [c] * (new - old)`` (:class:`MsgMasks`).
+
+**Model-side forward changes** (what :func:`msg_block_forward` / :func:`msg_forward` implement; ``c`` the
+current mask value, ``m_e`` / ``m_h`` / ``m_f`` the hidden / head / FFN masks of :class:`MsgMasks`):
+
+1. Every LayerNorm over the hidden dimension (``embed.ln``, ``ln_1``, ``ln_2``, ``mlm.ln``, ``final_ln``)
+   becomes :func:`msg_layernorm` with weights ``m_e`` (mask-weighted mean and variance) and its output is
+   multiplied by ``m_e``.
+2. The embedding output (before dropout) is multiplied by ``m_e`` (needed where no LayerNorm follows:
+   GPT, DeiT; harmless for BERT).
+3. Attention: each head's output (``softmax(QKᵀ/√d_h) V``, i.e. equivalently V) is multiplied by its
+   ``m_h`` entry before ``attn.proj``.
+4. MLP: the activation ``gelu(fc_in(x))`` is multiplied by ``m_f`` before ``fc_out``.
+5. Depth: a new layer computes ``h <- c * Block(h) + (1 - c) * h`` (old layers ``c = 1``).
+6. Dropout stays where the plain model has it (the reference forward has none).
+
+At ``c = 0`` new channels are exactly 0 wherever a matmul reads them, LN statistics see only the old
+channels, new heads / units contribute 0 and new layers are the identity, so the grown model computes the
+old function (bit-level differences only from summation order: measured ~1e-7 relative). At ``c = 1`` the
+masks are all ones and this is the plain grown model. ``c`` ramps linearly (:func:`msg_mask`); once it
+reaches 1 the masks are removed (plain model, same state).
+
+**Moments** (``moments=``): ``"copy"`` (default) — old slices of ``exp_avg`` / ``exp_avg_sq`` copied, new
+entries and new layers zero (the reference adds them as new parameter groups with empty state; we have one
+``adam_step``, which is kept — while ``c = 0`` new entries get zero gradient, so their moments stay 0);
+``"reset"`` — no moments, ``adam_step = 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from megagrow.growth.ops.depth import split_block_name, stacking_map
+from megagrow.growth.ops.multilevel import _width_spec
+from megagrow.state import FullState
+
+FAMILIES = ("bert", "gpt", "deit")
+MOMENT_MODES = ("copy", "reset")
+NEW_LAYER_INITS = ("copy", "random")
+_LN_NAMES = ("ln_1", "ln_2", "embed.ln", "final_ln", "mlm.ln")
+
+
+def msg_mask(step: int, start: int, ramp_steps: int = 5000) -> float:
+    """Linear ramp: 0 at ``step <= start``, 1 from ``start + ramp_steps`` on (``ramp_steps=0``: a step)."""
+    if ramp_steps < 0:
+        raise ValueError(f"ramp_steps={ramp_steps} must be >= 0")
+    if step <= start:
+        return 0.0 if ramp_steps > 0 or step < start else 1.0
+    if ramp_steps == 0:
+        return 1.0
+    return min(1.0, (step - start) / ramp_steps)
+
+
+@dataclass(frozen=True)
+class MsgMasks:
+    """Old/new sizes of one MSG growth; masks are ``[1] * old + [c] * (new - old)``."""
+
+    hidden: tuple[int, int]
+    heads: tuple[int, int]
+    ffn: tuple[int, int]
+    layers: tuple[int, int]
+
+    @staticmethod
+    def _mask(old: int, new: int, c: float, dtype: torch.dtype) -> torch.Tensor:
+        m = torch.ones(new, dtype=dtype)
+        m[old:] = c
+        return m
+
+    def hidden_mask(self, c: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return self._mask(*self.hidden, c, dtype)
+
+    def head_mask(self, c: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return self._mask(*self.heads, c, dtype)
+
+    def ffn_mask(self, c: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return self._mask(*self.ffn, c, dtype)
+
+    def layer_mask(self, c: float) -> list[float]:
+        """One factor per slot: 1.0 for old slots, ``c`` for new ones."""
+        return [1.0] * self.layers[0] + [float(c)] * (self.layers[1] - self.layers[0])
+
+
+# ---------------------------------------------------------------------------------------------- operator
+
+
+def _fresh(name: str, shape: tuple[int, ...], gen: torch.Generator, std: float) -> torch.Tensor:
+    last = name.rsplit(".", 1)
+    is_ln = any(last[0] == n or last[0].endswith("." + n) for n in _LN_NAMES)
+    if name.endswith(".bias") and name != "mlm.bias":
+        return torch.zeros(shape)
+    if is_ln and name.endswith(".weight"):
+        return torch.ones(shape)
+    return torch.randn(shape, generator=gen) * std
+
+
+def _embed(old: torch.Tensor, new: torch.Tensor, fused3: bool) -> torch.Tensor:
+    """Copy ``old`` into the leading corner of ``new`` (in place; fused QKV per third)."""
+    if fused3:
+        o = old.reshape(3, old.shape[0] // 3, *old.shape[1:])
+        n = new.view(3, new.shape[0] // 3, *new.shape[1:])
+    else:
+        o, n = old, new
+    n[tuple(slice(0, s) for s in o.shape)] = o
+    return new
+
+
+def _new_shape(t: torch.Tensor, name: str, family: str, sizes: dict[str, int]) -> tuple[tuple[int, ...], bool]:
+    spec = _width_spec(name, family, False)
+    shape = list(t.shape)
+    if spec.fused3:
+        shape = [3, shape[0] // 3, *shape[1:]]
+    for dim, key, _role in spec.axes:
+        shape[dim] = sizes[key]
+    if spec.fused3:
+        shape = [shape[0] * shape[1], *shape[2:]]
+    return tuple(shape), spec.fused3
+
+
+def msg_grow(
+    state: FullState,
+    family: str,
+    hidden: int,
+    n_heads: int,
+    ffn: int,
+    n_layers: int,
+    new_hidden: int | None = None,
+    new_heads: int | None = None,
+    new_ffn: int | None = None,
+    new_layers: int | None = None,
+    seed: int = 0,
+    init_std: float = 0.02,
+    new_layer_init: str = "copy",
+    moments: str = "copy",
+) -> tuple[FullState, MsgMasks]:
+    """Grow ``state`` (sizes ``hidden/n_heads/ffn/n_layers``) to the new sizes (``None`` = unchanged; the
+    head size ``hidden / n_heads`` is kept) and return ``(grown state, masks)``. Function preserving under
+    the masked forward at ``c = 0``. See the module docstring."""
+    if family not in FAMILIES:
+        raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")
+    if moments not in MOMENT_MODES:
+        raise ValueError(f"moments={moments!r}: must be one of {', '.join(MOMENT_MODES)}")
+    if new_layer_init not in NEW_LAYER_INITS:
+        raise ValueError(f"new_layer_init={new_layer_init!r}: must be one of {', '.join(NEW_LAYER_INITS)}")
+    new_hidden = hidden if new_hidden is None else new_hidden
+    new_heads = n_heads if new_heads is None else new_heads
+    new_ffn = ffn if new_ffn is None else new_ffn
+    new_layers = n_layers if new_layers is None else new_layers
+    if n_heads < 1 or hidden % n_heads or new_heads < 1 or new_hidden != new_heads * (hidden // n_heads):
+        raise ValueError(f"head size {hidden}/{n_heads} must be kept: new_hidden={new_hidden}, new_heads={new_heads}")
+    for old, new, what in (
+        (hidden, new_hidden, "hidden"),
+        (n_heads, new_heads, "n_heads"),
+        (ffn, new_ffn, "ffn"),
+        (n_layers, new_layers, "n_layers"),
+    ):
+        if new < old:
+            raise ValueError(f"{what}: {old} -> {new} is not growth")
+    slots = {p[0] for p in (split_block_name(n) for n in state.params) if p is not None}
+    if slots != set(range(n_layers)):
+        raise ValueError(f"n_layers={n_layers} but the state has block slots {sorted(slots)}")
+    sizes = {"e": new_hidden, "a": new_hidden, "f": new_ffn}
+    gen = torch.Generator().manual_seed(int(seed))
+    keep_moments = moments == "copy" and bool(state.exp_avg)
+
+    params: dict[str, torch.Tensor] = {}
+    mom: dict[str, dict[str, torch.Tensor]] = {"exp_avg": {}, "exp_avg_sq": {}}
+    for name, t in state.params.items():  # width, in input order
+        shape, fused3 = _new_shape(t, name, family, sizes)
+        params[name] = _embed(t.detach().float(), _fresh(name, shape, gen, init_std), fused3)
+        if keep_moments:
+            for m in mom:
+                mom[m][name] = _embed(getattr(state, m)[name].detach().float(), torch.zeros(shape), fused3)
+
+    if new_layers > n_layers:  # depth: new slots on top
+        src = stacking_map(n_layers, new_layers, "top")
+        suffixes = [p[1] for p in (split_block_name(n) for n in params) if p is not None and p[0] == 0]
+        for j in range(n_layers, new_layers):
+            for s in suffixes:
+                ref = params[f"blocks.{src[j]}.{s}"]
+                name = f"blocks.{j}.{s}"
+                params[name] = (
+                    ref.clone() if new_layer_init == "copy" else _fresh(name, tuple(ref.shape), gen, init_std)
+                )
+                if keep_moments:
+                    for m in mom:
+                        mom[m][name] = torch.zeros_like(ref)
+    masks = MsgMasks((hidden, new_hidden), (n_heads, new_heads), (ffn, new_ffn), (n_layers, new_layers))
+    if not keep_moments:
+        return FullState(params=params), masks
+    return FullState(
+        params=params, exp_avg=mom["exp_avg"], exp_avg_sq=mom["exp_avg_sq"], adam_step=state.adam_step
+    ), masks
+
+
+# ------------------------------------------------------------------------------------ reference forward
+
+
+def msg_layernorm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None, eps: float
+) -> torch.Tensor:
+    """Mask-weighted LayerNorm over the last dim: ``μ = Σ c_i x_i / Σ c_i``,
+    ``σ² = Σ c_i (x_i − μ)² / Σ c_i``, ``y = (x − μ) / sqrt(σ² + eps) * weight + bias``.
+    Channels with ``c_i = 0`` do not enter the statistics; ``mask=None`` is the plain LayerNorm.
+    (The output is *not* multiplied by the mask here; the forward does that.)"""
+    if mask is None:
+        return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+    c = mask.to(x.dtype)
+    total = c.sum()
+    mu = (x * c).sum(-1, keepdim=True) / total
+    var = (((x - mu) ** 2) * c).sum(-1, keepdim=True) / total
+    return (x - mu) / torch.sqrt(var + eps) * weight + bias
+
+
+def _mul(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return x if mask is None else x * mask.to(x.dtype)
+
+
+def msg_block_forward(
+    x: torch.Tensor,
+    p: dict[str, torch.Tensor],
+    *,
+    n_heads: int,
+    pre_ln: bool,
+    eps: float,
+    gelu_approximate: str = "none",
+    causal: bool = False,
+    attn_mask: torch.Tensor | None = None,
+    hidden_mask: torch.Tensor | None = None,
+    head_mask: torch.Tensor | None = None,
+    ffn_mask: torch.Tensor | None = None,
+    layer_mask: float = 1.0,
+) -> torch.Tensor:
+    """One masked block (``p``: the block's parameters by suffix, e.g. ``"attn.qkv.weight"``); with every
+    mask ``None`` and ``layer_mask=1`` it is :class:`megagrow.models.core.Block` without dropout."""
+
+    def ln(h: torch.Tensor, which: str) -> torch.Tensor:
+        return _mul(msg_layernorm(h, p[f"{which}.weight"], p[f"{which}.bias"], hidden_mask, eps), hidden_mask)
+
+    def attn(h: torch.Tensor) -> torch.Tensor:
+        b, t, d = h.shape
+        qkv = F.linear(h, p["attn.qkv.weight"], p["attn.qkv.bias"])
+        q, k, v = qkv.view(b, t, 3, n_heads, d // n_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)  # [b, H, t, hs]
+        if head_mask is not None:
+            y = y * head_mask.to(y.dtype)[None, :, None, None]
+        return F.linear(y.transpose(1, 2).reshape(b, t, d), p["attn.proj.weight"], p["attn.proj.bias"])
+
+    def mlp(h: torch.Tensor) -> torch.Tensor:
+        a = F.gelu(F.linear(h, p["mlp.fc_in.weight"], p["mlp.fc_in.bias"]), approximate=gelu_approximate)
+        return F.linear(_mul(a, ffn_mask), p["mlp.fc_out.weight"], p["mlp.fc_out.bias"])
+
+    if pre_ln:
+        y = x + attn(ln(x, "ln_1"))
+        y = y + mlp(ln(y, "ln_2"))
+    else:
+        y = ln(x + attn(x), "ln_1")
+        y = ln(y + mlp(y), "ln_2")
+    if layer_mask == 1.0:
+        return y
+    return layer_mask * y + (1.0 - layer_mask) * x
+
+
+def msg_forward(
+    params: dict[str, torch.Tensor],
+    family: str,
+    n_heads: int,
+    batch: dict[str, torch.Tensor],
+    masks: MsgMasks | None = None,
+    c: float = 1.0,
+    eps: float = 1e-5,
+    layer_map: list[int] | None = None,
+) -> torch.Tensor:
+    """Reference masked forward of a whole BERT / GPT / DeiT model from a parameter dict; returns the
+    logits exactly as the model does (BERT: masked positions only; DeiT: the average of both heads).
+    ``masks=None``: the plain model (no masks)."""
+    hm = masks.hidden_mask(c) if masks is not None else None
+    km = masks.head_mask(c) if masks is not None else None
+    fm = masks.ffn_mask(c) if masks is not None else None
+    n_slots = len({p[0] for p in (split_block_name(n) for n in params) if p is not None})
+    lm = masks.layer_mask(c) if masks is not None else [1.0] * n_slots
+    layer_map = list(range(n_slots)) if layer_map is None else layer_map
+    attn_mask = None
+    if family in ("bert", "gpt"):
+        ids = batch["input_ids"]
+        t = ids.shape[1]
+        x = F.embedding(ids, params["embed.tokens.weight"]) + params["embed.positions.weight"][:t]
+        if family == "bert":
+            tt = batch.get("token_type_ids")
+            tt = torch.zeros_like(ids) if tt is None else tt
+            x = x + F.embedding(tt, params["embed.token_types.weight"])
+            x = _mul(msg_layernorm(x, params["embed.ln.weight"], params["embed.ln.bias"], hm, eps), hm)
+            if batch.get("attention_mask") is not None:
+                attn_mask = batch["attention_mask"].bool()[:, None, None, :]
+        else:
+            x = _mul(x, hm)
+    elif family == "deit":
+        w = params["patch_embed.proj.weight"]
+        x = F.conv2d(batch["images"].to(w.dtype), w, params["patch_embed.proj.bias"], stride=w.shape[-1])
+        x = x.flatten(2).transpose(1, 2)
+        prefix = [params["cls_token"]] + ([params["dist_token"]] if "dist_token" in params else [])
+        x = torch.cat([q.expand(x.shape[0], -1, -1) for q in prefix] + [x], dim=1) + params["pos_embed"]
+        x = _mul(x, hm)
+    else:
+        raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")
+    pre_ln = family != "bert"
+    for k in layer_map:
+        block = {
+            s: v for n, v in params.items() if (q := split_block_name(n)) is not None and q[0] == k for s in (q[1],)
+        }
+        x = msg_block_forward(
+            x,
+            block,
+            n_heads=n_heads,
+            pre_ln=pre_ln,
+            eps=eps,
+            gelu_approximate="tanh" if family == "gpt" else "none",
+            causal=family == "gpt",
+            attn_mask=attn_mask,
+            hidden_mask=hm,
+            head_mask=km,
+            ffn_mask=fm,
+            layer_mask=lm[k],
+        )
+    if family == "bert":
+        h = x[batch["labels"] != -100]
+        h = F.gelu(F.linear(h, params["mlm.dense.weight"], params["mlm.dense.bias"]))
+        h = _mul(msg_layernorm(h, params["mlm.ln.weight"], params["mlm.ln.bias"], hm, eps), hm)
+        return F.linear(h, params["embed.tokens.weight"], params["mlm.bias"])
+    x = _mul(msg_layernorm(x, params["final_ln.weight"], params["final_ln.bias"], hm, eps), hm)
+    if family == "gpt":
+        return F.linear(x, params["embed.tokens.weight"])
+    logits = F.linear(x[:, 0], params["head.weight"], params["head.bias"])
+    if "head_dist.weight" not in params:
+        return logits
+    return (logits + F.linear(x[:, 1], params["head_dist.weight"], params["head_dist.bias"])) / 2
+
+
+__all__ = ["MOMENT_MODES", "MsgMasks", "msg_block_forward", "msg_forward", "msg_grow", "msg_layernorm", "msg_mask"]

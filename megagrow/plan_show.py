@@ -1,0 +1,325 @@
+"""``megagrow plan show``: a growth plan's schedule and its expected training FLOPs, without training.
+
+Pure functions over a resolved :class:`~megagrow.config.Config` (no model is allocated, no data read
+except the dataset manifest for the vocabulary size when ``model.vocab_size`` is 0):
+
+* phases: contiguous step ranges ``[start, end)`` over which the plan's architecture
+  (:meth:`Plan.arch_at`) is constant. Taken from ``plan.starts`` when the plan exposes one (staged
+  plans), else found by scanning ``arch_at``/``transition`` over every step (cheap: no decisions drawn);
+* per phase, the distribution of the executed depth: the plan's ``sampler.pmf(n_live, n_max)`` when it
+  has a sampler, else a point mass at ``len(plan.decide(start, 0).layer_map)``;
+* expected training FLOPs per optimizer step = sum_d P(d) * train_flops(arch, d, ...) for one global
+  batch of G = micro_batch_size * grad_accum samples (world size 1: FLOPs scale linearly with the world
+  size, the ratio to scratch does not). BERT's head runs on masked positions only: the expected
+  count ``mask_prob * G * seq_len`` is used.
+
+"Scratch" is the full target model (``model.n_layers`` layers, every step) for the same steps and tokens.
+New plans need no edits here as long as they answer the :class:`~megagrow.growth.plans.Plan` protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from megagrow.flops import Arch, deit_seq_len, train_flops
+from megagrow.models.spec import ModelConfig
+
+# megagrow-prep's default tokenizer size: used when model.vocab_size is 0 and the data is not prepared.
+ASSUMED_VOCAB = 8000
+_ARCH_FIELDS = ("n_layers", "hidden", "n_heads", "ffn")
+
+
+@dataclass
+class Phase:
+    name: str
+    start_step: int
+    end_step: int  # exclusive
+    n_layers: int
+    hidden: int
+    sampler: str
+    pmf: dict[int, float]
+    expected_depth: float
+    flops_per_step: float
+    arch: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return self.end_step - self.start_step
+
+    @property
+    def flops(self) -> float:
+        return self.flops_per_step * self.steps
+
+
+@dataclass
+class PlanSummary:
+    plan: str
+    target: dict[str, Any]
+    max_steps: int
+    global_batch: int
+    seq_len: int  # tokens per sample entering the blocks
+    tokens: int  # tokens of the whole run (global_batch * seq_len * max_steps)
+    phases: list[Phase]
+    transitions: list[dict[str, Any]]
+    scratch_flops_per_step: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch * self.seq_len
+
+    @property
+    def flops(self) -> float:
+        return sum(p.flops for p in self.phases)
+
+    @property
+    def scratch_flops(self) -> float:
+        return self.scratch_flops_per_step * self.max_steps
+
+    @property
+    def flops_ratio(self) -> float:
+        return self.flops / self.scratch_flops
+
+    def to_dict(self) -> dict[str, Any]:
+        tps = self.tokens_per_step
+        return {
+            "plan": self.plan,
+            "target": self.target,
+            "max_steps": self.max_steps,
+            "global_batch": self.global_batch,
+            "seq_len": self.seq_len,
+            "tokens": self.tokens,
+            "phases": [
+                {
+                    "name": p.name,
+                    "start_step": p.start_step,
+                    "end_step": p.end_step,
+                    "start_tokens": p.start_step * tps,
+                    "end_tokens": p.end_step * tps,
+                    "n_layers": p.n_layers,
+                    "hidden": p.hidden,
+                    "arch": p.arch,
+                    "sampler": p.sampler,
+                    "pmf": {str(d): v for d, v in p.pmf.items()},
+                    "expected_depth": p.expected_depth,
+                    "flops_per_step": p.flops_per_step,
+                    "flops": p.flops,
+                }
+                for p in self.phases
+            ],
+            "transitions": self.transitions,
+            "flops": self.flops,
+            "scratch_flops": self.scratch_flops,
+            "flops_ratio": self.flops_ratio,
+            "flops_basis": f"expected training FLOPs (forward + backward) per global batch of {self.global_batch} "
+                           "samples (world size 1)",
+            "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# architecture and per-step FLOPs
+
+
+def arch_from_model_config(m: ModelConfig) -> Arch:
+    """The FLOPs architecture of a model config, as ``MegagrowModel.arch()`` gives it (no allocation)."""
+    deit = m.family == "deit"
+    return Arch(
+        family=m.family,
+        hidden=m.hidden,
+        n_heads=m.n_heads,
+        ffn=m.ffn_dim,
+        vocab_size=0 if deit else m.vocab_size,
+        num_classes=m.num_classes if deit else 0,
+        patch_size=m.patch_size if deit else 0,
+        in_chans=m.in_chans if deit else 0,
+        n_prefix_tokens=m.n_prefix_tokens if deit else 0,
+    )
+
+
+def model_at(target: ModelConfig, arch: dict[str, int]) -> ModelConfig:
+    """The target model config with the fields a plan's ``arch_at`` changes (n_layers, hidden, ...)."""
+    return dataclasses.replace(target, **{k: int(v) for k, v in arch.items() if k in _ARCH_FIELDS})
+
+
+def seq_len_of(cfg) -> int:
+    """Tokens per sample entering the transformer blocks (as the trainer's data bundle reports it)."""
+    m = cfg.model
+    if m.family == "deit":
+        return deit_seq_len(m.image_size, m.patch_size, m.n_prefix_tokens)
+    return cfg.data.seq_len
+
+
+def predictions_per_sample(cfg, seq_len: int) -> float:
+    """Expected positions the output head runs on per sample (BERT: the masked ones)."""
+    m = cfg.model
+    if m.family == "gpt":
+        return float(seq_len)
+    if m.family == "bert":
+        return cfg.data.mask_prob * seq_len
+    return float(m.n_prefix_tokens)  # deit: class (and distillation) head, one prediction each
+
+
+def expected_step_flops(arch: Arch, pmf: dict[int, float], batch: int, seq_len: int, n_predictions: float) -> float:
+    """sum_d P(d) * train_flops(arch, d, batch, seq_len, n_predictions), zero-probability depths skipped."""
+    total = 0.0
+    for d, p in pmf.items():
+        if p:
+            total += p * train_flops(arch, int(d), batch, seq_len, n_predictions)  # type: ignore[arg-type]
+    return total
+
+
+def resolve_vocab(cfg) -> tuple[int, str]:
+    """``(vocab_size, where it came from)``: the config, the prepared data's manifest, or an assumption."""
+    m = cfg.model
+    if m.family == "deit" or m.vocab_size:
+        return m.vocab_size, "config"
+    from megagrow.config import expand_path
+
+    try:
+        manifest = json.loads((expand_path(cfg.data.path) / "manifest.json").read_text())
+        v = int(manifest["tokenizer"]["vocab_size"])
+        if v > 0:
+            return v, "data manifest"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return ASSUMED_VOCAB, "assumed"
+
+
+# --------------------------------------------------------------------------------------------------
+# phases
+
+
+def _segments(plan, max_steps: int) -> list[tuple[int, int]]:
+    """Contiguous ``[start, end)`` ranges of constant architecture."""
+    starts = getattr(plan, "starts", None)
+    if isinstance(starts, list | tuple) and starts and starts[0] == 0 and all(isinstance(s, int) for s in starts):
+        cut = sorted({int(s) for s in starts if 0 <= s < max_steps})
+    else:  # generic: scan (arch_at and transition only, no decisions are drawn)
+        cut = [0]
+        prev = plan.arch_at(0)
+        for step in range(1, max_steps):
+            a = plan.arch_at(step)
+            if a != prev or plan.transition(step) is not None:
+                cut.append(step)
+            prev = a
+    return list(zip(cut, [*cut[1:], max_steps], strict=True))
+
+
+def _pmf_for(plan, start: int, n_live: int, n_max: int) -> tuple[str, dict[int, float]]:
+    sampler = getattr(plan, "sampler", None)
+    if sampler is not None and hasattr(sampler, "pmf"):
+        pmf = {int(d): float(p) for d, p in sampler.pmf(n_live, n_max).items()}
+        return str(getattr(sampler, "name", type(sampler).__name__)), pmf
+    return "fixed", {len(plan.decide(start, 0).layer_map): 1.0}
+
+
+def summarize(cfg) -> PlanSummary:
+    """The schedule of ``cfg``'s growth plan with expected FLOPs; raises ``ValueError`` on a bad plan."""
+    from megagrow.growth.plans import build_plan
+
+    max_steps = cfg.train.max_steps
+    notes: list[str] = []
+    vocab, source = resolve_vocab(cfg)
+    target = dataclasses.replace(cfg.model, vocab_size=vocab)
+    plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, cfg.run.seed, max_steps, model=target)
+    if source == "assumed":
+        notes.append(f"model.vocab_size=0 and no prepared data at data.path={cfg.data.path}: assumed vocab "
+                     f"{vocab} (megagrow-prep's default); set --model.vocab_size for the real head FLOPs")
+    G = cfg.global_batch_size(1)
+    seq = seq_len_of(cfg)
+    npred = predictions_per_sample(cfg, seq) * G
+    n_max = getattr(plan, "n_max", cfg.model.n_layers)
+
+    phases: list[Phase] = []
+    transitions: list[dict[str, Any]] = []
+    for start, end in _segments(plan, max_steps):
+        arch = dict(plan.arch_at(start))
+        if start > 0:
+            t = plan.transition(start)
+            if t is not None:
+                transitions.append({"step": start, "name": t.name, "arch": dict(t.arch)})
+        m = model_at(target, arch)
+        sampler, pmf = _pmf_for(plan, start, m.n_layers, n_max)
+        phases.append(Phase(
+            name=plan.decide(start, 0).phase,
+            start_step=start,
+            end_step=end,
+            n_layers=m.n_layers,
+            hidden=m.hidden,
+            sampler=sampler,
+            pmf=pmf,
+            expected_depth=sum(d * p for d, p in pmf.items()),
+            flops_per_step=expected_step_flops(arch_from_model_config(m), pmf, G, seq, npred),
+            arch=arch,
+        ))
+    scratch = expected_step_flops(arch_from_model_config(target), {target.n_layers: 1.0}, G, seq, npred)
+    return PlanSummary(
+        plan=cfg.growth.plan,
+        target={"family": target.family, "n_layers": target.n_layers, "hidden": target.hidden,
+                "n_heads": target.n_heads, "ffn": target.ffn_dim, "vocab_size": vocab, "vocab_source": source},
+        max_steps=max_steps,
+        global_batch=G,
+        seq_len=seq,
+        tokens=G * seq * max_steps,
+        phases=phases,
+        transitions=transitions,
+        scratch_flops_per_step=scratch,
+        notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# rendering
+
+
+def _si(x: float, unit: str = "") -> str:
+    for div, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{prefix}{unit}"
+    return f"{x:.3g}{unit}"
+
+
+def compact_pmf(pmf: dict[int, float], max_items: int = 4) -> str:
+    """``3:0.637 4:0.104 … 12:0.016`` (zero-probability depths dropped)."""
+    items = [f"{d}:{p:.3g}" for d, p in sorted(pmf.items()) if p > 0]
+    if len(items) > max_items:
+        items = [*items[:2], "…", items[-1]]
+    return " ".join(items)
+
+
+def render_table(s: PlanSummary) -> str:
+    t = s.target
+    tps = s.tokens_per_step
+    lines = [
+        f"plan {s.plan}: target {t['family']} {t['n_layers']} layers, hidden {t['hidden']}, vocab {t['vocab_size']} "
+        f"({t['vocab_source']}); {s.max_steps} steps x global batch {s.global_batch} x {s.seq_len} tokens "
+        f"= {_si(s.tokens)} tokens",
+    ]
+    header = ["phase", "steps", "tokens", "layers", "hidden", "sampler", "pmf (depth:P)", "E[depth]", "FLOPs"]
+    rows = [
+        [p.name, f"[{p.start_step}, {p.end_step})", f"[{_si(p.start_step * tps)}, {_si(p.end_step * tps)})",
+         str(p.n_layers), str(p.hidden), p.sampler, compact_pmf(p.pmf), f"{p.expected_depth:.2f}", _si(p.flops)]
+        for p in s.phases
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines += [fmt.format(*header).rstrip(), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r).rstrip() for r in rows]
+    for tr in s.transitions:
+        lines.append(f"transition at step {tr['step']}: {tr['name']} -> {tr['arch']}")
+    lines.append(f"expected FLOPs {_si(s.flops)} vs scratch {_si(s.scratch_flops)} for the same {_si(s.tokens)} "
+                 f"tokens: ratio {s.flops_ratio:.4f} (training FLOPs per global batch of {s.global_batch} samples)")
+    lines += [f"note: {n}" for n in s.notes]
+    return "\n".join(lines)
+
+
+def render_json(s: PlanSummary) -> str:
+    return json.dumps(s.to_dict(), indent=2)
+
+
+__all__ = ["ASSUMED_VOCAB", "Phase", "PlanSummary", "arch_from_model_config", "compact_pmf",
+           "expected_step_flops", "render_json", "render_table", "summarize"]

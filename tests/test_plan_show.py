@@ -1,0 +1,150 @@
+"""``megagrow plan show``: phases, depth pmfs and expected FLOPs of a growth plan, without training."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from megagrow.cli import main
+from megagrow.config import load_config
+from megagrow.growth.plans import PLANS
+from megagrow.plan_show import arch_from_model_config, compact_pmf, summarize
+
+APOLLO = "configs/gpt-tiny-apollo.yaml"
+SMALL = ["--model.family=gpt", "--model.n_layers=4", "--model.hidden=16", "--model.n_heads=2", "--model.ffn=64",
+         "--model.vocab_size=100", "--data.seq_len=8", "--data.micro_batch_size=2", "--train.grad_accum=3",
+         "--train.max_steps=10"]
+
+
+def _json(capsys, *argv: str) -> dict:
+    assert main(["plan", "show", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_apollo_json_has_pmf_and_ratio(capsys) -> None:
+    out = _json(capsys, APOLLO, "--model.vocab_size=8000")
+    assert out["plan"] == "apollo" and out["max_steps"] == 1000 and out["global_batch"] == 16
+    assert out["target"]["n_layers"] == 12 and out["tokens"] == 1000 * 16 * 128
+    phases = out["phases"]
+    assert [p["n_layers"] for p in phases] == [1, 3, 6, 12]
+    assert [(p["start_step"], p["end_step"]) for p in phases] == [(0, 50), (50, 100), (100, 250), (250, 1000)]
+    n3 = phases[1]
+    assert n3["sampler"] == "lvps" and set(n3["pmf"]) == {str(d) for d in range(3, 13)}
+    assert n3["pmf"]["3"] == pytest.approx(0.637, abs=1e-3)
+    assert n3["pmf"]["12"] == pytest.approx(0.016, abs=1e-3)
+    assert sum(n3["pmf"].values()) == pytest.approx(1.0, abs=1e-12)
+    assert n3["expected_depth"] == pytest.approx(sum(int(d) * p for d, p in n3["pmf"].items()))
+    assert phases[-1]["pmf"] == {"12": 1.0}
+    assert [t["step"] for t in out["transitions"]] == [50, 100, 250]
+    assert out["transitions"][0]["arch"] == {"n_layers": 3}
+    assert 0 < out["flops_ratio"] < 1
+    assert out["flops"] == pytest.approx(sum(p["flops"] for p in phases))
+    assert out["flops_ratio"] == pytest.approx(out["flops"] / out["scratch_flops"])
+
+
+def test_scratch_ratio_is_exactly_one(capsys) -> None:
+    out = _json(capsys, "configs/gpt-tiny.yaml", "--model.vocab_size=8000")
+    assert out["flops_ratio"] == 1.0 and out["flops"] == out["scratch_flops"]
+    assert len(out["phases"]) == 1 and out["phases"][0]["pmf"] == {"12": 1.0} and out["transitions"] == []
+
+
+def test_stackbert_ratio_by_hand(capsys) -> None:
+    out = _json(capsys, *SMALL, "--growth.plan=stackbert", "--growth.stages=2,4", "--growth.boundaries=4",
+                "--growth.boundary_unit=steps")
+    # d=16, f=64, T=8, V=100, global batch 2*3=6 samples -> 48 tokens and 48 predictions (GPT) per step.
+    tokens = 6 * 8
+    layer = tokens * (2 * (4 * 16 * 16 + 2 * 16 * 64) + 4 * 16 * 8)  # one layer, forward
+    head = tokens * 2 * 16 * 100
+    step = {d: 3 * (d * layer + head) for d in (2, 4)}
+    assert [p["flops"] for p in out["phases"]] == [4 * step[2], 6 * step[4]]
+    assert out["scratch_flops"] == 10 * step[4]
+    assert out["flops_ratio"] == pytest.approx((4 * step[2] + 6 * step[4]) / (10 * step[4]), rel=1e-12)
+
+
+def test_bert_head_counts_masked_positions(capsys) -> None:
+    out = _json(capsys, *SMALL, "--model.family=bert", "--data.mask_prob=0.25")
+    tokens = 6 * 8
+    layer = tokens * (2 * (4 * 16 * 16 + 2 * 16 * 64) + 4 * 16 * 8)
+    head = 0.25 * tokens * 2 * (16 * 16 + 16 * 100)
+    assert out["scratch_flops"] == pytest.approx(10 * 3 * (4 * layer + head), rel=1e-12)
+
+
+@pytest.mark.parametrize("plan", sorted(PLANS))
+def test_every_registered_plan(plan: str) -> None:
+    staged = ["--growth.stages=1,2,4", "--growth.boundaries=0.2,0.5"] if plan != "scratch" else []
+    try:
+        cfg = load_config(None, [*SMALL, f"--growth.plan={plan}", *staged])
+    except ValueError:
+        pytest.skip(f"plan {plan!r} needs settings this generic test does not know")
+    s = summarize(cfg)
+    assert s.phases[0].start_step == 0 and s.phases[-1].end_step == cfg.train.max_steps
+    assert all(a.end_step == b.start_step for a, b in zip(s.phases, s.phases[1:], strict=False))
+    assert all(sum(p.pmf.values()) == pytest.approx(1.0) for p in s.phases)
+    assert 0 < s.flops_ratio <= 1.0 + 1e-12
+
+
+def test_generic_scan_without_starts(monkeypatch) -> None:
+    """A plan without ``.starts`` is scanned step by step; 100k steps stay fast."""
+    cfg = load_config(None, [*SMALL, "--growth.plan=stackbert", "--growth.stages=2,4", "--growth.boundaries=0.3",
+                             "--train.max_steps=100000"])
+    with_starts = summarize(cfg)
+    import megagrow.plan_show as ps
+
+    real = ps._segments
+
+    def scanned(plan, max_steps):
+        class NoStarts:
+            def __getattr__(self, k):
+                if k == "starts":
+                    raise AttributeError(k)
+                return getattr(plan, k)
+
+        return real(NoStarts(), max_steps)
+
+    monkeypatch.setattr(ps, "_segments", scanned)
+    t0 = time.perf_counter()
+    scanned_summary = summarize(cfg)
+    assert time.perf_counter() - t0 < 2.0
+    assert [(p.start_step, p.end_step, p.n_layers) for p in scanned_summary.phases] == \
+        [(p.start_step, p.end_step, p.n_layers) for p in with_starts.phases] == [(0, 30000, 2), (30000, 100000, 4)]
+    assert scanned_summary.flops_ratio == with_starts.flops_ratio
+
+
+@pytest.mark.parametrize("family", ["gpt", "bert", "deit"])
+def test_arch_matches_model(family: str) -> None:
+    import torch
+
+    from megagrow.models import build_model
+
+    cfg = load_config(None, [f"--model.size={family}-tiny", "--model.vocab_size=100", "--model.n_layers=2",
+                             *(["--data.kind=synthetic-images"] if family == "deit" else [])])
+    with torch.device("meta"):
+        model = build_model(cfg.model)
+    assert arch_from_model_config(cfg.model) == model.arch()
+
+
+def test_table_prints(capsys) -> None:
+    assert main(["plan", "show", APOLLO]) == 0
+    out = capsys.readouterr().out
+    assert "apollo-N3" in out and "3:0.637 4:0.104 … 12:0.0158" in out
+    assert "[50, 100)" in out and "ratio 0." in out and "global batch of 16 samples" in out
+
+
+def test_compact_pmf() -> None:
+    assert compact_pmf({3: 1.0}) == "3:1"
+    assert compact_pmf({3: 0.0, 4: 1.0}) == "4:1"
+    assert compact_pmf({1: 0.5, 2: 0.25, 3: 0.125, 4: 0.0625, 5: 0.0625}) == "1:0.5 2:0.25 … 5:0.0625"
+
+
+@pytest.mark.parametrize("argv", [
+    ["configs/nope.yaml"],
+    [APOLLO, "--growth.plan=nosuchplan"],
+    [APOLLO, "--model.n_layerz=3"],
+    [APOLLO, "--growth.boundaries=0.5,0.6,1.5"],
+])
+def test_bad_config_exits_2(argv: list[str], capsys) -> None:
+    assert main(["plan", "show", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("megagrow: ")
