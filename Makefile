@@ -21,9 +21,13 @@ test: install
 
 demo: install
 	$(BIN)/megagrow-prep sample
+	$(BIN)/megagrow plan show configs/demo-apollo.yaml
 	$(BIN)/megagrow train configs/demo.yaml
-	@echo "Results: runs/demo-gpt-tiny (metrics.jsonl, tb/ for TensorBoard, config.yaml, checkpoints/)"
-	@echo "         view with: $(BIN)/tensorboard --logdir runs/demo-gpt-tiny/tb"
+	$(BIN)/megagrow train configs/demo-apollo.yaml
+	@echo
+	$(BIN)/megagrow report runs/demo-gpt-tiny runs/demo-gpt-tiny-apollo
+	@echo "Results: runs/demo-gpt-tiny and runs/demo-gpt-tiny-apollo (metrics.jsonl, tb/, config.yaml, checkpoints/)"
+	@echo "         view with: $(BIN)/tensorboard --logdir runs"
 
 lint: install
 	$(BIN)/ruff check .

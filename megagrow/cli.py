@@ -2,6 +2,7 @@
 
     megagrow train CONFIG.yaml [--section.key=value ...]
     megagrow config CONFIG.yaml [--section.key=value ...] [--docs] [--deepspeed --world-size N]
+    megagrow report RUN_DIR [RUN_DIR ...]
     megagrow plan show [CONFIG.yaml] [--section.key=value ...] [--json]
 """
 
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--docs", action="store_true", help="list every field with type, default and help")
     c.add_argument("--deepspeed", action="store_true", help="print the generated DeepSpeed JSON")
     c.add_argument("--world-size", type=int, default=1, help="world size for --deepspeed")
+    r = sub.add_parser("report", help="compare finished or running runs side by side (from metrics.jsonl)")
+    r.add_argument("runs", nargs="+", help="run directories; the first is the baseline")
     pl = sub.add_parser("plan", help="inspect a growth plan without training")
     pl_sub = pl.add_subparsers(dest="plan_command", required=True)
     ps = pl_sub.add_parser("show", help="phases, depth pmfs and expected FLOPs vs scratch of the config's plan")
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     own, overrides = _split(argv)
     args = _parser().parse_args(own)
+    if args.command == "report":
+        return _report(args.runs)
     try:
         if args.command == "config" and args.docs:
             print("\n".join(describe(Config)))
@@ -99,6 +104,19 @@ def main(argv: list[str] | None = None) -> int:
         tps = f"{result.tokens_per_s:,.0f}" if result.tokens_per_s is not None else "n/a"
         how = "stopped early (signal or train.exit_at_step), checkpoint saved" if result.stopped_early else "finished"
         print(f"[megagrow] {how} at step {result.step}: val_loss {val}, tokens/s {tps}, run dir {result.run_dir}")
+    return 0
+
+
+def _report(paths: list[str]) -> int:
+    from pathlib import Path
+
+    from megagrow.report import format_table, summarize
+
+    try:
+        print(format_table([summarize(Path(p)) for p in paths]))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"megagrow: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -6,10 +6,9 @@ distributed/ and checkpoint.py; the growth decisions in growth/plans.
 
 from __future__ import annotations
 
-import hashlib
-import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,21 +32,11 @@ from megagrow.distributed.env import DistEnv
 from megagrow.distributed.state import gather_full_state, scatter_full_state
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Plan, Transition, build_plan
-from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, throughput_fields
+from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device
 from megagrow.models import ModelConfig, build_model
 from megagrow.rundir import RunDir
 from megagrow.schedule import lr_at
-
-
-@dataclass
-class Counters:
-    """Cumulative progress; saved in every checkpoint so it survives resume."""
-
-    step: int = 0
-    samples: int = 0
-    tokens: int = 0
-    flops: int = 0
-    wall_s: float = 0.0
+from megagrow.train_state import Counters, Interval, StopFlag, dropout_seed
 
 
 @dataclass
@@ -58,26 +47,6 @@ class TrainResult:
     val_loss: float | None
     tokens_per_s: float | None
     stopped_early: bool
-
-
-@dataclass
-class _Interval:
-    """Sums over the steps since the last metrics record."""
-
-    tokens: int = 0
-    flops: int = 0
-    wall: float = 0.0
-    loss: float = 0.0
-    depth: float = 0.0
-    steps: int = 0
-    phase: str = ""
-
-    def record(self, counters: Counters, lr: float, hidden: int, peak: float | None, world: int) -> dict[str, Any]:
-        depth = self.depth / self.steps
-        flops_per_s = self.flops / max(self.wall, 1e-9)
-        return {**asdict(counters), "loss": self.loss / self.steps, "lr": lr,
-                "depth": int(depth) if depth.is_integer() else depth, "hidden": hidden, "phase": self.phase,
-                "tokens_per_s": self.tokens / max(self.wall, 1e-9), **throughput_fields(flops_per_s, peak, world)}
 
 
 @dataclass
@@ -95,31 +64,7 @@ class _Session:
     loader: GlobalBatchLoader
     eval_loader: EvalLoader
     counters: Counters = field(default_factory=Counters)
-
-
-def _dropout_seed(seed: int, step: int, micro: int, rank: int) -> int:
-    """Dropout RNG seed of one micro-batch: a pure function, so resume needs no RNG state."""
-    h = hashlib.blake2b(f"{seed}/{step}/{micro}/{rank}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & ((1 << 63) - 1)
-
-
-class _StopFlag:
-    """The first SIGTERM/SIGINT asks the loop to checkpoint and exit cleanly after the current step;
-    a second one restores the default handlers and re-raises (hard stop)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def _handle(self, signum: int, frame: object) -> None:  # noqa: ARG002
-        if self.requested:
-            self.restore()
-            signal.raise_signal(signum)
-        self.requested = True
-
-    def restore(self) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
+    log: Callable[[str], None] = print  # console lines (main rank); the progress bar's writer once it exists
 
 
 def _setup(cfg: Config) -> _Session:
@@ -181,7 +126,7 @@ def _evaluate(s: _Session) -> float:
     return loss_sum / n
 
 
-def _train_step(s: _Session, interval: _Interval, stop_requested: bool) -> bool:
+def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     """One optimizer step over ``grad_accum`` micro-batches; returns whether any rank asked to stop."""
     cfg, step = s.cfg, s.counters.step
     t0 = time.perf_counter()
@@ -202,7 +147,7 @@ def _train_step(s: _Session, interval: _Interval, stop_requested: bool) -> bool:
             batch = _mix(s, batch, step, micro)
         tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch_tokens
         batch = {k: v.to(engine.device) for k, v in batch.items()}
-        torch.manual_seed(_dropout_seed(cfg.run.seed, step, micro, s.env.rank))
+        torch.manual_seed(dropout_seed(cfg.run.seed, step, micro, s.env.rank))
         out = engine(batch, decision.layer_map)
         engine.backward(out.loss)
         engine.step()
@@ -240,7 +185,7 @@ def _apply_transition(s: _Session, t: Transition) -> None:
     scatter_full_state(s.engine, state)
     s.engine.train()
     if s.env.is_main:
-        print(f"[megagrow] step {s.counters.step}: transition {t.name} -> {t.arch}", file=sys.stderr, flush=True)
+        s.log(f"step {s.counters.step}: transition {t.name} -> {t.arch}")
 
 
 def _mix(s: _Session, batch: dict[str, torch.Tensor], step: int, micro: int) -> dict[str, torch.Tensor]:
@@ -268,13 +213,14 @@ def train(cfg: Config) -> TrainResult:
     writer = MetricsWriter(s.run.path, cfg.logging.tensorboard) if main else None
     show = cfg.logging.progress == "on" or (cfg.logging.progress == "auto" and sys.stderr.isatty())
     progress = Progress(cfg.train.max_steps, s.counters.step, bar=show, main=main)
+    s.log = progress.write
     peak = peak_flops_per_device(cfg.train.precision)
     last: dict[str, float | None] = {"loss": None, "val_loss": None, "tokens_per_s": None}
-    stop = _StopFlag()
+    stop = StopFlag()
     stopped = False
     try:
         s.engine.train()
-        interval = _Interval()
+        interval = Interval()
         while s.counters.step < cfg.train.max_steps and not stopped:
             stopped = _train_step(s, interval, stop.requested)
             step = s.counters.step
@@ -289,7 +235,7 @@ def train(cfg: Config) -> TrainResult:
                 last["loss"], last["tokens_per_s"] = rec["loss"], rec["tokens_per_s"]
                 if writer:
                     writer.write(rec)
-                interval = _Interval()
+                interval = Interval()
                 speed = f"{rec['mfu']:.1%} MFU" if "mfu" in rec else f"{rec['gflops_per_s']:.1f} GFLOP/s"
                 progress.update(0, loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:,.0f}", speed=speed)
             progress.update(1)

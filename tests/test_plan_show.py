@@ -148,3 +148,22 @@ def test_bad_config_exits_2(argv: list[str], capsys) -> None:
     assert main(["plan", "show", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("megagrow: ")
+
+
+def test_report_compares_runs(tmp_path, capsys) -> None:
+    import json
+
+    from megagrow.cli import main
+
+    for name, flops, wall in (("base", 100, 10.0), ("grown", 60, 7.0)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.yaml").write_text("growth:\n  plan: " + ("scratch" if name == "base" else "apollo") + "\n")
+        recs = [{"step": s, "samples": 8 * s, "tokens": 256 * s, "flops": flops * s, "loss": 5.0 - s / 10,
+                 "wall_s": wall * s / 2, "val_loss": 5.5 - s / 10} for s in (1, 2)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert main(["report", str(tmp_path / "base"), str(tmp_path / "grown")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    grown = next(line for line in out if line.startswith("grown"))
+    assert "apollo" in grown and " 0.600 " in grown and " 0.700 " in grown and "5.3000" in grown
+    assert main(["report", str(tmp_path / "missing")]) == 2

@@ -1,0 +1,66 @@
+"""Small pieces of loop state: cumulative counters, the metrics interval, the stop flag, dropout seeds."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from megagrow.metrics import throughput_fields
+
+
+@dataclass
+class Counters:
+    """Cumulative progress; saved in every checkpoint so it survives resume."""
+
+    step: int = 0
+    samples: int = 0
+    tokens: int = 0
+    flops: int = 0
+    wall_s: float = 0.0
+
+
+@dataclass
+class Interval:
+    """Sums over the steps since the last metrics record."""
+
+    tokens: int = 0
+    flops: int = 0
+    wall: float = 0.0
+    loss: float = 0.0
+    depth: float = 0.0
+    steps: int = 0
+    phase: str = ""
+
+    def record(self, counters: Counters, lr: float, hidden: int, peak: float | None, world: int) -> dict[str, Any]:
+        depth = self.depth / self.steps
+        flops_per_s = self.flops / max(self.wall, 1e-9)
+        return {**asdict(counters), "loss": self.loss / self.steps, "lr": lr,
+                "depth": int(depth) if depth.is_integer() else depth, "hidden": hidden, "phase": self.phase,
+                "tokens_per_s": self.tokens / max(self.wall, 1e-9), **throughput_fields(flops_per_s, peak, world)}
+
+
+def dropout_seed(seed: int, step: int, micro: int, rank: int) -> int:
+    """Dropout RNG seed of one micro-batch: a pure function, so resume needs no RNG state."""
+    h = hashlib.blake2b(f"{seed}/{step}/{micro}/{rank}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & ((1 << 63) - 1)
+
+
+class StopFlag:
+    """The first SIGTERM/SIGINT asks the loop to checkpoint and exit cleanly after the current step;
+    a second one restores the default handlers and re-raises (hard stop)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum: int, frame: object) -> None:  # noqa: ARG002
+        if self.requested:
+            self.restore()
+            signal.raise_signal(signum)
+        self.requested = True
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
