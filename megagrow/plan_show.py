@@ -124,22 +124,6 @@ class PlanSummary:
 # architecture and per-step FLOPs
 
 
-def arch_from_model_config(m: ModelConfig) -> Arch:
-    """The FLOPs architecture of a model config, as ``MegagrowModel.arch()`` gives it (no allocation)."""
-    deit = m.family == "deit"
-    return Arch(
-        family=m.family,
-        hidden=m.hidden,
-        n_heads=m.n_heads,
-        ffn=m.ffn_dim,
-        vocab_size=0 if deit else m.vocab_size,
-        num_classes=m.num_classes if deit else 0,
-        patch_size=m.patch_size if deit else 0,
-        in_chans=m.in_chans if deit else 0,
-        n_prefix_tokens=m.n_prefix_tokens if deit else 0,
-    )
-
-
 def model_at(target: ModelConfig, arch: dict[str, int]) -> ModelConfig:
     """The target model config with the fields a plan's ``arch_at`` changes (n_layers, hidden, ...)."""
     return dataclasses.replace(target, **{k: int(v) for k, v in arch.items() if k in _ARCH_FIELDS})
@@ -253,10 +237,10 @@ def summarize(cfg) -> PlanSummary:
             sampler=sampler,
             pmf=pmf,
             expected_depth=sum(d * p for d, p in pmf.items()),
-            flops_per_step=expected_step_flops(arch_from_model_config(m), pmf, G, seq, npred),
+            flops_per_step=expected_step_flops(m.arch(), pmf, G, seq, npred),
             arch=arch,
         ))
-    scratch = expected_step_flops(arch_from_model_config(target), {target.n_layers: 1.0}, G, seq, npred)
+    scratch = expected_step_flops(target.arch(), {target.n_layers: 1.0}, G, seq, npred)
     return PlanSummary(
         plan=cfg.growth.plan,
         target={"family": target.family, "n_layers": target.n_layers, "hidden": target.hidden,
@@ -321,5 +305,5 @@ def render_json(s: PlanSummary) -> str:
     return json.dumps(s.to_dict(), indent=2)
 
 
-__all__ = ["ASSUMED_VOCAB", "Phase", "PlanSummary", "arch_from_model_config", "compact_pmf",
+__all__ = ["ASSUMED_VOCAB", "Phase", "PlanSummary", "compact_pmf",
            "expected_step_flops", "render_json", "render_table", "summarize"]

@@ -10,7 +10,7 @@ import pytest
 from megagrow.cli import main
 from megagrow.config import load_config
 from megagrow.growth.plans import PLANS
-from megagrow.plan_show import arch_from_model_config, compact_pmf, summarize
+from megagrow.plan_show import compact_pmf, summarize
 
 APOLLO = "configs/gpt-tiny-apollo.yaml"
 SMALL = ["--model.family=gpt", "--model.n_layers=4", "--model.hidden=16", "--model.n_heads=2", "--model.ffn=64",
@@ -122,7 +122,7 @@ def test_arch_matches_model(family: str) -> None:
                              *(["--data.kind=synthetic-images"] if family == "deit" else [])])
     with torch.device("meta"):
         model = build_model(cfg.model)
-    assert arch_from_model_config(cfg.model) == model.arch()
+    assert cfg.model.arch() == model.arch()
 
 
 def test_table_prints(capsys) -> None:

@@ -185,19 +185,7 @@ class MegagrowModel(nn.Module):
 
     def arch(self) -> Arch:
         """The architecture for FLOPs accounting (depth is the layer map's length)."""
-        cfg = self.cfg
-        deit = cfg.family == "deit"
-        return Arch(
-            family=cfg.family,
-            hidden=cfg.hidden,
-            n_heads=cfg.n_heads,
-            ffn=cfg.ffn_dim,
-            vocab_size=0 if deit else cfg.vocab_size,
-            num_classes=cfg.num_classes if deit else 0,
-            patch_size=cfg.patch_size if deit else 0,
-            in_chans=cfg.in_chans if deit else 0,
-            n_prefix_tokens=cfg.n_prefix_tokens if deit else 0,
-        )
+        return self.cfg.arch()
 
     def run_blocks(
         self, x: torch.Tensor, layer_map: Sequence[int], attn_mask: torch.Tensor | None = None

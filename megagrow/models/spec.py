@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from megagrow.flops import FAMILIES
+from megagrow.flops import FAMILIES, Arch
 from megagrow.models.sizes import SIZES
 
 
@@ -44,6 +44,21 @@ class ModelConfig:
     def ffn_dim(self) -> int:
         """The MLP inner width with 0 resolved to 4 * hidden."""
         return self.ffn or 4 * self.hidden
+
+    def arch(self) -> Arch:
+        """The architecture for FLOPs accounting (the executed depth is the layer map's length)."""
+        deit = self.family == "deit"
+        return Arch(
+            family=self.family,
+            hidden=self.hidden,
+            n_heads=self.n_heads,
+            ffn=self.ffn_dim,
+            vocab_size=0 if deit else self.vocab_size,
+            num_classes=self.num_classes if deit else 0,
+            patch_size=self.patch_size if deit else 0,
+            in_chans=self.in_chans if deit else 0,
+            n_prefix_tokens=self.n_prefix_tokens if deit else 0,
+        )
 
     @property
     def n_prefix_tokens(self) -> int:
