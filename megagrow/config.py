@@ -63,6 +63,8 @@ class GrowthConfig:
         "AdamW moments at a transition: auto = what the method's paper did (apollo keep, stackbert fresh, "
         "multilevel reset); copy (with the weights), reset (zero for grown blocks), keep (stay with the slot "
         "index), fresh (all moments and the Adam step reset)", "auto")
+    b2b_method: Literal["aki", "fpi"] = doc("bert2bert: width growth, AKI (paper's best) or FPI (function preserving)",
+                                            "aki")
     levels: int = doc("multilevel: number of levels of the V-cycle (2 or 3); boundaries need 2*(levels-1)", 2)
     alpha: float | None = doc("multilevel: interpolation weight of the pre-coalescing model; none = paper default "
                               "(bert 0.5, gpt/deit 0.25)", None)
@@ -207,6 +209,11 @@ def validate(cfg: Config) -> list[str]:
     if cfg.distributed.zero_stage not in (0, 1, 2, 3):
         p.append(f"distributed.zero_stage={cfg.distributed.zero_stage}: must be one of 0, 1, 2, 3")
     g = cfg.growth
+    if g.plan == "bert2bert":
+        for name, v in (("n_layers", cfg.model.n_layers), ("hidden", cfg.model.hidden),
+                        ("n_heads", cfg.model.n_heads), ("ffn", cfg.model.ffn_dim)):
+            if v % 2:
+                p.append(f"model.{name}={v}: bert2bert starts from half the target; must be even")
     if g.plan == "multilevel":
         if g.levels not in (2, 3):
             p.append(f"growth.levels={g.levels}: must be 2 or 3")

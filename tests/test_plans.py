@@ -93,3 +93,37 @@ def test_multilevel_resume_is_exact(stop: int, tmp_path: Path, text_data: Path) 
     resumed = run(tiny_config("gpt", tmp_path, "cut", *args, data_path=text_data))
     a, b = records(full.run_dir), records(resumed.run_dir)
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+ONE_STEP_GROWTH = {
+    "bert2bert": ["--growth.plan=bert2bert", "--growth.boundaries=8", "--growth.boundary_unit=steps",
+                  "--model.n_layers=4", "--model.n_heads=4", "--model.ln_eps=1e-12"],
+    "bert2bert-fpi": ["--growth.plan=bert2bert", "--growth.b2b_method=fpi", "--growth.boundaries=8",
+                      "--growth.boundary_unit=steps", "--model.n_layers=4", "--model.n_heads=4",
+                      "--model.ln_eps=1e-12"],
+    "gstack": ["--growth.plan=gstack", "--growth.stages=1,4", "--growth.boundaries=8",
+               "--growth.boundary_unit=steps", "--model.n_layers=4"],
+}
+
+
+@pytest.mark.parametrize("plan", sorted(ONE_STEP_GROWTH))
+@pytest.mark.parametrize("family", ["gpt", "bert"])
+def test_one_step_growth_plans_train(plan: str, family: str, tmp_path: Path, text_data: Path) -> None:
+    cfg = tiny_config(family, tmp_path, f"{plan}-{family}", *ONE_STEP_GROWTH[plan], "--train.max_steps=20",
+                      "--train.eval_every=10", "--optim.warmup_steps=2", data_path=text_data)
+    recs = records(run(cfg).run_dir)
+    assert all(r["loss"] == r["loss"] for r in recs)
+    assert len({r["phase"] for r in recs}) == 2
+    assert [r["depth"] for r in recs][7:9] == ([2, 4] if plan.startswith("bert2bert") else [1, 4])
+    if plan.startswith("bert2bert"):
+        assert [r["hidden"] for r in recs][7:9] == [32, 64]
+    assert recs[-1]["loss"] < recs[0]["loss"]
+    assert sum(r["loss"] for r in recs[-3:]) < sum(r["loss"] for r in recs[8:11])
+
+
+def test_bert2bert_fpi_transition_preserves_the_loss(tmp_path: Path, text_data: Path) -> None:
+    """FPI is function preserving: the first target-model step starts from (nearly) the small model's loss."""
+    cfg = tiny_config("bert", tmp_path, "fpi", *ONE_STEP_GROWTH["bert2bert-fpi"], "--train.max_steps=10",
+                      "--optim.lr=1e-4", "--optim.warmup_steps=1", "--optim.schedule=constant", data_path=text_data)
+    recs = records(run(cfg).run_dir)
+    assert abs(recs[8]["loss"] - recs[7]["loss"]) < 0.25 * abs(recs[7]["loss"])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from megagrow.growth.plans.apollo import ApolloPlan
 from megagrow.growth.plans.base import Decision, Plan, StatelessPlan, Transition
+from megagrow.growth.plans.bert2bert import Bert2BertPlan
 from megagrow.growth.plans.multilevel import MultiLevelPlan
 from megagrow.growth.plans.scratch import ScratchPlan
-from megagrow.growth.plans.stackbert import StackBertPlan
+from megagrow.growth.plans.stackbert import GStackPlan, StackBertPlan
 
 PLANS: dict[str, type] = {"scratch": ScratchPlan, "apollo": ApolloPlan, "stackbert": StackBertPlan,
-                          "multilevel": MultiLevelPlan}
+                          "multilevel": MultiLevelPlan, "bert2bert": Bert2BertPlan, "gstack": GStackPlan}
 
 
 def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: int = 0, model=None) -> Plan:
@@ -21,10 +22,10 @@ def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: 
     except KeyError:
         raise ValueError(f"growth.plan={name!r}: unknown plan; available: {sorted(PLANS)}") from None
     kwargs = {"model": model} if model is not None else {}
-    if name == "multilevel" and model is None:
-        raise ValueError("growth.plan='multilevel' needs the model config: build_plan(..., model=cfg.model)")
+    if name in ("multilevel", "bert2bert") and model is None:
+        raise ValueError(f"growth.plan={name!r} needs the model config: build_plan(..., model=cfg.model)")
     return cls(n_layers=n_layers, growth=growth, seed=seed, max_steps=max_steps, **kwargs)
 
 
 __all__ = ["PLANS", "ApolloPlan", "Decision", "Plan", "ScratchPlan", "StackBertPlan", "StatelessPlan", "Transition",
-           "build_plan", "MultiLevelPlan"]
+           "build_plan", "MultiLevelPlan", "Bert2BertPlan", "GStackPlan"]

@@ -34,3 +34,10 @@ class StackBertPlan(StagedPlan):
 
     def eval_layer_map(self, step: int) -> tuple[int, ...]:
         return tuple(range(self.live(step)))
+
+
+class GStackPlan(StackBertPlan):
+    """G_stack (Du et al., NeurIPS 2024): train a small model, then stack the whole model g times at once
+    (``stages: [n, g*n]``, one boundary); the same operator as StackBERT with a general factor."""
+
+    name = "gstack"
