@@ -210,6 +210,8 @@ def validate(cfg: Config) -> list[str]:
         p.append(f"distributed.zero_stage={cfg.distributed.zero_stage}: must be one of 0, 1, 2, 3")
     g = cfg.growth
     if g.plan == "bert2bert":
+        if len(g.boundaries) != 1:
+            p.append(f"growth.boundaries={g.boundaries}: bert2bert needs exactly one (the growth step)")
         for name, v in (("n_layers", cfg.model.n_layers), ("hidden", cfg.model.hidden),
                         ("n_heads", cfg.model.n_heads), ("ffn", cfg.model.ffn_dim)):
             if v % 2:

@@ -71,13 +71,23 @@ def test_bert_head_counts_masked_positions(capsys) -> None:
     assert out["scratch_flops"] == pytest.approx(10 * 3 * (4 * layer + head), rel=1e-12)
 
 
+PLAN_SETTINGS = {  # every registered plan must appear here (a new plan adds its line)
+    "scratch": [],
+    "apollo": ["--growth.stages=1,2,4", "--growth.boundaries=0.2,0.5"],
+    "stackbert": ["--growth.stages=1,2,4", "--growth.boundaries=0.2,0.5"],
+    "gstack": ["--growth.stages=1,4", "--growth.boundaries=0.3"],
+    "multilevel": ["--growth.levels=2", "--growth.boundaries=0.2,0.5"],
+    "bert2bert": ["--growth.boundaries=0.3"],
+}
+
+
+def test_every_plan_has_settings() -> None:
+    assert set(PLAN_SETTINGS) == set(PLANS)
+
+
 @pytest.mark.parametrize("plan", sorted(PLANS))
 def test_every_registered_plan(plan: str) -> None:
-    staged = ["--growth.stages=1,2,4", "--growth.boundaries=0.2,0.5"] if plan != "scratch" else []
-    try:
-        cfg = load_config(None, [*SMALL, f"--growth.plan={plan}", *staged])
-    except ValueError:
-        pytest.skip(f"plan {plan!r} needs settings this generic test does not know")
+    cfg = load_config(None, [*SMALL, f"--growth.plan={plan}", *PLAN_SETTINGS[plan]])
     s = summarize(cfg)
     assert s.phases[0].start_step == 0 and s.phases[-1].end_step == cfg.train.max_steps
     assert all(a.end_step == b.start_step for a, b in zip(s.phases, s.phases[1:], strict=False))
