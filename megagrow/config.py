@@ -63,6 +63,10 @@ class GrowthConfig:
         "AdamW moments at a transition: auto = what the method's paper did (apollo keep, stackbert fresh, "
         "multilevel reset); copy (with the weights), reset (zero for grown blocks), keep (stay with the slot "
         "index), fresh (all moments and the Adam step reset)", "auto")
+    lr_policy: Literal["auto", "continue", "rewarm", "reset"] = doc(
+        "LR at transitions: auto = the method's paper (multilevel reset, others continue); continue = one global "
+        "schedule; rewarm = global schedule re-ramped over optim.warmup_steps; reset = a fresh schedule per phase",
+        "auto")
     b2b_method: Literal["aki", "fpi"] = doc("bert2bert: width growth, AKI (paper's best) or FPI (function preserving)",
                                             "aki")
     levels: int = doc("multilevel: number of levels of the V-cycle (2 or 3); boundaries need 2*(levels-1)", 2)

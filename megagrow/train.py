@@ -35,7 +35,7 @@ from megagrow.growth.plans import Plan, Transition, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device
 from megagrow.models import ModelConfig, build_model
 from megagrow.rundir import RunDir
-from megagrow.schedule import lr_at
+from megagrow.schedule import phase_lr
 from megagrow.train_state import Counters, Interval, StopFlag, dropout_seed
 
 
@@ -135,9 +135,10 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         _apply_transition(s, transition)
     engine = s.engine
     o = cfg.optim
-    set_lr(engine, s.plan.lr_scale(step) * lr_at(step, peak=o.lr, warmup_steps=o.warmup_steps,
-                                                  total_steps=cfg.train.max_steps, schedule=o.schedule,
-                                                  min_lr_ratio=o.min_lr_ratio))
+    policy = s.plan.lr_policy if cfg.growth.lr_policy == "auto" else cfg.growth.lr_policy
+    set_lr(engine, s.plan.lr_scale(step) * phase_lr(step, starts=s.plan.starts, max_steps=cfg.train.max_steps,
+                                                    policy=policy, peak=o.lr, warmup_steps=o.warmup_steps,
+                                                    schedule=o.schedule, min_lr_ratio=o.min_lr_ratio))
     loss_sum, flops, depth_sum, tokens = 0.0, 0, 0, 0
     batch_tokens = cfg.data.micro_batch_size * s.data.seq_len
     for micro in range(cfg.train.grad_accum):

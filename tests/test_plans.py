@@ -76,6 +76,8 @@ def test_multilevel_v_cycle_trains(family: str, tmp_path: Path, text_data: Path)
     assert [r["hidden"] for r in recs] == [hidden] * 4 + [hidden // 2] * 8 + [hidden] * 8
     assert [r["depth"] for r in recs] == [4] * 4 + [2] * 8 + [4] * 8
     assert [r["phase"] for r in recs][4] == "multilevel-L1"
+    # lr_policy auto = reset for multilevel: each phase restarts at the peak (x4 on the coarse level), no warmup
+    assert recs[4]["lr"] == pytest.approx(4 * cfg.optim.lr) and recs[12]["lr"] == pytest.approx(cfg.optim.lr)
     # the coarse phase costs less per step
     step_flops = [b["flops"] - a["flops"] for a, b in zip(recs, recs[1:], strict=False)]
     assert max(step_flops[4:10]) < 0.5 * min(step_flops[:3])

@@ -72,3 +72,21 @@ def test_param_groups_and_fused_adamw() -> None:
     engine = build_engine(model, cfg, world_size=1)
     assert engine.optimizer.defaults["fused"] is True  # torch's fused AdamW kernel runs on CPU too
     assert [g["weight_decay"] for g in engine.optimizer.param_groups] == [cfg.optim.weight_decay, 0.0]
+
+
+def test_phase_lr_policies() -> None:
+    from megagrow.schedule import phase_lr
+
+    kw = dict(starts=[0, 10, 30], max_steps=50, peak=1.0, warmup_steps=4, schedule="linear", min_lr_ratio=0.0)
+    cont = [phase_lr(s, policy="continue", **kw) for s in range(50)]
+    assert cont == [lr_at(s, peak=1.0, warmup_steps=4, total_steps=50, schedule="linear", min_lr_ratio=0.0)
+                    for s in range(50)]
+    rewarm = [phase_lr(s, policy="rewarm", **kw) for s in range(50)]
+    assert rewarm[:10] == cont[:10]
+    assert rewarm[10] == pytest.approx(cont[10] / 4) and rewarm[13] == pytest.approx(cont[13])
+    reset = [phase_lr(s, policy="reset", **kw) for s in range(50)]
+    assert reset[0] == pytest.approx(0.25) and reset[3] == pytest.approx(1.0)  # warmup in the first phase only
+    assert reset[10] == pytest.approx(1.0) and reset[30] == pytest.approx(1.0)  # later phases restart at the peak
+    assert reset[29] == pytest.approx(1.0 / 20) and reset[49] == pytest.approx(1.0 / 20)  # decayed over each phase
+    with pytest.raises(ValueError, match="lr_policy='cyclic'"):
+        phase_lr(5, policy="cyclic", **kw)

@@ -47,6 +47,8 @@ class Transition:
 
 class Plan(Protocol):
     name: str
+    starts: list[int]  # first optimizer step of every phase; transitions happen at starts[1:]
+    lr_policy: str  # the LR policy at transitions the method's paper used ("continue" | "rewarm" | "reset")
 
     def arch_at(self, step: int) -> dict[str, int]:
         """Model fields (e.g. ``n_layers``) in effect during optimizer step ``step``, after any transition
@@ -84,6 +86,8 @@ class StatelessPlan:
     """Base for plans whose decisions are pure functions of the step: the checkpointed state is the name."""
 
     name = "base"
+    starts: list[int] = [0]  # first step of every phase (transitions happen at starts[1:])
+    lr_policy = "continue"  # what ``growth.lr_policy: auto`` means for this plan
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name}

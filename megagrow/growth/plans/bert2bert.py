@@ -24,7 +24,8 @@ class Bert2BertPlan(StatelessPlan):
         if len(growth.boundaries) != 1:
             raise ValueError(f"growth.boundaries={growth.boundaries}: bert2bert needs exactly one (the growth step)")
         self.target, self.seed = model, seed
-        self.start = stage_starts(growth.boundaries, growth.boundary_unit, max_steps)[1]
+        self.starts = stage_starts(growth.boundaries, growth.boundary_unit, max_steps)
+        self.start = self.starts[1]
         self.method = growth.b2b_method
         self.moments = "copy" if growth.moments in ("auto", "copy", "keep") else "reset"
 

@@ -8,9 +8,9 @@ model to the end. 3 levels take boundaries ``[b1, b2, b3, b4]``: two coalescings
 de-coalescings in reverse order. The snapshots are plan state: they are saved with every checkpoint
 taken while a coarse level runs, so resuming inside the V-cycle is exact.
 
-Deviations from the reference scripts, on purpose: one global LR schedule continues through the cycle
-(scaled on coarse levels) instead of a fresh schedule per stage; moments follow ``growth.moments``
-(auto = reset at every transition, as each stage of the reference is a fresh optimizer).
+As in the reference scripts, ``growth.lr_policy: auto`` gives every phase a fresh schedule (warmup only
+in the first, then decay over the phase), scaled by ``coarse_lr_mult`` on coarse levels, and moments
+follow ``growth.moments`` (auto = reset at every transition: each reference stage is a fresh optimizer).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ PAPER_ALPHA = {"bert": 0.5, "gpt": 0.25, "deit": 0.25}
 
 class MultiLevelPlan(StatelessPlan):
     name = "multilevel"
+    lr_policy = "reset"  # every stage of the reference is a fresh trainer with its own schedule
 
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         if model is None:
