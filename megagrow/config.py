@@ -53,8 +53,8 @@ class GrowthConfig:
     plan: str = doc("growth plan: how the executed architecture changes over training", "scratch")
     stages: list[int] = doc("live layers per stage, e.g. [1, 3, 6, 12]; the last equals model.n_layers", [])
     boundaries: list[float] = doc("start of stages 2.. (one per stage after the first), in boundary_unit", [])
-    boundary_unit: Literal["fraction", "steps"] = doc("boundaries as fractions of train.max_steps, or steps",
-                                                      "fraction")
+    boundary_unit: Literal["fraction", "steps", "tokens"] = doc(
+        "boundaries as fractions of train.max_steps, optimizer steps, or training tokens", "fraction")
     sampler: Literal["lvps", "uniform", "full", "edge"] = doc(
         "apollo: depth sampler drawn per micro-batch (LVPS = low-value-prioritized)", "lvps")
     layer_map: Literal["interpolation", "stacking"] = doc(

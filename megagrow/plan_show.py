@@ -209,12 +209,13 @@ def summarize(cfg) -> PlanSummary:
     notes: list[str] = []
     vocab, source = resolve_vocab(cfg)
     target = dataclasses.replace(cfg.model, vocab_size=vocab)
-    plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, cfg.run.seed, max_steps, model=target)
+    G = cfg.global_batch_size(1)
+    seq = seq_len_of(cfg)
+    plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, cfg.run.seed, max_steps, model=target,
+                      tokens_per_step=G * seq)
     if source == "assumed":
         notes.append(f"model.vocab_size=0 and no prepared data at data.path={cfg.data.path}: assumed vocab "
                      f"{vocab} (megagrow-prep's default); set --model.vocab_size for the real head FLOPs")
-    G = cfg.global_batch_size(1)
-    seq = seq_len_of(cfg)
     npred = predictions_per_sample(cfg, seq) * G
     n_max = getattr(plan, "n_max", cfg.model.n_layers)
 

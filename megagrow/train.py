@@ -78,7 +78,8 @@ def _setup(cfg: Config) -> _Session:
         elif cfg.model.vocab_size < data.vocab_size:
             raise ValueError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
                              f"vocabulary ({data.vocab_size}) of data.path={cfg.data.path}")
-    plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, seed, cfg.train.max_steps, model=cfg.model)
+    plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, seed, cfg.train.max_steps, model=cfg.model,
+                      tokens_per_step=cfg.global_batch_size(env.world_size) * data.seq_len)
     run = RunDir(Path(cfg.run.out_dir) / cfg.run.name)
     resume_from = run.resume_source(cfg.checkpoint.resume)
     counters = Counters()

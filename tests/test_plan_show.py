@@ -177,3 +177,12 @@ def test_report_compares_runs(tmp_path, capsys) -> None:
     grown = next(line for line in out if line.startswith("grown"))
     assert "apollo" in grown and " 0.600 " in grown and " 0.700 " in grown and "5.3000" in grown
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_boundaries_in_tokens_become_steps() -> None:
+    """2 samples x 3 micro-batches x 8 tokens = 48 tokens per step: 250 tokens have been seen when step 6 starts
+    (288 tokens), not yet at step 5 (240)."""
+    cfg = load_config(None, [*SMALL, "--growth.plan=stackbert", "--growth.stages=2,4", "--growth.boundaries=250",
+                             "--growth.boundary_unit=tokens"])
+    s = summarize(cfg)
+    assert [p.start_step for p in s.phases] == [0, 6]

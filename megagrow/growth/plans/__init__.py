@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from megagrow.growth.plans.apollo import ApolloPlan
 from megagrow.growth.plans.base import Decision, Plan, StatelessPlan, Transition
 from megagrow.growth.plans.bert2bert import Bert2BertPlan
@@ -13,14 +16,21 @@ PLANS: dict[str, type] = {"scratch": ScratchPlan, "apollo": ApolloPlan, "stackbe
                           "multilevel": MultiLevelPlan, "bert2bert": Bert2BertPlan, "gstack": GStackPlan}
 
 
-def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: int = 0, model=None) -> Plan:
+def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: int = 0, model=None,
+               tokens_per_step: int | None = None) -> Plan:
     """The plan ``name`` for a target model of ``n_layers`` slots; ``growth`` is the config's
     :class:`~megagrow.config.GrowthConfig` (stage lists, sampler, boundaries…); ``model`` the target
-    :class:`~megagrow.models.ModelConfig` (needed by plans that change width)."""
+    :class:`~megagrow.models.ModelConfig` (needed by plans that change width); ``tokens_per_step`` turns
+    boundaries given in tokens into the first step at which that many tokens have been seen."""
     try:
         cls = PLANS[name]
     except KeyError:
         raise ValueError(f"growth.plan={name!r}: unknown plan; available: {sorted(PLANS)}") from None
+    if growth is not None and growth.boundary_unit == "tokens":
+        if not tokens_per_step:
+            raise ValueError("growth.boundary_unit='tokens' needs the tokens per optimizer step")
+        growth = replace(growth, boundaries=[math.ceil(b / tokens_per_step) for b in growth.boundaries],
+                         boundary_unit="steps")
     kwargs = {"model": model} if model is not None else {}
     if name in ("multilevel", "bert2bert") and model is None:
         raise ValueError(f"growth.plan={name!r} needs the model config: build_plan(..., model=cfg.model)")
