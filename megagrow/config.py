@@ -484,9 +484,21 @@ def describe(cls: type = Config, prefix: str = "") -> list[str]:
             lines.extend(describe(tp, f"{prefix}{f.name}."))
         else:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+            tname = _type_name(tp)
             lines.append(f"  --{prefix}{f.name} ({tname}, default {default!r}): {f.metadata.get('help', '')}")
     return lines
+
+
+def _type_name(tp: Any) -> str:
+    """``int``, ``one of a|b|c``, ``list[int]``, ``float | None`` — for the field documentation."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + "|".join(map(str, typing.get_args(tp)))
+    if origin is list:
+        return f"list[{_type_name(typing.get_args(tp)[0])}]"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) if a is not type(None) else "None" for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
 
 
 def expand_path(path: str) -> Path:
