@@ -69,6 +69,9 @@ class GrowthConfig:
         "auto")
     b2b_method: Literal["aki", "fpi"] = doc("bert2bert: width growth, AKI (paper's best) or FPI (function preserving)",
                                             "aki")
+    msg_ramp_steps: float = doc("msg: steps over which the masks of the grown units ramp from 0 to 1 after the "
+                                "growth step; < 1 = a fraction of train.max_steps, >= 1 = optimizer steps (an "
+                                "integer); 0 = no ramp (the plain grown model at once)", 0.1)
     levels: int = doc("multilevel: number of levels of the V-cycle (2 or 3); boundaries need 2*(levels-1)", 2)
     alpha: float | None = doc("multilevel: interpolation weight of the pre-coalescing model; none = paper default "
                               "(bert 0.5, gpt/deit 0.25)", None)
@@ -213,13 +216,16 @@ def validate(cfg: Config) -> list[str]:
     if cfg.distributed.zero_stage not in (0, 1, 2, 3):
         p.append(f"distributed.zero_stage={cfg.distributed.zero_stage}: must be one of 0, 1, 2, 3")
     g = cfg.growth
-    if g.plan == "bert2bert":
+    if g.plan in ("bert2bert", "msg"):
         if len(g.boundaries) != 1:
-            p.append(f"growth.boundaries={g.boundaries}: bert2bert needs exactly one (the growth step)")
+            p.append(f"growth.boundaries={g.boundaries}: {g.plan} needs exactly one (the growth step)")
         for name, v in (("n_layers", cfg.model.n_layers), ("hidden", cfg.model.hidden),
                         ("n_heads", cfg.model.n_heads), ("ffn", cfg.model.ffn_dim)):
             if v % 2:
-                p.append(f"model.{name}={v}: bert2bert starts from half the target; must be even")
+                p.append(f"model.{name}={v}: {g.plan} starts from half the target; must be even")
+    r = g.msg_ramp_steps
+    if not r == r or r < 0 or (r >= 1 and r != int(r)):
+        p.append(f"growth.msg_ramp_steps={r}: must be a fraction of the run in [0, 1) or a whole number of steps")
     if g.plan == "multilevel":
         if g.levels not in (2, 3):
             p.append(f"growth.levels={g.levels}: must be 2 or 3")

@@ -118,9 +118,11 @@ def _evaluate(s: _Session) -> float:
     s.engine.eval()
     total = 0.0
     layer_map = s.plan.eval_layer_map(s.counters.step - 1)  # the model as it stands after the last step
+    eval_masks = getattr(s.plan, "eval_masks", None)  # growth masks (msg) in effect after the last step
+    masks = eval_masks(s.counters.step - 1) if eval_masks is not None else None
     with torch.no_grad():
         for batch in s.eval_loader:
-            out = s.engine({k: v.to(s.engine.device) for k, v in batch.items()}, layer_map)
+            out = s.engine({k: v.to(s.engine.device) for k, v in batch.items()}, layer_map, masks)
             total += float(out.loss)
     s.engine.train()
     loss_sum, n = all_reduce_sum([total, float(len(s.eval_loader))], s.engine.device)
@@ -150,7 +152,7 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch_tokens
         batch = {k: v.to(engine.device) for k, v in batch.items()}
         torch.manual_seed(dropout_seed(cfg.run.seed, step, micro, s.env.rank))
-        out = engine(batch, decision.layer_map)
+        out = engine(batch, decision.layer_map, decision.extras.get("masks"))
         engine.backward(out.loss)
         engine.step()
         loss_sum += float(out.loss.detach())

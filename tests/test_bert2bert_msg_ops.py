@@ -285,3 +285,39 @@ def test_msg_state_layout_and_moments():
     assert all(torch.equal(again.params[n], grown.params[n]) for n in grown.params)
     reset, _ = msg_grow(state, "bert", 16, 2, 64, 2, new_ffn=96, moments="reset")
     assert not reset.exp_avg and reset.adam_step == 0 and reset.params["blocks.0.mlp.fc_in.weight"].shape == (96, 16)
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt", "deit"])
+def test_model_masks_match_the_reference_forward(family):
+    """The real model's ``forward(batch, layer_map, masks)`` is ``msg_forward`` of the same parameters, and at
+    mask 0 it is the small model; ``masks=None`` is untouched (the plain grown model, bit for bit)."""
+    from megagrow.models import GrowthMasks
+
+    state = small_state(family)
+    grown, mm = msg_grow(state, family, 16, 2, 64, 2, 32, 4, 128, 3, seed=7)
+    b = batch(family)
+    model = load(family, grown, **{**WIDE, "n_layers": 3})
+    small = logits(load(family, state, **SMALL), b)
+    with torch.no_grad():
+        for c in (0.0, 0.3, 1.0):
+            out = model(b, model.full_layer_map(), mm.growth_masks(c)).logits
+            ref = msg_forward(grown.params, family, 4, b, mm, c=c, eps=1e-12)
+            assert rel(out, ref) < 1e-5, c
+        at0 = model(b, model.full_layer_map(), mm.growth_masks(0.0)).logits
+        assert rel(at0, small) < 1e-5
+        plain = model(b, model.full_layer_map()).logits
+        assert torch.equal(plain, model(b, model.full_layer_map(), None).logits)
+        assert rel(model(b, model.full_layer_map(), GrowthMasks()).logits, plain) < 1e-6
+        # a layer map that repeats a slot still gets that slot's factor
+        lm = [0, 1, 2, 2]
+        assert rel(model(b, lm, mm.growth_masks(0.0)).logits, small) < 1e-5
+    assert mm.growth_masks(0.5) == mm.growth_masks(0.5) and mm.growth_masks(0.5) != mm.growth_masks(0.4)
+
+
+def test_models_do_not_import_growth():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "megagrow" / "models"
+    for f in root.glob("*.py"):
+        for line in f.read_text().splitlines():
+            assert not (line.lstrip().startswith(("import ", "from ")) and "megagrow.growth" in line), (f, line)

@@ -144,3 +144,14 @@ def test_console_script_reports_errors() -> None:
     assert r.returncode == 2
     assert "did you mean 'model.n_layers'?" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_msg_settings_are_validated() -> None:
+    msg = _problems(None, ["--model.size=gpt-tiny", "--growth.plan=msg", "--growth.boundaries=0.2,0.5",
+                           "--growth.msg_ramp_steps=2.5", "--model.n_layers=3"])
+    assert "msg needs exactly one (the growth step)" in msg
+    assert "model.n_layers=3: msg starts from half the target; must be even" in msg
+    assert "growth.msg_ramp_steps=2.5" in msg
+    assert "growth.msg_ramp_steps=-1" in _problems(None, ["--growth.msg_ramp_steps=-1"])
+    cfg = load_config(ROOT / "configs/plans/msg.yaml", ["--model.size=gpt-tiny"])
+    assert cfg.growth.plan == "msg" and cfg.growth.msg_ramp_steps == pytest.approx(0.1)

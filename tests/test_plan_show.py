@@ -78,6 +78,7 @@ PLAN_SETTINGS = {  # every registered plan must appear here (a new plan adds its
     "gstack": ["--growth.stages=1,4", "--growth.boundaries=0.3"],
     "multilevel": ["--growth.levels=2", "--growth.boundaries=0.2,0.5"],
     "bert2bert": ["--growth.boundaries=0.3"],
+    "msg": ["--growth.boundaries=0.3"],
 }
 
 

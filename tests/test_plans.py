@@ -105,6 +105,8 @@ ONE_STEP_GROWTH = {
                       "--model.ln_eps=1e-12"],
     "gstack": ["--growth.plan=gstack", "--growth.stages=1,4", "--growth.boundaries=8",
                "--growth.boundary_unit=steps", "--model.n_layers=4"],
+    "msg": ["--growth.plan=msg", "--growth.boundaries=8", "--growth.boundary_unit=steps", "--growth.msg_ramp_steps=4",
+            "--model.n_layers=4", "--model.n_heads=4", "--model.ln_eps=1e-12"],
 }
 
 
@@ -116,8 +118,8 @@ def test_one_step_growth_plans_train(plan: str, family: str, tmp_path: Path, tex
     recs = records(run(cfg).run_dir)
     assert all(r["loss"] == r["loss"] for r in recs)
     assert len({r["phase"] for r in recs}) == 2
-    assert [r["depth"] for r in recs][7:9] == ([2, 4] if plan.startswith("bert2bert") else [1, 4])
-    if plan.startswith("bert2bert"):
+    assert [r["depth"] for r in recs][7:9] == ([2, 4] if plan.startswith(("bert2bert", "msg")) else [1, 4])
+    if plan.startswith(("bert2bert", "msg")):
         assert [r["hidden"] for r in recs][7:9] == [32, 64]
     assert recs[-1]["loss"] < recs[0]["loss"]
     assert sum(r["loss"] for r in recs[-3:]) < sum(r["loss"] for r in recs[8:11])
@@ -129,3 +131,52 @@ def test_bert2bert_fpi_transition_preserves_the_loss(tmp_path: Path, text_data: 
                       "--optim.lr=1e-4", "--optim.warmup_steps=1", "--optim.schedule=constant", data_path=text_data)
     recs = records(run(cfg).run_dir)
     assert abs(recs[8]["loss"] - recs[7]["loss"]) < 0.25 * abs(recs[7]["loss"])
+
+
+def test_msg_plan_schedule() -> None:
+    cfg = load_config(None, ["--model.size=gpt-tiny", *ONE_STEP_GROWTH["msg"], "--train.max_steps=20"])
+    plan = build_plan("msg", 4, cfg.growth, seed=0, max_steps=20, model=cfg.model)
+    assert [s for s in range(20) if plan.transition(s) is not None] == [8]
+    assert [plan.mask_value(s) for s in (0, 7, 8, 9, 10, 12, 19)] == [1.0, 1.0, 0.0, 0.25, 0.5, 1.0, 1.0]
+    assert [("masks" in plan.decide(s, 0).extras) for s in (7, 8, 11, 12)] == [False, True, True, False]
+    m = plan.decide(9, 1).extras["masks"]
+    assert m == plan.decide(9, 0).extras["masks"]  # a pure function of the step
+    h = cfg.model.hidden
+    assert m.hidden.tolist() == [1.0] * (h // 2) + [0.25] * (h // 2) and m.layers == (1.0, 1.0, 0.25, 0.25)
+    assert plan.eval_masks(11) == plan.decide(11, 0).extras["masks"] and plan.eval_masks(12) is None
+    # default ramp: a tenth of the run
+    cfg = load_config(None, ["--model.size=gpt-tiny", "--growth.plan=msg", "--growth.boundaries=0.3",
+                             "--model.n_layers=4", "--model.n_heads=4", "--train.max_steps=100"])
+    assert build_plan("msg", 4, cfg.growth, seed=0, max_steps=100, model=cfg.model).ramp == 10
+
+
+def test_msg_growth_preserves_the_function(tmp_path: Path, text_data: Path) -> None:
+    """At mask 0 the grown model is the small model: the validation loss right after the growth step (taken
+    before any target-model update would move it much: lr ~0) equals the one right before it."""
+    args = [*ONE_STEP_GROWTH["msg"], "--train.max_steps=10", "--train.eval_every=1", "--optim.warmup_steps=1",
+            "--optim.schedule=constant"]
+    cfg = tiny_config("bert", tmp_path, "msg-fp", *args, "--optim.lr=1e-9", data_path=text_data)
+    recs = records(run(cfg).run_dir)
+    # step 8 ran the grown model at mask 0 with an lr too small to move it: same function as after step 7
+    assert recs[8]["val_loss"] == pytest.approx(recs[7]["val_loss"], rel=1e-5)
+    assert recs[8]["hidden"] == 2 * recs[7]["hidden"] and recs[8]["depth"] == 2 * recs[7]["depth"]
+    # and the training loss of the first grown step starts from the small model's level
+    cfg = tiny_config("gpt", tmp_path, "msg-fp-gpt", *args, "--optim.lr=1e-4", data_path=text_data)
+    recs = records(run(cfg).run_dir)
+    assert abs(recs[8]["loss"] - recs[7]["loss"]) < 0.05 * abs(recs[7]["loss"])
+
+
+@pytest.mark.parametrize("stop", [8, 10], ids=["at-growth", "mid-ramp"])
+def test_msg_resume_during_the_ramp_is_exact(stop: int, tmp_path: Path, text_data: Path) -> None:
+    """Growth at step 8, masks ramp over steps 8..11: resuming at the growth step or mid-ramp is exact."""
+    args = [*ONE_STEP_GROWTH["msg"], "--train.max_steps=14", "--model.dropout=0.1", "--train.eval_every=5"]
+    full = run(tiny_config("gpt", tmp_path, "full", *args, data_path=text_data))
+    cut = run(tiny_config("gpt", tmp_path, "cut", *args, f"--train.exit_at_step={stop}", data_path=text_data))
+    assert cut.step == stop
+    resumed = run(tiny_config("gpt", tmp_path, "cut", *args, data_path=text_data))
+    a, b = records(full.run_dir), records(resumed.run_dir)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert [(r["depth"], r["flops"]) for r in a] == [(r["depth"], r["flops"]) for r in b]
+    evals = [(r["step"], r["val_loss"]) for r in a if r.get("val_loss") is not None and r["step"] in (5, 10)]
+    assert len(evals) == 2  # step 10: evaluated mid-ramp, under the masks of step 9
+    assert evals == [(r["step"], r["val_loss"]) for r in b if r.get("val_loss") is not None and r["step"] in (5, 10)]

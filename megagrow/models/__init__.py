@@ -5,6 +5,7 @@ from megagrow.models.bert import BertModel
 from megagrow.models.build import MODEL_CLASSES, build_model
 from megagrow.models.core import IGNORE_INDEX, MegagrowModel, ModelOutput, check_layer_map
 from megagrow.models.gpt import GPTModel
+from megagrow.models.masks import GrowthMasks
 from megagrow.models.sizes import SIZES
 from megagrow.models.spec import ModelConfig
 from megagrow.models.vit import DeiTModel
@@ -17,6 +18,7 @@ __all__ = [
     "BertModel",
     "DeiTModel",
     "GPTModel",
+    "GrowthMasks",
     "MegagrowModel",
     "ModelConfig",
     "ModelOutput",

@@ -16,6 +16,7 @@ from megagrow.models.core import (
     cross_entropy,
     require,
 )
+from megagrow.models.masks import GrowthMasks, hidden_ln
 from megagrow.models.spec import ModelConfig
 
 
@@ -28,8 +29,12 @@ class MlmHead(nn.Module):
         self.ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
 
-    def forward(self, h: torch.Tensor, decoder_weight: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.ln(F.gelu(self.dense(h))), decoder_weight, self.bias)
+    def forward(
+        self, h: torch.Tensor, decoder_weight: torch.Tensor, masks: GrowthMasks | None = None
+    ) -> torch.Tensor:
+        if masks is None:
+            return F.linear(self.ln(F.gelu(self.dense(h))), decoder_weight, self.bias)
+        return F.linear(hidden_ln(self.ln, F.gelu(self.dense(h)), masks), decoder_weight, self.bias)
 
 
 class BertModel(MegagrowModel):
@@ -46,16 +51,20 @@ class BertModel(MegagrowModel):
         self.mlm = MlmHead(cfg)
         self._init_weights(scale_residual=False)
 
-    def forward(self, batch: dict[str, torch.Tensor], layer_map: Sequence[int]) -> ModelOutput:
+    def forward(
+        self, batch: dict[str, torch.Tensor], layer_map: Sequence[int], masks: GrowthMasks | None = None
+    ) -> ModelOutput:
         require(batch, "bert", "input_ids", "labels")
+        if masks is not None:
+            masks = masks.to(batch["input_ids"].device)
         attn_mask = None
         if batch.get("attention_mask") is not None:
             attn_mask = batch["attention_mask"].bool()[:, None, None, :]  # [B, 1, 1, T], True = attend
-        x = self.embed(batch["input_ids"], batch.get("token_type_ids"))
-        x = self.run_blocks(x, layer_map, attn_mask)
+        x = self.embed(batch["input_ids"], batch.get("token_type_ids"), masks)
+        x = self.run_blocks(x, layer_map, attn_mask, masks)
         labels = batch["labels"]
         masked = labels != IGNORE_INDEX
-        logits = self.mlm(x[masked], self.embed.tokens.weight)
+        logits = self.mlm(x[masked], self.embed.tokens.weight, masks)
         return ModelOutput(
             loss=cross_entropy(logits, labels[masked]), logits=logits, n_predictions=logits.shape[0]
         )

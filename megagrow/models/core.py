@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from megagrow.flops import Arch
+from megagrow.models.masks import GrowthMasks, apply_mask, hidden_ln
 from megagrow.models.spec import ModelConfig
 
 IGNORE_INDEX = -100
@@ -42,7 +43,9 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, head_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4).unbind(0)
         y = F.scaled_dot_product_attention(
@@ -53,6 +56,8 @@ class SelfAttention(nn.Module):
             dropout_p=self.attn_dropout if self.training else 0.0,
             is_causal=self.causal,
         )
+        if head_mask is not None:  # [b, H, t, hs]: each head's output times its mask entry
+            y = y * head_mask.to(y.dtype)[None, :, None, None]
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -65,8 +70,10 @@ class MLP(nn.Module):
         self.fc_out = nn.Linear(ffn, hidden)
         self.gelu_approximate = gelu_approximate
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc_out(F.gelu(self.fc_in(x), approximate=self.gelu_approximate))
+    def forward(self, x: torch.Tensor, ffn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if ffn_mask is None:
+            return self.fc_out(F.gelu(self.fc_in(x), approximate=self.gelu_approximate))
+        return self.fc_out(apply_mask(F.gelu(self.fc_in(x), approximate=self.gelu_approximate), ffn_mask))
 
 
 class Block(nn.Module):
@@ -85,12 +92,25 @@ class Block(nn.Module):
         self.mlp = MLP(cfg.hidden, cfg.ffn_dim, gelu_approximate)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, masks: GrowthMasks | None = None
+    ) -> torch.Tensor:
+        if masks is not None:
+            return self._masked_forward(x, attn_mask, masks)
         if self.pre_ln:
             x = x + self.dropout(self.attn(self.ln_1(x), attn_mask))
             return x + self.dropout(self.mlp(self.ln_2(x)))
         x = self.ln_1(x + self.dropout(self.attn(x, attn_mask)))
         return self.ln_2(x + self.dropout(self.mlp(x)))
+
+    def _masked_forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, m: GrowthMasks) -> torch.Tensor:
+        """The block under growth masks (see :mod:`megagrow.models.masks`; the layer factor is applied by
+        :meth:`MegagrowModel.run_blocks`)."""
+        if self.pre_ln:
+            x = x + self.dropout(self.attn(hidden_ln(self.ln_1, x, m), attn_mask, m.heads))
+            return x + self.dropout(self.mlp(hidden_ln(self.ln_2, x, m), m.ffn))
+        x = hidden_ln(self.ln_1, x + self.dropout(self.attn(x, attn_mask, m.heads)), m)
+        return hidden_ln(self.ln_2, x + self.dropout(self.mlp(x, m.ffn)), m)
 
 
 class TextEmbedding(nn.Module):
@@ -104,7 +124,9 @@ class TextEmbedding(nn.Module):
         self.ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps) if layer_norm else None
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None, masks: GrowthMasks | None = None
+    ) -> torch.Tensor:
         t = input_ids.shape[1]
         if t > self.positions.num_embeddings:
             raise ValueError(f"sequence length {t} exceeds model.max_seq_len={self.positions.num_embeddings}")
@@ -113,6 +135,8 @@ class TextEmbedding(nn.Module):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
             x = x + self.token_types(token_type_ids)
+        if masks is not None and masks.hidden is not None:  # the masked LN's output is already x * mask
+            return self.dropout(apply_mask(x, masks.hidden) if self.ln is None else hidden_ln(self.ln, x, masks))
         if self.ln is not None:
             x = self.ln(x)
         return self.dropout(x)
@@ -188,11 +212,24 @@ class MegagrowModel(nn.Module):
         return self.cfg.arch()
 
     def run_blocks(
-        self, x: torch.Tensor, layer_map: Sequence[int], attn_mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        layer_map: Sequence[int],
+        attn_mask: torch.Tensor | None = None,
+        masks: GrowthMasks | None = None,
     ) -> torch.Tensor:
-        """Apply the slots named by ``layer_map`` in order."""
+        """Apply the slots named by ``layer_map`` in order; with ``masks``, a slot of layer factor
+        ``c != 1`` computes ``c * Block(x) + (1 - c) * x``."""
+        if masks is None:
+            for k in check_layer_map(layer_map, self.n_slots):
+                x = self.blocks[k](x, attn_mask)
+            return x
+        if masks.layers is not None and len(masks.layers) != self.n_slots:
+            raise ValueError(f"masks.layers has {len(masks.layers)} factors, this model has {self.n_slots} slots")
         for k in check_layer_map(layer_map, self.n_slots):
-            x = self.blocks[k](x, attn_mask)
+            y = self.blocks[k](x, attn_mask, masks)
+            c = masks.layer_factor(k)
+            x = y if c == 1.0 else c * y + (1.0 - c) * x
         return x
 
     def _init_weights(self, scale_residual: bool) -> None:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from megagrow.models.core import MegagrowModel, ModelOutput, TextEmbedding, cross_entropy, require
+from megagrow.models.masks import GrowthMasks, hidden_ln
 from megagrow.models.spec import ModelConfig
 
 
@@ -23,10 +24,17 @@ class GPTModel(MegagrowModel):
         self.final_ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
         self._init_weights(scale_residual=True)
 
-    def forward(self, batch: dict[str, torch.Tensor], layer_map: Sequence[int]) -> ModelOutput:
+    def forward(
+        self, batch: dict[str, torch.Tensor], layer_map: Sequence[int], masks: GrowthMasks | None = None
+    ) -> ModelOutput:
         require(batch, "gpt", "input_ids", "labels")
-        x = self.run_blocks(self.embed(batch["input_ids"]), layer_map)
-        logits = F.linear(self.final_ln(x), self.embed.tokens.weight)
+        if masks is None:
+            x = self.run_blocks(self.embed(batch["input_ids"]), layer_map)
+            logits = F.linear(self.final_ln(x), self.embed.tokens.weight)
+        else:
+            masks = masks.to(batch["input_ids"].device)
+            x = self.run_blocks(self.embed(batch["input_ids"], masks=masks), layer_map, masks=masks)
+            logits = F.linear(hidden_ln(self.final_ln, x, masks), self.embed.tokens.weight)
         return ModelOutput(
             loss=cross_entropy(logits, batch["labels"]),
             logits=logits,

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from megagrow.models.core import MegagrowModel, ModelOutput, require
+from megagrow.models.masks import GrowthMasks, apply_mask, hidden_ln
 from megagrow.models.spec import ModelConfig
 
 
@@ -47,13 +48,20 @@ class DeiTModel(MegagrowModel):
             if p is not None:
                 nn.init.normal_(p, mean=0.0, std=cfg.init_std)
 
-    def forward(self, batch: dict[str, torch.Tensor], layer_map: Sequence[int]) -> ModelOutput:
+    def forward(
+        self, batch: dict[str, torch.Tensor], layer_map: Sequence[int], masks: GrowthMasks | None = None
+    ) -> ModelOutput:
         require(batch, "deit", "images", "labels")
         x = self.patch_embed(batch["images"])
         prefix = [self.cls_token] if self.dist_token is None else [self.cls_token, self.dist_token]
         x = torch.cat([p.expand(x.shape[0], -1, -1) for p in prefix] + [x], dim=1)
-        x = self.run_blocks(self.dropout(x + self.pos_embed), layer_map)
-        x = self.final_ln(x)
+        if masks is None:
+            x = self.run_blocks(self.dropout(x + self.pos_embed), layer_map)
+            x = self.final_ln(x)
+        else:
+            masks = masks.to(x.device)
+            x = self.run_blocks(self.dropout(apply_mask(x + self.pos_embed, masks.hidden)), layer_map, masks=masks)
+            x = hidden_ln(self.final_ln, x, masks)
         # Mixup/cutmix batches carry soft targets (rows summing to 1); cross_entropy takes either.
         labels = batch.get("labels_soft", batch["labels"])
         logits = self.head(x[:, 0])

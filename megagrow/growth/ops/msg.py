@@ -47,6 +47,8 @@ import torch.nn.functional as F
 
 from megagrow.growth.ops.depth import split_block_name, stacking_map
 from megagrow.growth.ops.multilevel import _width_spec
+from megagrow.models.masks import GrowthMasks
+from megagrow.models.masks import masked_layernorm as msg_layernorm
 from megagrow.state import FullState
 
 FAMILIES = ("bert", "gpt", "deit")
@@ -93,6 +95,10 @@ class MsgMasks:
     def layer_mask(self, c: float) -> list[float]:
         """One factor per slot: 1.0 for old slots, ``c`` for new ones."""
         return [1.0] * self.layers[0] + [float(c)] * (self.layers[1] - self.layers[0])
+
+    def growth_masks(self, c: float) -> GrowthMasks:
+        """The masks at value ``c`` in the form the models take (``model(batch, layer_map, masks)``)."""
+        return GrowthMasks(self.hidden_mask(c), self.head_mask(c), self.ffn_mask(c), tuple(self.layer_mask(c)))
 
 
 # ---------------------------------------------------------------------------------------------- operator
@@ -208,22 +214,6 @@ def msg_grow(
 
 
 # ------------------------------------------------------------------------------------ reference forward
-
-
-def msg_layernorm(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None, eps: float
-) -> torch.Tensor:
-    """Mask-weighted LayerNorm over the last dim: ``μ = Σ c_i x_i / Σ c_i``,
-    ``σ² = Σ c_i (x_i − μ)² / Σ c_i``, ``y = (x − μ) / sqrt(σ² + eps) * weight + bias``.
-    Channels with ``c_i = 0`` do not enter the statistics; ``mask=None`` is the plain LayerNorm.
-    (The output is *not* multiplied by the mask here; the forward does that.)"""
-    if mask is None:
-        return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
-    c = mask.to(x.dtype)
-    total = c.sum()
-    mu = (x * c).sum(-1, keepdim=True) / total
-    var = (((x - mu) ** 2) * c).sum(-1, keepdim=True) / total
-    return (x - mu) / torch.sqrt(var + eps) * weight + bias
 
 
 def _mul(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

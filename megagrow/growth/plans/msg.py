@@ -1,0 +1,86 @@
+"""MSG (masked structural growth, Yao et al., ICLR 2024): train a small model, grow it in width and depth
+with every new unit behind a mask, and ramp the masks from 0 to 1 while training continues.
+
+The small model has half the target's width (hidden, heads — head size kept — and FFN) and half its depth;
+the growth (:func:`~megagrow.growth.ops.msg.msg_grow`: old tensors in the leading corner, new ones fresh,
+new layers on top copying the stack) happens at the single boundary (``growth.boundaries: [b]``). From
+that step on the decisions carry ``extras["masks"]`` (a :class:`~megagrow.models.GrowthMasks` at value
+``c = msg_mask(step, b, ramp)``, 0 on the growth step, so the grown model starts as the small model's
+function), for ``growth.msg_ramp_steps`` steps; after that the masks are all ones and are dropped
+(``None``: the plain target model). The masks are a pure function of the step, so resuming mid-ramp is
+exact. FLOPs: the grown architecture is charged during the ramp (masked units still compute).
+"""
+
+from __future__ import annotations
+
+from megagrow.growth.ops.msg import MsgMasks, msg_grow, msg_mask
+from megagrow.growth.plans.base import Decision, StatelessPlan, Transition
+from megagrow.growth.plans.staged import stage_starts
+from megagrow.models.masks import GrowthMasks
+
+
+def ramp_steps(value: float, max_steps: int) -> int:
+    """``growth.msg_ramp_steps`` in optimizer steps: ``< 1`` a fraction of the run, else a step count."""
+    return round(value * max_steps) if value < 1 else int(value)
+
+
+class MsgPlan(StatelessPlan):
+    name = "msg"
+
+    def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
+        if model is None:
+            raise ValueError("msg needs the model config (build_plan(..., model=cfg.model))")
+        if len(growth.boundaries) != 1:
+            raise ValueError(f"growth.boundaries={growth.boundaries}: msg needs exactly one (the growth step)")
+        self.target, self.seed = model, seed
+        self.starts = stage_starts(growth.boundaries, growth.boundary_unit, max_steps)
+        self.start = self.starts[1]
+        self.ramp = ramp_steps(growth.msg_ramp_steps, max_steps)
+        self.moments = "copy" if growth.moments in ("auto", "copy", "keep") else "reset"
+        s, t = self.dims(True), self.dims(False)
+        self.sizes = MsgMasks((s["hidden"], t["hidden"]), (s["n_heads"], t["n_heads"]), (s["ffn"], t["ffn"]),
+                              (s["n_layers"], t["n_layers"]))
+
+    def dims(self, small: bool) -> dict[str, int]:
+        m, k = self.target, 2 if small else 1
+        return {"n_layers": m.n_layers // k, "hidden": m.hidden // k, "n_heads": m.n_heads // k,
+                "ffn": m.ffn_dim // k}
+
+    def arch_at(self, step: int) -> dict[str, int]:
+        return self.dims(step < self.start)
+
+    def transition(self, step: int) -> Transition | None:
+        if step != self.start:
+            return None
+        s, t = self.dims(True), self.dims(False)
+
+        def op(state):
+            return msg_grow(state, family=self.target.family, hidden=s["hidden"], n_heads=s["n_heads"],
+                            ffn=s["ffn"], n_layers=s["n_layers"], new_hidden=t["hidden"], new_heads=t["n_heads"],
+                            new_ffn=t["ffn"], new_layers=t["n_layers"], seed=self.seed,
+                            init_std=self.target.init_std, moments=self.moments)[0]
+
+        return Transition(f"msg {s} -> {t}", t, op)
+
+    def mask_value(self, step: int) -> float:
+        """``c`` during optimizer step ``step`` (1 before the growth: nothing is masked)."""
+        return 1.0 if step < self.start else msg_mask(step, self.start, self.ramp)
+
+    def masks(self, step: int) -> GrowthMasks | None:
+        """The masks in effect during optimizer step ``step``; ``None`` outside the ramp."""
+        c = self.mask_value(step)
+        return None if c >= 1.0 else self.sizes.growth_masks(c)
+
+    def decide(self, step: int, micro_step: int) -> Decision:
+        small = step < self.start
+        masks = self.masks(step)
+        return Decision(phase="msg-small" if small else "msg-target",
+                        layer_map=tuple(range(self.dims(small)["n_layers"])),
+                        extras={} if masks is None else {"masks": masks})
+
+    def eval_layer_map(self, step: int) -> tuple[int, ...]:
+        return tuple(range(self.dims(step < self.start)["n_layers"]))
+
+    def eval_masks(self, step: int) -> GrowthMasks | None:
+        """The masks that evaluate the model as it stands after optimizer step ``step`` ran (those of that step)."""
+        return self.masks(step)
