@@ -118,8 +118,7 @@ def _evaluate(s: _Session) -> float:
     s.engine.eval()
     total = 0.0
     layer_map = s.plan.eval_layer_map(s.counters.step - 1)  # the model as it stands after the last step
-    eval_masks = getattr(s.plan, "eval_masks", None)  # growth masks (msg) in effect after the last step
-    masks = eval_masks(s.counters.step - 1) if eval_masks is not None else None
+    masks = s.plan.eval_masks(s.counters.step - 1)  # growth masks (msg) in effect after the last step, if any
     with torch.no_grad():
         for batch in s.eval_loader:
             out = s.engine({k: v.to(s.engine.device) for k, v in batch.items()}, layer_map, masks)

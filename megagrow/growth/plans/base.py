@@ -67,6 +67,10 @@ class Plan(Protocol):
         """The layer map that evaluates the model as it stands after optimizer step ``step`` ran."""
         ...
 
+    def eval_masks(self, step: int) -> Any:
+        """Growth masks (``GrowthMasks``, MSG) in effect after step ``step``, or None."""
+        ...
+
     def lr_scale(self, step: int) -> float:
         """Multiplier on the global LR schedule during step ``step`` (e.g. a coarse model's larger LR)."""
         ...
@@ -101,6 +105,9 @@ class StatelessPlan:
 
     def lr_scale(self, step: int) -> float:
         return 1.0
+
+    def eval_masks(self, step: int) -> Any:
+        return None
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {}
