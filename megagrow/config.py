@@ -56,7 +56,7 @@ class GrowthConfig:
     boundary_unit: Literal["fraction", "steps", "tokens"] = doc(
         "boundaries as fractions of train.max_steps, optimizer steps, or training tokens", "fraction")
     sampler: Literal["lvps", "uniform", "full", "edge"] = doc(
-        "apollo: depth sampler drawn per micro-batch (LVPS = low-value-prioritized)", "lvps")
+        "apollo, apollo+multilevel: depth sampler drawn per micro-batch (LVPS = low-value-prioritized)", "lvps")
     layer_map: Literal["interpolation", "stacking"] = doc(
         "apollo: how sampled depth positions map to live weight sets, and how stages expand", "interpolation")
     moments: Literal["auto", "copy", "reset", "keep", "fresh"] = doc(
@@ -78,6 +78,13 @@ class GrowthConfig:
     coarse_lr_mult: float = doc("multilevel: LR multiplier per coarsening level (the paper's small model: 4x)", 4.0)
     width_pairing: Literal["half", "adjacent"] = doc("multilevel: merge unit i with i+n/2 (paper) or i+1", "half")
     depth_pairing: Literal["adjacent", "half"] = doc("multilevel: merge layers 2i,2i+1 (paper) or i, i+L/2", "adjacent")
+    ligo_steps: int = doc("ligo: optimizer steps training the growth operator (small weights frozen) at the growth "
+                          "step; each uses one global batch of the run's data and is charged its FLOPs", 100)
+    ligo_lr: float | None = doc("ligo: LR of the operator training (constant); none = optim.lr", None)
+    ligo_width_init: Literal["rand", "sel"] = doc(
+        "ligo: init of the width expanders: rand (new units = random convex combinations of old units, the "
+        "reference default) or sel (random copies)", "rand")
+    ligo_depth_noise: float = doc("ligo: U(0, noise) added to the stacking init of the depth coefficients", 0.03)
 
 
 @dataclass
@@ -216,17 +223,23 @@ def validate(cfg: Config) -> list[str]:
     if cfg.distributed.zero_stage not in (0, 1, 2, 3):
         p.append(f"distributed.zero_stage={cfg.distributed.zero_stage}: must be one of 0, 1, 2, 3")
     g = cfg.growth
-    if g.plan in ("bert2bert", "msg"):
+    if g.plan in ("bert2bert", "msg", "ligo"):
         if len(g.boundaries) != 1:
             p.append(f"growth.boundaries={g.boundaries}: {g.plan} needs exactly one (the growth step)")
         for name, v in (("n_layers", cfg.model.n_layers), ("hidden", cfg.model.hidden),
                         ("n_heads", cfg.model.n_heads), ("ffn", cfg.model.ffn_dim)):
             if v % 2:
                 p.append(f"model.{name}={v}: {g.plan} starts from half the target; must be even")
+    if g.ligo_steps < 0:
+        p.append(f"growth.ligo_steps={g.ligo_steps}: must be >= 0")
+    if g.ligo_lr is not None and not g.ligo_lr > 0:
+        p.append(f"growth.ligo_lr={g.ligo_lr}: must be > 0 (or none for optim.lr)")
+    if g.ligo_depth_noise < 0:
+        p.append(f"growth.ligo_depth_noise={g.ligo_depth_noise}: must be >= 0")
     r = g.msg_ramp_steps
     if not r == r or r < 0 or (r >= 1 and r != int(r)):
         p.append(f"growth.msg_ramp_steps={r}: must be a fraction of the run in [0, 1) or a whole number of steps")
-    if g.plan == "multilevel":
+    if g.plan in ("multilevel", "apollo+multilevel"):
         if g.levels not in (2, 3):
             p.append(f"growth.levels={g.levels}: must be 2 or 3")
         elif len(g.boundaries) != 2 * (g.levels - 1):

@@ -73,7 +73,7 @@ class PlanSummary:
 
     @property
     def flops(self) -> float:
-        return sum(p.flops for p in self.phases)
+        return sum(p.flops for p in self.phases) + sum(t.get("fit_flops", 0) for t in self.transitions)
 
     @property
     def scratch_flops(self) -> float:
@@ -201,6 +201,23 @@ def _pmf_for(plan, start: int, n_live: int, n_max: int) -> tuple[str, dict[int, 
     return "fixed", {len(plan.decide(start, 0).layer_map): 1.0}
 
 
+def _fit_cost(t, old: ModelConfig, new: ModelConfig, cfg, G: int, seq: int, npred: float) -> dict[str, Any]:
+    """A learned transition's extra work: ``fit_steps`` global batches through the new model (full depth)
+    plus the operator's own FLOPs for every micro-batch (from the old model's shapes, built on meta)."""
+    import torch
+
+    from megagrow.models import build_model
+
+    per_step = expected_step_flops(new.arch(), {new.n_layers: 1.0}, G, seq, npred)
+    op = 0
+    if t.fit_flops is not None:
+        with torch.device("meta"):
+            shapes = {n: tuple(p.shape) for n, p in build_model(old).named_parameters()}
+        op = t.fit_flops(shapes) * cfg.train.grad_accum
+    return {"fit_steps": t.fit_steps, "fit_tokens": t.fit_steps * G * seq,
+            "fit_flops": t.fit_steps * (per_step + op), "fit_operator_flops": t.fit_steps * op}
+
+
 def summarize(cfg) -> PlanSummary:
     """The schedule of ``cfg``'s growth plan with expected FLOPs; raises ``ValueError`` on a bad plan."""
     from megagrow.growth.plans import build_plan
@@ -226,7 +243,11 @@ def summarize(cfg) -> PlanSummary:
         if start > 0:
             t = plan.transition(start)
             if t is not None:
-                transitions.append({"step": start, "name": t.name, "arch": dict(t.arch)})
+                record: dict[str, Any] = {"step": start, "name": t.name, "arch": dict(t.arch)}
+                if t.fit_steps:
+                    record.update(_fit_cost(t, model_at(target, plan.arch_at(start - 1)), model_at(target, arch),
+                                            cfg, G, seq, npred))
+                transitions.append(record)
         m = model_at(target, arch)
         sampler, pmf = _pmf_for(plan, start, m.n_layers, n_max)
         phases.append(Phase(
@@ -241,6 +262,10 @@ def summarize(cfg) -> PlanSummary:
             flops_per_step=expected_step_flops(m.arch(), pmf, G, seq, npred),
             arch=arch,
         ))
+    extra = sum(t.get("fit_tokens", 0) for t in transitions)
+    if extra:
+        notes.append(f"learned transitions read {_si(extra)} tokens beyond the run's {_si(G * seq * max_steps)}; "
+                     "their FLOPs are in the plan's total")
     scratch = expected_step_flops(target.arch(), {target.n_layers: 1.0}, G, seq, npred)
     return PlanSummary(
         plan=cfg.growth.plan,
@@ -296,6 +321,9 @@ def render_table(s: PlanSummary) -> str:
     lines += [fmt.format(*r).rstrip() for r in rows]
     for tr in s.transitions:
         lines.append(f"transition at step {tr['step']}: {tr['name']} -> {tr['arch']}")
+        if tr.get("fit_steps"):
+            lines.append(f"  learned operator: {tr['fit_steps']} steps on {_si(tr['fit_tokens'])} extra tokens, "
+                         f"{_si(tr['fit_flops'])} FLOPs (operator itself {_si(tr['fit_operator_flops'])})")
     lines.append(f"expected FLOPs {_si(s.flops)} vs scratch {_si(s.scratch_flops)} for the same {_si(s.tokens)} "
                  f"tokens: ratio {s.flops_ratio:.4f} (training FLOPs per global batch of {s.global_batch} samples)")
     lines += [f"note: {n}" for n in s.notes]

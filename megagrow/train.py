@@ -20,23 +20,17 @@ from megagrow.checkpoint import load_checkpoint, load_plan_tensors, save_checkpo
 from megagrow.config import Config, deepspeed_config
 from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
-from megagrow.distributed.engine import (
-    all_reduce_sum,
-    barrier,
-    build_engine,
-    destroy_engine,
-    init_distributed,
-    set_lr,
-)
+from megagrow.distributed.engine import all_reduce_sum, barrier, build_engine, init_distributed, set_lr
 from megagrow.distributed.env import DistEnv
 from megagrow.distributed.state import gather_full_state, scatter_full_state
 from megagrow.flops import train_flops
-from megagrow.growth.plans import Plan, Transition, build_plan
+from megagrow.growth.plans import Plan, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device
 from megagrow.models import ModelConfig, build_model
 from megagrow.rundir import RunDir
 from megagrow.schedule import phase_lr
 from megagrow.train_state import Counters, Interval, StopFlag, dropout_seed
+from megagrow.transition import Charge, apply_transition
 
 
 @dataclass
@@ -133,23 +127,20 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     cfg, step = s.cfg, s.counters.step
     t0 = time.perf_counter()
     transition = s.plan.transition(step)
+    charge = Charge()
     if transition is not None:
-        _apply_transition(s, transition)
+        charge = apply_transition(s, transition, lambda key: _next_batch(s, step, key))
     engine = s.engine
     o = cfg.optim
     policy = s.plan.lr_policy if cfg.growth.lr_policy == "auto" else cfg.growth.lr_policy
     set_lr(engine, s.plan.lr_scale(step) * phase_lr(step, starts=s.plan.starts, max_steps=cfg.train.max_steps,
                                                     policy=policy, peak=o.lr, warmup_steps=o.warmup_steps,
                                                     schedule=o.schedule, min_lr_ratio=o.min_lr_ratio))
-    loss_sum, flops, depth_sum, tokens = 0.0, 0, 0, 0
-    batch_tokens = cfg.data.micro_batch_size * s.data.seq_len
+    loss_sum, flops, depth_sum, tokens = 0.0, charge.flops, 0, charge.tokens
     for micro in range(cfg.train.grad_accum):
         decision = s.plan.decide(step, micro)
-        batch = s.loader.next_micro_batch()
-        if cfg.data.mixup or cfg.data.cutmix:
-            batch = _mix(s, batch, step, micro)
-        tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch_tokens
-        batch = {k: v.to(engine.device) for k, v in batch.items()}
+        batch, n_tokens = _next_batch(s, step, micro)
+        tokens += n_tokens
         torch.manual_seed(dropout_seed(cfg.run.seed, step, micro, s.env.rank))
         out = engine(batch, decision.layer_map, decision.extras.get("masks"))
         engine.backward(out.loss)
@@ -160,12 +151,13 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         depth_sum += decision.depth
         interval.phase = decision.phase
     exit_now = stop_requested or step + 1 == cfg.train.exit_at_step
-    g_loss, g_flops, g_stop, g_tokens = all_reduce_sum([loss_sum, float(flops), float(exit_now), float(tokens)],
-                                                       engine.device)
+    g_loss, g_flops, g_stop, g_tokens, g_extra = all_reduce_sum(
+        [loss_sum, float(flops), float(exit_now), float(tokens), float(charge.micro_batches)], engine.device)
     dt = time.perf_counter() - t0
     tokens = int(g_tokens)  # real tokens: padding of BERT sentence pairs is not counted
     c = s.counters
-    c.step, c.samples, c.tokens = step + 1, c.samples + cfg.global_batch_size(s.env.world_size), c.tokens + tokens
+    samples = cfg.global_batch_size(s.env.world_size) + int(g_extra) * cfg.data.micro_batch_size  # + learned ops'
+    c.step, c.samples, c.tokens = step + 1, c.samples + samples, c.tokens + tokens
     c.flops += int(g_flops)
     c.wall_s += dt
     interval.tokens += tokens
@@ -177,18 +169,14 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     return g_stop > 0
 
 
-def _apply_transition(s: _Session, t: Transition) -> None:
-    """Gather the full state, map it with the plan's operator, rebuild model and engine, scatter."""
-    state = t.operator(gather_full_state(s.engine))  # gather is collective: every rank runs this
-    destroy_engine(s.engine)
-    s.model_cfg = replace(s.model_cfg, **t.arch)
-    s.model = build_model(s.model_cfg)
-    s.model.load_state_dict(state.params, strict=True)
-    s.engine = build_engine(s.model, s.cfg, s.env.world_size)
-    scatter_full_state(s.engine, state)
-    s.engine.train()
-    if s.env.is_main:
-        s.log(f"step {s.counters.step}: transition {t.name} -> {t.arch}")
+def _next_batch(s: _Session, step: int, micro: int) -> tuple[dict[str, torch.Tensor], int]:
+    """This rank's next micro-batch on the engine's device and its real token count (BERT padding excluded)."""
+    batch = s.loader.next_micro_batch()
+    if s.cfg.data.mixup or s.cfg.data.cutmix:
+        batch = _mix(s, batch, step, micro)
+    mask = batch.get("attention_mask")
+    n = int(mask.sum()) if mask is not None else s.cfg.data.micro_batch_size * s.data.seq_len
+    return {k: v.to(s.engine.device) for k, v in batch.items()}, n
 
 
 def _mix(s: _Session, batch: dict[str, torch.Tensor], step: int, micro: int) -> dict[str, torch.Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -79,6 +80,8 @@ PLAN_SETTINGS = {  # every registered plan must appear here (a new plan adds its
     "multilevel": ["--growth.levels=2", "--growth.boundaries=0.2,0.5"],
     "bert2bert": ["--growth.boundaries=0.3"],
     "msg": ["--growth.boundaries=0.3"],
+    "apollo+multilevel": ["--growth.levels=2", "--growth.boundaries=0.2,0.5"],
+    "ligo": ["--growth.boundaries=0.3", "--growth.ligo_steps=1"],
 }
 
 
@@ -187,3 +190,22 @@ def test_boundaries_in_tokens_become_steps() -> None:
                              "--growth.boundary_unit=tokens"])
     s = summarize(cfg)
     assert [p.start_step for p in s.phases] == [0, 6]
+
+
+def test_ligo_operator_cost_is_charged(capsys) -> None:
+    """A learned transition's steps (a global batch each through the target model) and the operator's own
+    FLOPs are in the plan's total, and the extra tokens are named."""
+    from megagrow.growth.ops.ligo import LigoShape, materialize_flops
+    from megagrow.models import build_model
+
+    out = _json(capsys, *SMALL, "--growth.plan=ligo", "--growth.boundaries=0.5", "--growth.ligo_steps=7")
+    (tr,) = out["transitions"]
+    small, big = out["phases"]
+    assert tr["step"] == 5 and tr["fit_steps"] == 7 and tr["fit_tokens"] == 7 * 6 * 8
+    small_model = dataclasses.replace(load_config(None, SMALL).model, n_layers=2, hidden=8, n_heads=1, ffn=32)
+    shapes = {n: tuple(p.shape) for n, p in build_model(small_model).named_parameters()}
+    op = 3 * materialize_flops(shapes, LigoShape("gpt", 8, 32, 2, 16, 64, 4))
+    assert tr["fit_operator_flops"] == 7 * 3 * op  # 3 micro-batches per step
+    assert tr["fit_flops"] == pytest.approx(7 * big["flops_per_step"] + 7 * 3 * op, rel=1e-12)
+    assert out["flops"] == pytest.approx(small["flops"] + big["flops"] + tr["fit_flops"], rel=1e-12)
+    assert any("tokens beyond" in n for n in out["notes"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,8 @@ ONE_STEP_GROWTH = {
                       "--model.ln_eps=1e-12"],
     "gstack": ["--growth.plan=gstack", "--growth.stages=1,4", "--growth.boundaries=8",
                "--growth.boundary_unit=steps", "--model.n_layers=4"],
+    "ligo": ["--growth.plan=ligo", "--growth.boundaries=8", "--growth.boundary_unit=steps", "--growth.ligo_steps=4",
+             "--model.n_layers=4", "--model.n_heads=4"],
     "msg": ["--growth.plan=msg", "--growth.boundaries=8", "--growth.boundary_unit=steps", "--growth.msg_ramp_steps=4",
             "--model.n_layers=4", "--model.n_heads=4", "--model.ln_eps=1e-12"],
 }
@@ -118,8 +121,8 @@ def test_one_step_growth_plans_train(plan: str, family: str, tmp_path: Path, tex
     recs = records(run(cfg).run_dir)
     assert all(r["loss"] == r["loss"] for r in recs)
     assert len({r["phase"] for r in recs}) == 2
-    assert [r["depth"] for r in recs][7:9] == ([2, 4] if plan.startswith(("bert2bert", "msg")) else [1, 4])
-    if plan.startswith(("bert2bert", "msg")):
+    assert [r["depth"] for r in recs][7:9] == ([2, 4] if plan.startswith(("bert2bert", "msg", "ligo")) else [1, 4])
+    if plan.startswith(("bert2bert", "msg", "ligo")):
         assert [r["hidden"] for r in recs][7:9] == [32, 64]
     assert recs[-1]["loss"] < recs[0]["loss"]
     assert sum(r["loss"] for r in recs[-3:]) < sum(r["loss"] for r in recs[8:11])
@@ -180,3 +183,66 @@ def test_msg_resume_during_the_ramp_is_exact(stop: int, tmp_path: Path, text_dat
     evals = [(r["step"], r["val_loss"]) for r in a if r.get("val_loss") is not None and r["step"] in (5, 10)]
     assert len(evals) == 2  # step 10: evaluated mid-ramp, under the masks of step 9
     assert evals == [(r["step"], r["val_loss"]) for r in b if r.get("val_loss") is not None and r["step"] in (5, 10)]
+
+
+def test_ligo_charges_its_operator_training(tmp_path: Path, text_data: Path) -> None:
+    """The growth step also trains the operator for ligo_steps global batches: they are charged as samples,
+    tokens and FLOPs (the target model's forward+backward plus the operator's own), and read real data."""
+    from megagrow.growth.plans.ligo import _fit_flops
+    from megagrow.models import build_model
+
+    args = [*ONE_STEP_GROWTH["ligo"], "--train.max_steps=10"]
+    cfg = tiny_config("gpt", tmp_path, "ligo", *args, data_path=text_data)
+    recs = records(run(cfg).run_dir)
+    d = [{k: b[k] - a[k] for k in ("samples", "tokens", "flops")} for a, b in zip(recs, recs[1:], strict=False)]
+    assert d[6]["samples"] == 8 and d[7]["samples"] == 8 * 5 and d[8]["samples"] == 8  # step 9 = growth + 4 fit
+    assert d[7]["tokens"] == 5 * d[8]["tokens"]
+    plan = build_plan("ligo", 4, cfg.growth, 0, 10, model=cfg.model)
+    small = build_model(dataclasses.replace(cfg.model, **plan.dims(True)))  # cfg.model.vocab_size: set by the run
+    op = _fit_flops({n: tuple(p.shape) for n, p in small.named_parameters()}, plan.shape())
+    assert d[7]["flops"] == 5 * d[8]["flops"] + 4 * op + op // 3
+
+
+@pytest.mark.parametrize("stop", [8, 9], ids=["just-before-growth", "just-after-growth"])
+def test_ligo_resume_across_the_learned_transition_is_exact(stop: int, tmp_path: Path, text_data: Path) -> None:
+    args = [*ONE_STEP_GROWTH["ligo"], "--train.max_steps=11", "--model.dropout=0.1"]
+    full = run(tiny_config("gpt", tmp_path, "full", *args, data_path=text_data))
+    run(tiny_config("gpt", tmp_path, "cut", *args, f"--train.exit_at_step={stop}", data_path=text_data))
+    resumed = run(tiny_config("gpt", tmp_path, "cut", *args, data_path=text_data))
+    a, b = records(full.run_dir), records(resumed.run_dir)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert [(r["samples"], r["flops"]) for r in a] == [(r["samples"], r["flops"]) for r in b]
+
+
+APOLLO_ML = ["--growth.plan=apollo+multilevel", "--growth.levels=2", "--growth.boundaries=4,12",
+             "--growth.boundary_unit=steps", "--model.n_layers=4", "--model.n_heads=4", "--model.ln_eps=1e-12"]
+
+
+@pytest.mark.parametrize("family", ["gpt", "bert", "deit"])
+def test_apollo_multilevel_trains(family: str, tmp_path: Path, text_data: Path) -> None:
+    """The coarse level (2 slots, half width) runs LVPS-sampled depths 2..4 through the interpolation map."""
+    steps = 30 if family == "deit" else 20  # synthetic images: a larger batch and more steps to beat the noise
+    batch = ["--data.micro_batch_size=16"] if family == "deit" else ["--train.grad_accum=2",
+                                                                      "--data.micro_batch_size=4"]
+    cfg = tiny_config(family, tmp_path, f"aml-{family}", *APOLLO_ML, f"--train.max_steps={steps}",
+                      "--train.eval_every=10", *batch, data_path=text_data if family != "deit" else None)
+    recs = records(run(cfg).run_dir)
+    hidden = cfg.model.hidden
+    assert [r["hidden"] for r in recs] == [hidden] * 4 + [hidden // 2] * 8 + [hidden] * (steps - 12)
+    coarse = [r["depth"] for r in recs[4:12]]
+    assert all(2 <= d <= 4 for d in coarse) and len(set(coarse)) > 1  # sampled per micro-batch
+    assert [r["depth"] for r in recs[12:]] == [4] * (steps - 12) and [r["depth"] for r in recs[:4]] == [4] * 4
+    assert [r["phase"] for r in recs][4] == "apollo+multilevel-L1"
+    assert all(r["loss"] == r["loss"] for r in recs)
+    assert recs[-1]["loss"] < recs[0]["loss"]
+    assert sum(r["loss"] for r in recs[-3:]) < sum(r["loss"] for r in recs[12:15])
+
+
+def test_apollo_multilevel_resume_inside_the_coarse_level_is_exact(tmp_path: Path, text_data: Path) -> None:
+    args = [*APOLLO_ML, "--train.max_steps=16"]
+    full = run(tiny_config("gpt", tmp_path, "full", *args, data_path=text_data))
+    run(tiny_config("gpt", tmp_path, "cut", *args, "--train.exit_at_step=7", data_path=text_data))
+    resumed = run(tiny_config("gpt", tmp_path, "cut", *args, data_path=text_data))
+    a, b = records(full.run_dir), records(resumed.run_dir)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert [(r["depth"], r["flops"]) for r in a] == [(r["depth"], r["flops"]) for r in b]

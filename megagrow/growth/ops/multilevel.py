@@ -161,6 +161,14 @@ def _width_spec(name: str, family: str, gpt_residual_scale: bool) -> _WidthSpec:
     return spec
 
 
+def width_axes(name: str, family: str) -> tuple[tuple[tuple[int, str, str], ...], bool]:
+    """The width roles of parameter ``name``: ``((dim, key, role), ...)`` with key ``e`` (hidden), ``a``
+    (attention channels) or ``f`` (FFN) and role ``out``/``in``, and whether it is the fused ``[3, ...]``
+    Q/K/V tensor (dims then refer to its ``[3, d, ...]`` view). Shared with other width operators (LiGO)."""
+    spec = _width_spec(name, family, False)
+    return spec.axes, spec.fused3
+
+
 def _check_common(family: str, moments: str) -> None:
     if family not in FAMILIES:
         raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")

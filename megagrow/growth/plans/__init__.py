@@ -6,8 +6,10 @@ import math
 from dataclasses import replace
 
 from megagrow.growth.plans.apollo import ApolloPlan
+from megagrow.growth.plans.apollo_multilevel import ApolloMultiLevelPlan
 from megagrow.growth.plans.base import Decision, Plan, StatelessPlan, Transition
 from megagrow.growth.plans.bert2bert import Bert2BertPlan
+from megagrow.growth.plans.ligo import LigoPlan
 from megagrow.growth.plans.msg import MsgPlan
 from megagrow.growth.plans.multilevel import MultiLevelPlan
 from megagrow.growth.plans.scratch import ScratchPlan
@@ -15,7 +17,7 @@ from megagrow.growth.plans.stackbert import GStackPlan, StackBertPlan
 
 PLANS: dict[str, type] = {"scratch": ScratchPlan, "apollo": ApolloPlan, "stackbert": StackBertPlan,
                           "multilevel": MultiLevelPlan, "bert2bert": Bert2BertPlan, "gstack": GStackPlan,
-                          "msg": MsgPlan}
+                          "msg": MsgPlan, "apollo+multilevel": ApolloMultiLevelPlan, "ligo": LigoPlan}
 
 
 def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: int = 0, model=None,
@@ -34,10 +36,10 @@ def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: 
         growth = replace(growth, boundaries=[math.ceil(b / tokens_per_step) for b in growth.boundaries],
                          boundary_unit="steps")
     kwargs = {"model": model} if model is not None else {}
-    if name in ("multilevel", "bert2bert", "msg") and model is None:
+    if name in ("multilevel", "bert2bert", "msg", "apollo+multilevel", "ligo") and model is None:
         raise ValueError(f"growth.plan={name!r} needs the model config: build_plan(..., model=cfg.model)")
     return cls(n_layers=n_layers, growth=growth, seed=seed, max_steps=max_steps, **kwargs)
 
 
 __all__ = ["PLANS", "ApolloPlan", "Decision", "Plan", "ScratchPlan", "StackBertPlan", "StatelessPlan", "Transition",
-           "build_plan", "MultiLevelPlan", "Bert2BertPlan", "GStackPlan", "MsgPlan"]
+           "build_plan", "MultiLevelPlan", "Bert2BertPlan", "GStackPlan", "MsgPlan", "ApolloMultiLevelPlan", "LigoPlan"]

@@ -43,6 +43,32 @@ class Transition:
     name: str
     arch: dict[str, int]
     operator: Callable[[FullState], FullState]
+    # A *learned* transition (LiGO) trains its operator on the run's data before mapping the state: the trainer
+    # then calls ``fit(state, ctx)`` instead of ``operator`` (which stays the untrained operator, for tools).
+    fit: Callable[[FullState, FitContext], FullState] | None = None
+    fit_steps: int = 0  # optimizer steps of operator training (each one global batch of data)
+    # forward+backward FLOPs of the operator itself per micro-batch, given the old state's parameter shapes
+    fit_flops: Callable[[dict[str, tuple[int, ...]]], int] | None = None
+
+
+@dataclass
+class FitContext:
+    """What the trainer lends a learned transition: the new architecture's loss on the run's own data.
+
+    ``loss(params, fit_step, micro)`` runs the model of the new architecture with these (differentiable)
+    parameters on this rank's next training micro-batch — advancing the data cursor and charging the
+    micro-batch's FLOPs, tokens and samples to the run, so loss-vs-FLOPs curves stay honest.
+    ``charge_flops`` adds the operator's own FLOPs; ``all_reduce_mean`` averages gradients across ranks."""
+
+    loss: Callable[[dict[str, torch.Tensor], int, int], torch.Tensor]
+    grad_accum: int
+    lr: float  # the run's peak LR (optim.lr)
+    betas: tuple[float, float]
+    eps: float
+    device: torch.device
+    charge_flops: Callable[[int], None]
+    all_reduce_mean: Callable[[list[torch.Tensor]], None]
+    log: Callable[[str], None]
 
 
 class Plan(Protocol):

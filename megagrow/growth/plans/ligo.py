@@ -1,0 +1,87 @@
+"""LiGO (Wang et al., ICLR 2023): train a small model, then grow it with a *learned* linear operator.
+
+The small model has half the target's width (hidden, heads — head size kept — and FFN) and half its depth,
+as for bert2BERT, so the two compare in one setup. At the single boundary (``growth.boundaries: [b]``) the
+transition is learned: the operator (:mod:`megagrow.growth.ops.ligo`) is trained for ``growth.ligo_steps``
+AdamW steps at ``growth.ligo_lr`` (constant; default ``optim.lr``) on the grown model's loss over the run's
+own data (each step one global batch, charged its FLOPs and tokens, small weights frozen), then the grown
+model is materialized and trained normally with a fresh optimizer and the global LR schedule continuing
+("train normally, no warmup" in the reference). The operator steps are extra work inside the boundary step;
+they do not count as training steps of the run.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from megagrow.growth.ops.ligo import LigoShape, fit_operator, init_operator, materialize, materialize_flops
+from megagrow.growth.plans.base import Decision, FitContext, StatelessPlan, Transition
+from megagrow.growth.plans.staged import stage_starts
+from megagrow.state import FullState
+
+
+class LigoPlan(StatelessPlan):
+    name = "ligo"
+
+    def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
+        if model is None:
+            raise ValueError("ligo needs the model config (build_plan(..., model=cfg.model))")
+        if len(growth.boundaries) != 1:
+            raise ValueError(f"growth.boundaries={growth.boundaries}: ligo needs exactly one (the growth step)")
+        if growth.moments not in ("auto", "fresh", "reset"):
+            raise ValueError(f"growth.moments={growth.moments!r}: ligo starts the grown model with a fresh "
+                             "optimizer (auto/fresh/reset); moments cannot follow a learned operator")
+        self.target, self.seed = model, seed
+        self.starts = stage_starts(growth.boundaries, growth.boundary_unit, max_steps)
+        self.start = self.starts[1]
+        self.steps, self.lr = growth.ligo_steps, growth.ligo_lr
+        self.width_init, self.depth_noise = growth.ligo_width_init, growth.ligo_depth_noise
+
+    def dims(self, small: bool) -> dict[str, int]:
+        m, k = self.target, 2 if small else 1
+        return {"n_layers": m.n_layers // k, "hidden": m.hidden // k, "n_heads": m.n_heads // k,
+                "ffn": m.ffn_dim // k}
+
+    def shape(self) -> LigoShape:
+        s, t = self.dims(True), self.dims(False)
+        return LigoShape(self.target.family, s["hidden"], s["ffn"], s["n_layers"], t["hidden"], t["ffn"],
+                         t["n_layers"])
+
+    def arch_at(self, step: int) -> dict[str, int]:
+        return self.dims(step < self.start)
+
+    def _untrained(self, state: FullState) -> FullState:
+        op = init_operator(state.params, self.shape(), self.width_init, self.depth_noise, self.seed)
+        return FullState(materialize(state.params, op, self.shape())[0])
+
+    def _fit(self, state: FullState, ctx: FitContext) -> FullState:
+        def on_step(step: int, loss: float) -> None:
+            if step == 0 or (step + 1) % max(1, self.steps // 5) == 0:
+                ctx.log(f"ligo operator step {step + 1}/{self.steps}: loss {loss:.4f}")
+
+        r = fit_operator(state, self.shape(), ctx.loss, self.steps, ctx.grad_accum,
+                         lr=self.lr if self.lr is not None else ctx.lr, betas=ctx.betas, eps=ctx.eps,
+                         width_init=self.width_init, depth_noise=self.depth_noise, seed=self.seed,
+                         device=ctx.device, all_reduce_mean=ctx.all_reduce_mean, on_step=on_step)
+        ctx.charge_flops(r.flops)
+        return r.state
+
+    def transition(self, step: int) -> Transition | None:
+        if step != self.start:
+            return None
+        t = self.dims(False)
+        return Transition(f"ligo growth ({self.steps} operator steps)", t, self._untrained, fit=self._fit,
+                          fit_steps=self.steps, fit_flops=partial(_fit_flops, shape=self.shape()))
+
+    def decide(self, step: int, micro_step: int) -> Decision:
+        small = step < self.start
+        return Decision(phase="ligo-small" if small else "ligo-target",
+                        layer_map=tuple(range(self.dims(small)["n_layers"])))
+
+    def eval_layer_map(self, step: int) -> tuple[int, ...]:
+        return tuple(range(self.dims(step < self.start)["n_layers"]))
+
+
+def _fit_flops(shapes: dict[str, tuple[int, ...]], shape: LigoShape) -> int:
+    """Operator FLOPs per operator-training micro-batch: one materialization, forward + backward."""
+    return 3 * materialize_flops(shapes, shape)

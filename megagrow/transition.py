@@ -1,0 +1,89 @@
+"""Transitions inside a running trainer: gather the full state, map it (training the operator first when
+the transition is learned, e.g. LiGO), build the new model and engine, scatter the state into it.
+
+Orchestration only: the operators are the plan's (:mod:`megagrow.growth`), the state movement is
+:mod:`megagrow.distributed.state`'s. The trainer's session is duck-typed (``s.engine``, ``s.model``,
+``s.model_cfg``, ``s.cfg``, ``s.env``, ``s.counters``, ``s.log``) to keep the import one-way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.func import functional_call
+
+from megagrow.distributed.engine import build_engine, destroy_engine
+from megagrow.distributed.state import gather_full_state, scatter_full_state
+from megagrow.flops import train_flops
+from megagrow.growth.plans import Transition
+from megagrow.growth.plans.base import FitContext
+from megagrow.models import build_model
+from megagrow.train_state import dropout_seed
+
+# (micro key, ) -> (this rank's micro-batch on the engine's device, its real token count)
+NextBatch = Callable[[int], tuple[dict[str, torch.Tensor], int]]
+
+
+@dataclass
+class Charge:
+    """Work a transition did on this rank that the step must account for (learned operators' data)."""
+
+    flops: int = 0
+    tokens: int = 0
+    micro_batches: int = 0
+
+
+def apply_transition(s: Any, t: Transition, next_batch: NextBatch) -> Charge:
+    """Replace ``s.engine``/``s.model``/``s.model_cfg`` by the transition's; collective (every rank calls it)."""
+    charge = Charge()
+    state = gather_full_state(s.engine)
+    device = s.engine.device
+    destroy_engine(s.engine)  # the old engine is gone before the new model exists: one model's memory at a time
+    s.model_cfg = replace(s.model_cfg, **t.arch)
+    s.model = build_model(s.model_cfg)
+    if t.fit is None:
+        state = t.operator(state)
+    else:
+        state = t.fit(state, _fit_context(s, device, charge, next_batch))
+    s.model.load_state_dict(state.params, strict=True)
+    s.engine = build_engine(s.model, s.cfg, s.env.world_size)
+    scatter_full_state(s.engine, state)
+    s.engine.train()
+    if s.env.is_main:
+        s.log(f"step {s.counters.step}: transition {t.name} -> {t.arch}")
+    return charge
+
+
+def _fit_context(s: Any, device: torch.device, charge: Charge, next_batch: NextBatch) -> FitContext:
+    cfg, model = s.cfg, s.model.to(device)
+    model.train()
+    layer_map = tuple(range(s.model_cfg.n_layers))
+    accum, step, seq = cfg.train.grad_accum, s.counters.step, s.data.seq_len
+
+    def loss(params: dict[str, torch.Tensor], fit_step: int, micro: int) -> torch.Tensor:
+        key = accum * (1 + fit_step) + micro  # micro keys >= accum: never one of the step's own micro-batches
+        batch, tokens = next_batch(key)
+        torch.manual_seed(dropout_seed(cfg.run.seed, step, key, s.env.rank))
+        out = functional_call(model, params, (batch, layer_map, None))
+        charge.flops += train_flops(model.arch(), len(layer_map), cfg.data.micro_batch_size, seq, out.n_predictions)
+        charge.tokens += tokens
+        charge.micro_batches += 1
+        return out.loss
+
+    def charge_flops(n: int) -> None:
+        charge.flops += n
+
+    def all_reduce_mean(tensors: list[torch.Tensor]) -> None:
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for g in tensors:
+                dist.all_reduce(g)
+                g.div_(dist.get_world_size())
+
+    o = cfg.optim
+    return FitContext(loss=loss, grad_accum=accum, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, device=device,
+                      charge_flops=charge_flops, all_reduce_mean=all_reduce_mean,
+                      log=s.log if s.env.is_main else (lambda _m: None))
