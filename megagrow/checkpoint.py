@@ -3,11 +3,17 @@
 Layout of ``<run>/checkpoints/``::
 
     step_00000100/
-        params.safetensors     fp32 parameters, keyed by stable parameter name
-        optimizer.safetensors  exp_avg.<name>, exp_avg_sq.<name>
+        params-RRRRR-of-WWWWW.safetensors     fp32 parameters, keyed by stable parameter name: rank R's
+                                              share (every parameter in exactly one shard)
+        optimizer-RRRRR-of-WWWWW.safetensors  exp_avg.<name>, exp_avg_sq.<name> of the same parameters
         plan.safetensors       the growth plan's tensors, if it keeps any (e.g. a V-cycle snapshot)
-        meta.json              step, counters, loader cursor, plan state, architecture, adam_step
+        meta.json              step, counters, loader cursor, plan state, architecture, adam_step, shards,
+                               the resolved config
     latest                     name of the newest complete checkpoint directory
+
+Sharded writes: every rank gathers (a collective, one parameter at a time) but keeps only its share
+(parameter ``i`` belongs to rank ``i mod W``), so no rank holds the whole state and the writes run in
+parallel. Reading merges the shards: a checkpoint written by W ranks resumes on any world size.
 
 Nothing is pickled: loading a checkpoint from an untrusted source cannot execute code. A checkpoint
 is written to ``step_XXXXXXXX.tmp`` and renamed into place, then ``latest`` is replaced atomically,
@@ -26,10 +32,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from megagrow.faults import fault
 from megagrow.state import FullState
 
 FORMAT = "megagrow-checkpoint"
-VERSION = 1
+VERSION = 2  # v2: parameters and moments in one shard per writing rank
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -42,30 +49,52 @@ def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def save_checkpoint(ckpt_root: Path, step: int, state: FullState, meta: dict[str, Any], keep_last: int,
-                    extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write a checkpoint (call on one rank only) and prune to the newest ``keep_last``.
-    ``extra_tensors`` (a growth plan's state, e.g. a snapshot to interpolate with) go to ``plan.safetensors``."""
+def shard_name(kind: str, rank: int, world: int) -> str:
+    return f"{kind}-{rank:05d}-of-{world:05d}.safetensors"
+
+
+def begin_checkpoint(ckpt_root: Path, step: int) -> Path:
+    """Main rank: a fresh ``step_XXXXXXXX.tmp`` directory (a leftover of a killed write is removed)."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
-    final = ckpt_root / step_dir_name(step)
-    tmp = ckpt_root / (final.name + ".tmp")
+    tmp = ckpt_root / (step_dir_name(step) + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file({k: v.contiguous() for k, v in state.params.items()}, str(tmp / "params.safetensors"))
+    return tmp
+
+
+def write_shard(tmp: Path, rank: int, world: int, state: FullState) -> None:
+    """Every rank: its share of the parameters and moments (whatever names ``state`` holds)."""
+    save_file({k: v.contiguous() for k, v in state.params.items()}, str(tmp / shard_name("params", rank, world)))
     opt = {f"{m}.{k}": v.contiguous() for m in ("exp_avg", "exp_avg_sq") for k, v in getattr(state, m).items()}
-    if opt:
-        save_file(opt, str(tmp / "optimizer.safetensors"))
+    save_file(opt, str(tmp / shard_name("optimizer", rank, world)))
+
+
+def finalize_checkpoint(ckpt_root: Path, tmp: Path, step: int, adam_step: int, meta: dict[str, Any], keep_last: int,
+                        world: int, extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Main rank, after every shard is written: plan tensors, ``meta.json``, rename into place, then
+    ``latest``, then pruning. A crash before the rename leaves only a ``.tmp`` directory that nothing reads."""
     if extra_tensors:
         save_file({k: v.contiguous() for k, v in extra_tensors.items()}, str(tmp / "plan.safetensors"))
-    full_meta = {"format": FORMAT, "version": VERSION, "step": step, "adam_step": state.adam_step, **meta}
+    fault("checkpoint", step)  # tests: kill -9 here leaves a partial .tmp directory behind
+    full_meta = {"format": FORMAT, "version": VERSION, "step": step, "adam_step": adam_step, "shards": world, **meta}
     (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True))
+    final = ckpt_root / step_dir_name(step)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     atomic_write_text(ckpt_root / "latest", final.name + "\n")
     _prune(ckpt_root, keep_last)
     return final
+
+
+def save_checkpoint(ckpt_root: Path, step: int, state: FullState, meta: dict[str, Any], keep_last: int,
+                    extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a whole checkpoint from one process (one shard) and prune to the newest ``keep_last``.
+    ``extra_tensors`` (a growth plan's state, e.g. a snapshot to interpolate with) go to ``plan.safetensors``."""
+    tmp = begin_checkpoint(ckpt_root, step)
+    write_shard(tmp, 0, 1, state)
+    return finalize_checkpoint(ckpt_root, tmp, step, state.adam_step, meta, keep_last, 1, extra_tensors)
 
 
 def _prune(ckpt_root: Path, keep_last: int) -> None:
@@ -93,14 +122,21 @@ def load_checkpoint(path: Path) -> tuple[FullState, dict[str, Any]]:
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(f"{meta_path}: format {meta.get('format')!r} v{meta.get('version')!r}, "
                          f"expected {FORMAT!r} v{VERSION}")
-    params = load_file(str(path / "params.safetensors"))
+    world = int(meta.get("shards", 1))
+    params: dict[str, torch.Tensor] = {}
     moments: dict[str, dict[str, torch.Tensor]] = {"exp_avg": {}, "exp_avg_sq": {}}
-    opt_path = path / "optimizer.safetensors"
-    if opt_path.is_file():
-        for key, t in load_file(str(opt_path)).items():
+    for rank in range(world):
+        p_path, o_path = path / shard_name("params", rank, world), path / shard_name("optimizer", rank, world)
+        if not p_path.is_file() or not o_path.is_file():
+            raise FileNotFoundError(f"{path}: shard {rank} of {world} is missing ({p_path.name}, {o_path.name})")
+        shard = load_file(str(p_path))
+        if set(shard) & set(params):
+            raise ValueError(f"{p_path}: parameters also in another shard: {sorted(set(shard) & set(params))[:3]}")
+        params.update(shard)
+        for key, t in load_file(str(o_path)).items():
             m, _, name = key.partition(".")
             if m not in moments:
-                raise ValueError(f"{opt_path}: unexpected tensor {key!r}")
+                raise ValueError(f"{o_path}: unexpected tensor {key!r}")
             moments[m][name] = t
     state = FullState(params, moments["exp_avg"], moments["exp_avg_sq"], int(meta.get("adam_step", 0)))
     return state, meta

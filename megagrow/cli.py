@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from megagrow.faults import EXIT_NONFINITE, EXIT_PEER, NonFiniteStop, peer_failure
     from megagrow.train import train
 
     try:
@@ -99,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"megagrow: error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteStop as e:
+        print(f"megagrow: stopped: {e}; checkpoint of the last good state saved", file=sys.stderr)
+        return EXIT_NONFINITE
+    except Exception as e:
+        why = peer_failure(e, cfg.distributed.timeout_minutes)
+        if why is None:
+            raise
+        print(f"megagrow: error: {why}", file=sys.stderr, flush=True)
+        os._exit(EXIT_PEER)  # no atexit/teardown: collectives with the dead peer would block again
     if int(os.environ.get("RANK", "0")) == 0:
         val = f"{result.val_loss:.4f}" if result.val_loss is not None else "n/a"
         tps = f"{result.tokens_per_s:,.0f}" if result.tokens_per_s is not None else "n/a"

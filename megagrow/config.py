@@ -139,13 +139,20 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = doc("fp32, or bf16 weights/activations with fp32 master weights", "fp32")
     eval_every: int = doc("evaluate validation loss every N steps (and at the end); 0 = only at the end", 100)
     exit_at_step: int = doc("checkpoint and exit (code 0) after this step, as on SIGTERM; 0 = off", 0)
+    nonfinite: Literal["skip", "stop"] = doc(
+        "a step with a non-finite loss or gradient is never applied; skip = count it and go on (see "
+        "max_consecutive_skips), stop = checkpoint the last good state and exit with code 3", "skip")
+    max_consecutive_skips: int = doc("nonfinite=skip: this many skipped steps in a row checkpoint and exit (code 3)",
+                                     5)
 
 
 @dataclass
 class DistributedConfig:
     zero_stage: int = doc("DeepSpeed ZeRO stage 0-3", 0)
     backend: Literal["auto", "gloo", "nccl"] = doc("torch.distributed backend; auto = nccl on CUDA else gloo", "auto")
-    timeout_minutes: int = doc("collective timeout", 30)
+    timeout_minutes: float = doc(
+        "collective timeout: a rank whose peer died or hangs fails with a clear error after this long instead of "
+        "waiting forever (Slurm/torchrun then end the job)", 30.0)
 
 
 @dataclass
@@ -209,6 +216,7 @@ def validate(cfg: Config) -> list[str]:
     positive("train.grad_accum", cfg.train.grad_accum)
     positive("train.eval_every", cfg.train.eval_every, allow_zero=True)
     positive("train.exit_at_step", cfg.train.exit_at_step, allow_zero=True)
+    positive("train.max_consecutive_skips", cfg.train.max_consecutive_skips)
     positive("checkpoint.every", cfg.checkpoint.every, allow_zero=True)
     positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
     positive("logging.log_every", cfg.logging.log_every)

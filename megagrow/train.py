@@ -16,13 +16,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from megagrow.checkpoint import load_checkpoint, load_plan_tensors, save_checkpoint
+from megagrow.checkpoint import (
+    begin_checkpoint,
+    finalize_checkpoint,
+    load_checkpoint,
+    load_plan_tensors,
+    step_dir_name,
+    write_shard,
+)
 from megagrow.config import Config, deepspeed_config
 from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
 from megagrow.distributed.engine import all_reduce_sum, barrier, build_engine, init_distributed, set_lr
 from megagrow.distributed.env import DistEnv
 from megagrow.distributed.state import gather_full_state, scatter_full_state
+from megagrow.faults import NonFiniteGuard, NonFiniteStop, fault, local_bad
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Plan, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device
@@ -58,6 +66,7 @@ class _Session:
     loader: GlobalBatchLoader
     eval_loader: EvalLoader
     counters: Counters = field(default_factory=Counters)
+    guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard("skip", 5))
     log: Callable[[str], None] = print  # console lines (main rank); the progress bar's writer once it exists
 
 
@@ -105,7 +114,8 @@ def _setup(cfg: Config) -> _Session:
                          f"{len(data.validation)} samples, fewer than one global micro-batch ({per_micro})")
     eval_loader = EvalLoader(data.validation, cfg.data.micro_batch_size, n_eval, env.world_size, env.rank,
                              key_offset=data.eval_key_offset)
-    return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, counters)
+    guard = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_consecutive_skips)
+    return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, counters, guard)
 
 
 def _evaluate(s: _Session) -> float:
@@ -143,27 +153,33 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         tokens += n_tokens
         torch.manual_seed(dropout_seed(cfg.run.seed, step, micro, s.env.rank))
         out = engine(batch, decision.layer_map, decision.extras.get("masks"))
-        engine.backward(out.loss)
-        engine.step()
-        loss_sum += float(out.loss.detach())
+        loss = out.loss * float("nan") if fault("nan", step, s.env.rank) else out.loss
+        engine.backward(loss)
+        if micro < cfg.train.grad_accum - 1:
+            engine.step()  # the last one is the optimizer step: after the ranks agree it is finite
+        loss_sum += float(loss.detach())
         flops += train_flops(s.model.arch(), decision.depth, cfg.data.micro_batch_size, s.data.seq_len,
                              out.n_predictions)
         depth_sum += decision.depth
         interval.phase = decision.phase
     exit_now = stop_requested or step + 1 == cfg.train.exit_at_step
-    g_loss, g_flops, g_stop, g_tokens, g_extra = all_reduce_sum(
-        [loss_sum, float(flops), float(exit_now), float(tokens), float(charge.micro_batches)], engine.device)
+    g_loss, g_flops, g_stop, g_tokens, g_extra, g_bad = all_reduce_sum(
+        [loss_sum, float(flops), float(exit_now), float(tokens), float(charge.micro_batches),
+         float(local_bad(engine, loss_sum))], engine.device)
+    skipped = s.guard.step(engine, g_bad > 0, step)
     dt = time.perf_counter() - t0
     tokens = int(g_tokens)  # real tokens: padding of BERT sentence pairs is not counted
     c = s.counters
     samples = cfg.global_batch_size(s.env.world_size) + int(g_extra) * cfg.data.micro_batch_size  # + learned ops'
     c.step, c.samples, c.tokens = step + 1, c.samples + samples, c.tokens + tokens
     c.flops += int(g_flops)
+    c.skipped_steps += int(skipped)
     c.wall_s += dt
     interval.tokens += tokens
     interval.flops += int(g_flops)
     interval.wall += dt
-    interval.loss += g_loss / (cfg.train.grad_accum * s.env.world_size)
+    interval.loss += g_loss / (cfg.train.grad_accum * s.env.world_size) if not skipped else 0.0
+    interval.skipped += int(skipped)
     interval.depth += depth_sum / cfg.train.grad_accum
     interval.steps += 1
     return g_stop > 0
@@ -189,14 +205,20 @@ def _mix(s: _Session, batch: dict[str, torch.Tensor], step: int, micro: int) -> 
 
 
 def _checkpoint(s: _Session) -> None:
-    state = gather_full_state(s.engine)  # collective
+    """Sharded universal checkpoint: every rank writes its share (parameter i -> rank i mod W); collective."""
+    rank, world = s.env.rank, s.env.world_size
+    state = gather_full_state(s.engine, keep=lambda i, _name: i % world == rank)
+    ckpt = s.run.checkpoints
+    tmp = begin_checkpoint(ckpt, s.counters.step) if s.env.is_main else ckpt / (step_dir_name(s.counters.step) + ".tmp")
+    barrier()
+    write_shard(tmp, rank, world, state)
+    barrier()
     if s.env.is_main:
         meta = {"counters": asdict(s.counters), "loader": s.loader.state_dict(), "plan": s.plan.state_dict(),
-                "model": asdict(s.model_cfg)}
-        save_checkpoint(s.run.checkpoints, s.counters.step, state, meta, s.cfg.checkpoint.keep_last,
-                        extra_tensors=s.plan.state_tensors())
+                "model": asdict(s.model_cfg), "config": asdict(s.cfg), "world_size": world}
+        finalize_checkpoint(ckpt, tmp, s.counters.step, state.adam_step, meta, s.cfg.checkpoint.keep_last, world,
+                            extra_tensors=s.plan.state_tensors())
     barrier()
-
 
 def train(cfg: Config) -> TrainResult:
     s = _setup(cfg)
@@ -215,6 +237,10 @@ def train(cfg: Config) -> TrainResult:
         while s.counters.step < cfg.train.max_steps and not stopped:
             stopped = _train_step(s, interval, stop.requested)
             step = s.counters.step
+            why = s.guard.verdict(step)
+            if why is not None:
+                _checkpoint(s)
+                raise NonFiniteStop(why)
             done = step == cfg.train.max_steps or stopped
             is_eval = bool(cfg.train.eval_every and step % cfg.train.eval_every == 0) or done
             if step % cfg.logging.log_every == 0 or is_eval:

@@ -19,6 +19,7 @@ class Counters:
     tokens: int = 0
     flops: int = 0
     wall_s: float = 0.0
+    skipped_steps: int = 0  # optimizer steps not applied (non-finite loss or gradient)
 
 
 @dataclass
@@ -31,12 +32,14 @@ class Interval:
     loss: float = 0.0
     depth: float = 0.0
     steps: int = 0
+    skipped: int = 0  # steps not applied: their (non-finite) losses are left out of ``loss``
     phase: str = ""
 
     def record(self, counters: Counters, lr: float, hidden: int, peak: float | None, world: int) -> dict[str, Any]:
         depth = self.depth / self.steps
         flops_per_s = self.flops / max(self.wall, 1e-9)
-        return {**asdict(counters), "loss": self.loss / self.steps, "lr": lr,
+        applied = self.steps - self.skipped
+        return {**asdict(counters), "loss": self.loss / applied if applied else float("nan"), "lr": lr,
                 "depth": int(depth) if depth.is_integer() else depth, "hidden": hidden, "phase": self.phase,
                 "tokens_per_s": self.tokens / max(self.wall, 1e-9), **throughput_fields(flops_per_s, peak, world)}
 

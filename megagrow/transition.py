@@ -18,6 +18,7 @@ from torch.func import functional_call
 
 from megagrow.distributed.engine import build_engine, destroy_engine
 from megagrow.distributed.state import gather_full_state, scatter_full_state
+from megagrow.faults import fault
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Transition
 from megagrow.growth.plans.base import FitContext
@@ -43,6 +44,7 @@ def apply_transition(s: Any, t: Transition, next_batch: NextBatch) -> Charge:
     state = gather_full_state(s.engine)
     device = s.engine.device
     destroy_engine(s.engine)  # the old engine is gone before the new model exists: one model's memory at a time
+    fault("transition", s.counters.step, s.env.rank)
     s.model_cfg = replace(s.model_cfg, **t.arch)
     s.model = build_model(s.model_cfg)
     if t.fit is None:

@@ -9,6 +9,8 @@ DeepSpeed's ``safe_*`` API (fp32 master weights, never the bf16 copies); under Z
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from deepspeed.utils import (
     safe_get_full_fp32_param,
@@ -49,8 +51,11 @@ def _adam_step(opt: torch.optim.Optimizer) -> int:
 
 
 @torch.no_grad()
-def gather_full_state(engine) -> FullState:
-    """COLLECTIVE. Full fp32 params and AdamW moments of ``engine`` on every rank (CPU tensors)."""
+def gather_full_state(engine, keep: Callable[[int, str], bool] | None = None) -> FullState:
+    """COLLECTIVE. Full fp32 params and AdamW moments of ``engine`` on every rank (CPU tensors).
+
+    ``keep(index, name)`` limits what this rank *holds* (a checkpoint shard): every rank still joins the
+    gather of every parameter, one at a time, so peak memory is this rank's share plus one parameter."""
     opt = _torch_optimizer(engine)
     params: dict[str, torch.Tensor] = {}
     moments: dict[str, dict[str, torch.Tensor]] = {m: {} for m in MOMENTS}
@@ -59,8 +64,11 @@ def gather_full_state(engine) -> FullState:
     if step > 0:
         _relink_optimizer_state(engine)
     masters = _masters(engine) if direct else {}
-    for name, p in engine.module.named_parameters():
+    for index, (name, p) in enumerate(engine.module.named_parameters()):
+        mine = keep is None or keep(index, name)
         if direct:
+            if not mine:
+                continue
             master = masters[name]
             params[name] = master.detach().float().cpu().clone()
             st = opt.state.get(master, {})
@@ -68,10 +76,16 @@ def gather_full_state(engine) -> FullState:
                 if m in st:
                     moments[m][name] = st[m].detach().float().cpu().clone()
         else:
-            params[name] = safe_get_full_fp32_param(p).detach().float().cpu().clone()
+            full = safe_get_full_fp32_param(p)  # collective
+            if mine:
+                params[name] = full.detach().float().cpu().clone()
+            del full
             if step > 0:
                 for m in MOMENTS:
-                    moments[m][name] = safe_get_full_optimizer_state(p, m).detach().float().cpu().clone()
+                    full = safe_get_full_optimizer_state(p, m)  # collective
+                    if mine:
+                        moments[m][name] = full.detach().float().cpu().clone()
+                    del full
     return FullState(params, moments["exp_avg"], moments["exp_avg_sq"], step)
 
 
