@@ -139,6 +139,10 @@ class DistributedConfig:
     zero_stage: int = doc("DeepSpeed ZeRO stage 0-3", 0)
     backend: Literal["auto", "gloo", "nccl"] = doc("torch.distributed backend; auto = nccl on CUDA else gloo", "auto")
     timeout_minutes: int = doc("collective timeout", 30)
+    check_decisions: bool = doc(
+        "debug: every step, all-reduce the min and max of a hash of each rank's own plan decisions and of the layer "
+        "maps it executes (rank 0's, broadcast), and fail naming the step and micro-batch where ranks differ (one "
+        "extra small collective per step)", False)
 
 
 @dataclass

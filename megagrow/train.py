@@ -29,6 +29,8 @@ from megagrow.distributed.engine import (
     set_lr,
 )
 from megagrow.distributed.env import DistEnv
+from megagrow.distributed.freeze import SkippedSlots
+from megagrow.distributed.scheduler import StepScheduler
 from megagrow.distributed.state import gather_full_state, scatter_full_state
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Plan, Transition, build_plan
@@ -63,6 +65,7 @@ class _Session:
     run: RunDir
     loader: GlobalBatchLoader
     eval_loader: EvalLoader
+    scheduler: StepScheduler  # rank 0's layer maps on every rank
     counters: Counters = field(default_factory=Counters)
     log: Callable[[str], None] = print  # console lines (main rank); the progress bar's writer once it exists
 
@@ -111,7 +114,8 @@ def _setup(cfg: Config) -> _Session:
                          f"{len(data.validation)} samples, fewer than one global micro-batch ({per_micro})")
     eval_loader = EvalLoader(data.validation, cfg.data.micro_batch_size, n_eval, env.world_size, env.rank,
                              key_offset=data.eval_key_offset)
-    return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, counters)
+    scheduler = StepScheduler(plan, env.rank, env.world_size, cfg.model.n_layers, cfg.distributed.check_decisions)
+    return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, scheduler, counters)
 
 
 def _evaluate(s: _Session) -> float:
@@ -143,8 +147,9 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
                                                     schedule=o.schedule, min_lr_ratio=o.min_lr_ratio))
     loss_sum, flops, depth_sum, tokens = 0.0, 0, 0, 0
     batch_tokens = cfg.data.micro_batch_size * s.data.seq_len
-    for micro in range(cfg.train.grad_accum):
-        decision = s.plan.decide(step, micro)
+    decisions = s.scheduler.decisions(step, cfg.train.grad_accum)  # collective: rank 0's layer maps
+    skipped = SkippedSlots(engine, s.model.blocks, [d.layer_map for d in decisions])  # slots no micro-batch runs
+    for micro, decision in enumerate(decisions):
         batch = s.loader.next_micro_batch()
         if cfg.data.mixup or cfg.data.cutmix:
             batch = _mix(s, batch, step, micro)
@@ -152,8 +157,7 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         batch = {k: v.to(engine.device) for k, v in batch.items()}
         torch.manual_seed(dropout_seed(cfg.run.seed, step, micro, s.env.rank))
         out = engine(batch, decision.layer_map, decision.extras.get("masks"))
-        engine.backward(out.loss)
-        engine.step()
+        skipped.backward_and_step(out.loss, micro)  # engine.backward + engine.step; skipped slots stay put
         loss_sum += float(out.loss.detach())
         flops += train_flops(s.model.arch(), decision.depth, cfg.data.micro_batch_size, s.data.seq_len,
                              out.n_predictions)
@@ -171,6 +175,7 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     interval.tokens += tokens
     interval.flops += int(g_flops)
     interval.wall += dt
+    interval.sched += s.scheduler.seconds
     interval.loss += g_loss / (cfg.train.grad_accum * s.env.world_size)
     interval.depth += depth_sum / cfg.train.grad_accum
     interval.steps += 1
