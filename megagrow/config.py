@@ -153,6 +153,10 @@ class DistributedConfig:
     timeout_minutes: float = doc(
         "collective timeout: a rank whose peer died or hangs fails with a clear error after this long instead of "
         "waiting forever (Slurm/torchrun then end the job)", 30.0)
+    check_decisions: bool = doc(
+        "debug: every step, all-reduce the min and max of a hash of each rank's own plan decisions and of the layer "
+        "maps it executes (rank 0's, broadcast), and fail naming the step and micro-batch where ranks differ (one "
+        "extra small collective per step)", False)
 
 
 @dataclass

@@ -29,6 +29,8 @@ from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
 from megagrow.distributed.engine import all_reduce_sum, barrier, build_engine, init_distributed, set_lr
 from megagrow.distributed.env import DistEnv
+from megagrow.distributed.freeze import SkippedSlots
+from megagrow.distributed.scheduler import StepScheduler
 from megagrow.distributed.state import gather_full_state, scatter_full_state
 from megagrow.faults import NonFiniteGuard, NonFiniteStop, fault, local_bad
 from megagrow.flops import train_flops
@@ -65,6 +67,7 @@ class _Session:
     run: RunDir
     loader: GlobalBatchLoader
     eval_loader: EvalLoader
+    scheduler: StepScheduler  # rank 0's layer maps on every rank
     counters: Counters = field(default_factory=Counters)
     guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard("skip", 5))
     log: Callable[[str], None] = print  # console lines (main rank); the progress bar's writer once it exists
@@ -115,7 +118,9 @@ def _setup(cfg: Config) -> _Session:
     eval_loader = EvalLoader(data.validation, cfg.data.micro_batch_size, n_eval, env.world_size, env.rank,
                              key_offset=data.eval_key_offset)
     guard = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_consecutive_skips)
-    return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, counters, guard)
+    scheduler = StepScheduler(plan, env.rank, env.world_size, cfg.model.n_layers, cfg.distributed.check_decisions)
+    return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, scheduler, counters,
+                    guard)
 
 
 def _evaluate(s: _Session) -> float:
@@ -147,14 +152,15 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
                                                     policy=policy, peak=o.lr, warmup_steps=o.warmup_steps,
                                                     schedule=o.schedule, min_lr_ratio=o.min_lr_ratio))
     loss_sum, flops, depth_sum, tokens = 0.0, charge.flops, 0, charge.tokens
-    for micro in range(cfg.train.grad_accum):
-        decision = s.plan.decide(step, micro)
+    decisions = s.scheduler.decisions(step, cfg.train.grad_accum)  # collective: rank 0's layer maps
+    frozen = SkippedSlots(engine, s.model.blocks, [d.layer_map for d in decisions])  # slots no micro-batch runs
+    for micro, decision in enumerate(decisions):
         batch, n_tokens = _next_batch(s, step, micro)
         tokens += n_tokens
         torch.manual_seed(dropout_seed(cfg.run.seed, step, micro, s.env.rank))
         out = engine(batch, decision.layer_map, decision.extras.get("masks"))
         loss = out.loss * float("nan") if fault("nan", step, s.env.rank) else out.loss
-        engine.backward(loss)
+        frozen.backward(loss, micro)
         if micro < cfg.train.grad_accum - 1:
             engine.step()  # the last one is the optimizer step: after the ranks agree it is finite
         loss_sum += float(loss.detach())
@@ -166,7 +172,7 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     g_loss, g_flops, g_stop, g_tokens, g_extra, g_bad = all_reduce_sum(
         [loss_sum, float(flops), float(exit_now), float(tokens), float(charge.micro_batches),
          float(local_bad(engine, loss_sum))], engine.device)
-    skipped = s.guard.step(engine, g_bad > 0, step)
+    skipped = frozen.step(lambda: s.guard.step(engine, g_bad > 0, step))  # skipped slots restored around it
     dt = time.perf_counter() - t0
     tokens = int(g_tokens)  # real tokens: padding of BERT sentence pairs is not counted
     c = s.counters
@@ -178,6 +184,7 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     interval.tokens += tokens
     interval.flops += int(g_flops)
     interval.wall += dt
+    interval.sched += s.scheduler.seconds
     interval.loss += g_loss / (cfg.train.grad_accum * s.env.world_size) if not skipped else 0.0
     interval.skipped += int(skipped)
     interval.depth += depth_sum / cfg.train.grad_accum

@@ -29,6 +29,7 @@ class Interval:
     tokens: int = 0
     flops: int = 0
     wall: float = 0.0
+    sched: float = 0.0  # seconds in the rank-0 scheduler's broadcast (part of ``wall``)
     loss: float = 0.0
     depth: float = 0.0
     steps: int = 0
@@ -41,7 +42,8 @@ class Interval:
         applied = self.steps - self.skipped
         return {**asdict(counters), "loss": self.loss / applied if applied else float("nan"), "lr": lr,
                 "depth": int(depth) if depth.is_integer() else depth, "hidden": hidden, "phase": self.phase,
-                "tokens_per_s": self.tokens / max(self.wall, 1e-9), **throughput_fields(flops_per_s, peak, world)}
+                "tokens_per_s": self.tokens / max(self.wall, 1e-9), "sched_s": self.sched,
+                **throughput_fields(flops_per_s, peak, world)}
 
 
 def dropout_seed(seed: int, step: int, micro: int, rank: int) -> int:

@@ -21,10 +21,11 @@ from deepspeed.utils import (
 
 from megagrow.state import MOMENTS, FullState
 
-__all__ = ["FullState", "gather_full_state", "scatter_full_state"]
+__all__ = ["FullState", "gather_full_state", "master_params", "scatter_full_state", "torch_optimizer"]
 
 
-def _torch_optimizer(engine) -> torch.optim.Optimizer:
+def torch_optimizer(engine) -> torch.optim.Optimizer:
+    """The torch optimizer inside DeepSpeed's wrapper (the wrapper itself under plain ZeRO-0 fp32)."""
     opt = engine.optimizer
     return getattr(opt, "optimizer", opt)
 
@@ -34,7 +35,7 @@ def _direct(engine) -> bool:
     return engine.zero_optimization_stage() == 0
 
 
-def _masters(engine) -> dict[str, torch.Tensor]:
+def master_params(engine) -> dict[str, torch.Tensor]:
     """ZeRO-0: the fp32 tensor the optimizer steps for each module parameter — the parameter itself in
     fp32, DeepSpeed's fp32 master copy (``fp32_groups``, parallel to ``fp16_groups``) in bf16."""
     opt = engine.optimizer
@@ -56,14 +57,14 @@ def gather_full_state(engine, keep: Callable[[int, str], bool] | None = None) ->
 
     ``keep(index, name)`` limits what this rank *holds* (a checkpoint shard): every rank still joins the
     gather of every parameter, one at a time, so peak memory is this rank's share plus one parameter."""
-    opt = _torch_optimizer(engine)
+    opt = torch_optimizer(engine)
     params: dict[str, torch.Tensor] = {}
     moments: dict[str, dict[str, torch.Tensor]] = {m: {} for m in MOMENTS}
     step = _adam_step(opt)
     direct = _direct(engine)
     if step > 0:
         _relink_optimizer_state(engine)
-    masters = _masters(engine) if direct else {}
+    masters = master_params(engine) if direct else {}
     for index, (name, p) in enumerate(engine.module.named_parameters()):
         mine = keep is None or keep(index, name)
         if direct:
@@ -91,7 +92,7 @@ def gather_full_state(engine, keep: Callable[[int, str], bool] | None = None) ->
 
 def _seed_adam_state(engine, step: int) -> None:
     """Create AdamW state for every optimizer tensor (torch creates it lazily at the first step)."""
-    opt = _torch_optimizer(engine)
+    opt = torch_optimizer(engine)
     stage = engine.zero_optimization_stage()
     if stage == 3:
         flats = list(engine.optimizer.fp32_partitioned_groups_flat)
@@ -126,9 +127,9 @@ def scatter_full_state(engine, state: FullState) -> None:
     with_opt = state.has_optimizer_state()
     if with_opt:
         _seed_adam_state(engine, state.adam_step)
-    opt = _torch_optimizer(engine)
+    opt = torch_optimizer(engine)
     direct = _direct(engine)
-    masters = _masters(engine) if direct else {}
+    masters = master_params(engine) if direct else {}
     for name, p in engine.module.named_parameters():
         if direct:
             master = masters[name]
