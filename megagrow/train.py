@@ -244,11 +244,8 @@ def train(cfg: Config) -> TrainResult:
         while s.counters.step < cfg.train.max_steps and not stopped:
             stopped = _train_step(s, interval, stop.requested)
             step = s.counters.step
-            why = s.guard.verdict(step)
-            if why is not None:
-                _checkpoint(s)
-                raise NonFiniteStop(why)
-            done = step == cfg.train.max_steps or stopped
+            why = s.guard.verdict(step)  # non-finite steps: stop after this step's record and a checkpoint
+            done = step == cfg.train.max_steps or stopped or why is not None
             is_eval = bool(cfg.train.eval_every and step % cfg.train.eval_every == 0) or done
             if step % cfg.logging.log_every == 0 or is_eval:
                 rec = interval.record(s.counters, s.engine.optimizer.param_groups[0]["lr"], s.model_cfg.hidden, peak,
@@ -265,6 +262,9 @@ def train(cfg: Config) -> TrainResult:
             progress.update(1)
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and not done:
                 _checkpoint(s)
+            if why is not None:
+                _checkpoint(s)
+                raise NonFiniteStop(why)
         if stopped or cfg.checkpoint.save_final:
             _checkpoint(s)
     finally:

@@ -35,10 +35,23 @@ def init_distributed(cfg: Config) -> DistEnv:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if torch.cuda.is_available():
         torch.cuda.set_device(env.local_rank)
+    timeout = timedelta(minutes=cfg.distributed.timeout_minutes)
     if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
-                                   timeout=timedelta(minutes=cfg.distributed.timeout_minutes))
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, timeout=timeout)
+    _default_group_timeout(timeout)
     return env
+
+
+def _default_group_timeout(timeout: timedelta) -> None:
+    """DeepSpeed builds its data-parallel groups with ``new_group(ranks)`` and no timeout, which torch fills in
+    from a module default (30 min), not from the world group's timeout: a rank blocked on a hung peer inside
+    ``deepspeed.initialize`` (its parameter broadcast) would wait 30 minutes. Make every later group inherit
+    ``distributed.timeout_minutes``."""
+    import torch.distributed.distributed_c10d as c10d
+
+    c10d.default_pg_timeout = timeout
+    if getattr(c10d, "default_pg_nccl_timeout", None) is not None:
+        c10d.default_pg_nccl_timeout = timeout
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -17,6 +17,8 @@ from deepspeed.utils import (
     safe_get_full_optimizer_state,
     safe_set_full_fp32_param,
     safe_set_full_optimizer_state,
+    safe_set_local_fp32_param,
+    safe_set_local_optimizer_state,
 )
 
 from megagrow.state import MOMENTS, FullState
@@ -139,7 +141,34 @@ def scatter_full_state(engine, state: FullState) -> None:
                 for m in MOMENTS:
                     opt.state[master][m].copy_(getattr(state, m)[name].to(master.device))
         else:
-            safe_set_full_fp32_param(p, state.params[name].to(torch.float32))
+            _set_full(engine, p, state.params[name])
             if with_opt:
                 for m in MOMENTS:
-                    safe_set_full_optimizer_state(p, getattr(state, m)[name].to(torch.float32), m)
+                    _set_full(engine, p, getattr(state, m)[name], m)
+
+
+def _set_full(engine, p: torch.nn.Parameter, value: torch.Tensor, moment: str | None = None) -> None:
+    """Write the full fp32 ``value`` of ``p`` (its master weights, or moment ``moment``) into this rank's share.
+
+    ZeRO-3 pads every parameter to ``W * partition`` elements, and DeepSpeed 0.19's ``set_full_hp_param``
+    narrows the *unpadded* value with the padded partition size, so the last rank fails whenever ``W`` does
+    not divide the parameter's size (e.g. 3 ranks). Cut this rank's partition ourselves, zero-padded, and
+    write it with the local API."""
+    value = value.to(torch.float32)
+    if not hasattr(p, "ds_id"):
+        if moment is None:
+            safe_set_full_fp32_param(p, value)
+        else:
+            safe_set_full_optimizer_state(p, value, moment)
+        return
+    part = p.ds_tensor.numel()
+    rank = engine.optimizer._get_param_partition_rank(p)
+    flat = value.flatten()
+    start = min(part * rank, flat.numel())
+    local = torch.zeros(part, dtype=torch.float32, device=p.ds_tensor.device)
+    mine = flat[start:start + part]
+    local[: mine.numel()] = mine.to(local.device)
+    if moment is None:
+        safe_set_local_fp32_param(p, local)
+    else:
+        safe_set_local_optimizer_state(p, local, moment)
