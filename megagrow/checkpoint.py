@@ -113,8 +113,8 @@ def latest_checkpoint(ckpt_root: Path) -> Path | None:
     return path
 
 
-def load_checkpoint(path: Path) -> tuple[FullState, dict[str, Any]]:
-    """Read a checkpoint directory written by :func:`save_checkpoint`."""
+def load_checkpoint_meta(path: Path) -> dict[str, Any]:
+    """The JSON side of a checkpoint (counters, data cursor, plan state, config), validated; no tensors."""
     meta_path = path / "meta.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{path}: not a megagrow checkpoint (no meta.json)")
@@ -122,6 +122,12 @@ def load_checkpoint(path: Path) -> tuple[FullState, dict[str, Any]]:
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(f"{meta_path}: format {meta.get('format')!r} v{meta.get('version')!r}, "
                          f"expected {FORMAT!r} v{VERSION}")
+    return meta
+
+
+def load_checkpoint(path: Path) -> tuple[FullState, dict[str, Any]]:
+    """Read a checkpoint directory written by :func:`save_checkpoint`."""
+    meta = load_checkpoint_meta(path)
     world = int(meta.get("shards", 1))
     params: dict[str, torch.Tensor] = {}
     moments: dict[str, dict[str, torch.Tensor]] = {"exp_avg": {}, "exp_avg_sq": {}}

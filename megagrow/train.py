@@ -6,6 +6,7 @@ distributed/ and checkpoint.py; the growth decisions in growth/plans.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from megagrow.checkpoint import (
     begin_checkpoint,
     finalize_checkpoint,
     load_checkpoint,
+    load_checkpoint_meta,
     load_plan_tensors,
     step_dir_name,
     write_shard,
@@ -27,7 +29,15 @@ from megagrow.checkpoint import (
 from megagrow.config import Config, deepspeed_config
 from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
-from megagrow.distributed.engine import all_reduce_sum, barrier, build_engine, init_distributed, set_lr
+from megagrow.distributed.engine import (
+    all_reduce_sum,
+    barrier,
+    build_engine,
+    full_state_on_rank0,
+    init_distributed,
+    partitioned_init,
+    set_lr,
+)
 from megagrow.distributed.env import DistEnv
 from megagrow.distributed.freeze import SkippedSlots
 from megagrow.distributed.scheduler import StepScheduler
@@ -92,13 +102,19 @@ def _setup(cfg: Config) -> _Session:
     loader = GlobalBatchLoader(data.train, cfg.data.micro_batch_size, env.world_size, env.rank, seed)
     full_state = None
     model_cfg = replace(cfg.model, **plan.arch_at(0))
+    on_rank0 = resume_from is not None and full_state_on_rank0(cfg, env.world_size)
     if resume_from is not None:
-        full_state, meta = load_checkpoint(resume_from)
+        if on_rank0 and not env.is_main:
+            meta = load_checkpoint_meta(resume_from)  # rank 0 reads the tensors and broadcasts them
+        else:
+            full_state, meta = load_checkpoint(resume_from)
         model_cfg = ModelConfig(**meta["model"])  # the architecture the checkpoint was written with
         plan.load_state_tensors(load_plan_tensors(resume_from))
-    model = build_model(model_cfg)
-    if full_state is not None:
-        model.load_state_dict(full_state.params, strict=True)  # module weights (bf16 copies follow)
+    with partitioned_init(cfg, env.world_size) if on_rank0 else contextlib.nullcontext():
+        model = build_model(model_cfg)
+    if resume_from is not None:
+        if not on_rank0:
+            model.load_state_dict(full_state.params, strict=True)  # module weights (bf16 copies follow)
         counters = Counters(**meta["counters"])
         warning = loader.load_state_dict(meta["loader"], allow_fingerprint_change=cfg.data.allow_fingerprint_change)
         if warning and env.is_main:
@@ -108,8 +124,9 @@ def _setup(cfg: Config) -> _Session:
         run.prepare(cfg, deepspeed_config(cfg, env.world_size), counters.step if resume_from else None)
     barrier()
     engine = build_engine(model, cfg, env.world_size)
-    if full_state is not None:
-        scatter_full_state(engine, full_state)
+    if resume_from is not None:
+        scatter_full_state(engine, full_state, src=0 if on_rank0 else None)
+        del full_state
     per_micro = cfg.data.micro_batch_size * env.world_size
     n_eval = min(cfg.data.eval_samples, len(data.validation)) // per_micro * per_micro
     if n_eval <= 0:

@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 from torch.func import functional_call
 
-from megagrow.distributed.engine import build_engine, destroy_engine
-from megagrow.distributed.state import gather_full_state, scatter_full_state
+from megagrow.distributed.engine import build_engine, destroy_engine, full_state_on_rank0, partitioned_init
+from megagrow.distributed.state import gather_full_state, only_on, scatter_full_state
 from megagrow.faults import fault
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Transition
@@ -41,19 +41,29 @@ class Charge:
 def apply_transition(s: Any, t: Transition, next_batch: NextBatch) -> Charge:
     """Replace ``s.engine``/``s.model``/``s.model_cfg`` by the transition's; collective (every rank calls it)."""
     charge = Charge()
-    state = gather_full_state(s.engine)
+    # Learned operators train on every rank's data, so they need the state everywhere.
+    on_rank0 = t.fit is None and full_state_on_rank0(s.cfg, s.env.world_size)
+    state = gather_full_state(s.engine, keep=only_on(s.env.rank, 0) if on_rank0 else None)
     device = s.engine.device
     destroy_engine(s.engine)  # the old engine is gone before the new model exists: one model's memory at a time
     fault("transition", s.counters.step, s.env.rank)
     s.model_cfg = replace(s.model_cfg, **t.arch)
-    s.model = build_model(s.model_cfg)
-    if t.fit is None:
-        state = t.operator(state)
+    if on_rank0:
+        state = t.operator(state) if s.env.rank == 0 else None
+        with partitioned_init(s.cfg, s.env.world_size):
+            s.model = build_model(s.model_cfg)
+        s.engine = build_engine(s.model, s.cfg, s.env.world_size)
+        scatter_full_state(s.engine, state, src=0)
     else:
-        state = t.fit(state, _fit_context(s, device, charge, next_batch))
-    s.model.load_state_dict(state.params, strict=True)
-    s.engine = build_engine(s.model, s.cfg, s.env.world_size)
-    scatter_full_state(s.engine, state)
+        s.model = build_model(s.model_cfg)
+        if t.fit is None:
+            state = t.operator(state)
+        else:
+            state = t.fit(state, _fit_context(s, device, charge, next_batch))
+        s.model.load_state_dict(state.params, strict=True)
+        s.engine = build_engine(s.model, s.cfg, s.env.world_size)
+        scatter_full_state(s.engine, state)
+    del state
     s.engine.train()
     if s.env.is_main:
         s.log(f"step {s.counters.step}: transition {t.name} -> {t.arch}")

@@ -154,6 +154,11 @@ def _two_rank_jobs(root: Path, data: Path) -> list[tuple[str, list[str]]]:
     check = "--distributed.check_decisions=true"
     jobs = [(f"{plan}-z{z}", _args(root, f"{plan}-z{z}", plan, 4, z, data, check))
             for z in ZERO_STAGES for plan in ("apollo", "stackbert", "multilevel")]
+    # where the full state lives at transitions: auto is rank0 under ZeRO-3 (zero.Init + broadcast), replicated
+    # otherwise; run each stage with the other placement too
+    jobs += [(f"{plan}-z{z}-{where}", _args(root, f"{plan}-z{z}-{where}", plan, 4, z, data, check,
+                                           f"--distributed.full_state={where}"))
+             for z, where in ((2, "rank0"), (3, "replicated")) for plan in ("apollo", "multilevel")]
     jobs += [(f"skiptest-z{z}", _args(root, f"skiptest-z{z}", "skiptest", 4, z, data, check)) for z in (0, 1, 2, 3)]
     jobs += [(f"skiptest-bf16-z{z}", _args(root, f"skiptest-bf16-z{z}", "skiptest", 4, z, data, check,
                                            "--train.precision=bf16")) for z in (0, 1, 2, 3)]
@@ -247,6 +252,20 @@ def test_two_ranks_match_one_rank_through_growth(plan: str, zero_stage: int, two
     _assert_same_losses(root / name, reference(plan), STEPS)
     if plan == "apollo":
         assert len({r["depth"] for r in records(root / name)}) > 1  # sampled depths vary
+
+
+@pytest.mark.slow
+@pytest.mark.slow
+@pytest.mark.parametrize("zero_where", ["z2-rank0", "z3-replicated"])
+@pytest.mark.parametrize("plan", ["apollo", "multilevel"])
+def test_full_state_placement_gives_the_same_losses(plan: str, zero_where: str, two_rank_runs, reference) -> None:
+    """Transitions with the full state on rank 0 only (operator there, then one broadcast per tensor; under
+    ZeRO-3 the new model built partitioned by deepspeed.zero.Init) or replicated on every rank give the
+    1-rank losses under both ZeRO-2 and ZeRO-3 (the default placement of each stage is covered above)."""
+    root, status = two_rank_runs
+    name = f"{plan}-{zero_where}"
+    _ok(status, name)
+    _assert_same_losses(root / name, reference(plan), STEPS)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -85,6 +86,25 @@ def build_engine(model: torch.nn.Module, cfg: Config, world_size: int):
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer,
                                       config=deepspeed_config(cfg, world_size))
     return engine
+
+
+def full_state_on_rank0(cfg: Config, world_size: int) -> bool:
+    """Whether transitions and checkpoint loads keep the full state on rank 0 only (``distributed.full_state``)."""
+    mode = cfg.distributed.full_state
+    if mode == "auto":
+        mode = "rank0" if cfg.distributed.zero_stage == 3 else "replicated"
+    return mode == "rank0" and world_size > 1
+
+
+def partitioned_init(cfg: Config, world_size: int) -> contextlib.AbstractContextManager:
+    """Build a model inside this to have it partitioned as it is constructed (``deepspeed.zero.Init``) under
+    ZeRO-3 with the full state on rank 0: no rank materializes the whole model. Its weights are then
+    meaningless until :func:`~megagrow.distributed.state.scatter_full_state` fills them."""
+    if cfg.distributed.zero_stage != 3 or not full_state_on_rank0(cfg, world_size):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.Init(config_dict_or_path=deepspeed_config(cfg, world_size))
 
 
 def destroy_engine(engine) -> None:

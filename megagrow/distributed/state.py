@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
 from deepspeed.utils import (
     safe_get_full_fp32_param,
     safe_get_full_optimizer_state,
@@ -23,7 +24,7 @@ from deepspeed.utils import (
 
 from megagrow.state import MOMENTS, FullState
 
-__all__ = ["FullState", "gather_full_state", "master_params", "scatter_full_state", "torch_optimizer"]
+__all__ = ["FullState", "gather_full_state", "master_params", "only_on", "scatter_full_state", "torch_optimizer"]
 
 
 def torch_optimizer(engine) -> torch.optim.Optimizer:
@@ -120,9 +121,26 @@ def _relink_optimizer_state(engine) -> None:
         inner._lazy_init_hp_params_optimizer_state()
 
 
+def only_on(rank: int, src: int) -> Callable[[int, str], bool]:
+    """``keep`` for :func:`gather_full_state`: rank ``src`` holds the full state, the others nothing."""
+    return lambda _index, _name: rank == src
+
+
 @torch.no_grad()
-def scatter_full_state(engine, state: FullState) -> None:
-    """Write ``state`` into ``engine`` (no communication). Every rank passes the same full state."""
+def scatter_full_state(engine, state: FullState | None, src: int | None = None) -> None:
+    """Write ``state`` into ``engine``.
+
+    ``src=None``: every rank passes the same full state; no communication. The module weights are expected
+    to be loaded already (``load_state_dict`` before the engine was built); this fills the optimizer's side.
+    ``src=r``: COLLECTIVE; only rank ``r`` has the state (the others pass None). It is broadcast one tensor
+    at a time and each rank keeps its share — module weights (its ZeRO-3 partition) and fp32 master and
+    moments — so no other rank holds more than one full tensor at once.
+    """
+    if src is not None:
+        _broadcast_full_state(engine, state, src)
+        return
+    if state is None:
+        raise ValueError("scatter_full_state: state is None but no source rank was given")
     shapes = {n: tuple(p.ds_shape if hasattr(p, "ds_shape") else p.shape)
               for n, p in engine.module.named_parameters()}
     state.check_against(shapes, "scatter_full_state")
@@ -141,13 +159,13 @@ def scatter_full_state(engine, state: FullState) -> None:
                 for m in MOMENTS:
                     opt.state[master][m].copy_(getattr(state, m)[name].to(master.device))
         else:
-            _set_full(engine, p, state.params[name])
+            _set_full(p, state.params[name])
             if with_opt:
                 for m in MOMENTS:
-                    _set_full(engine, p, getattr(state, m)[name], m)
+                    _set_full(p, getattr(state, m)[name], m)
 
 
-def _set_full(engine, p: torch.nn.Parameter, value: torch.Tensor, moment: str | None = None) -> None:
+def _set_full(p: torch.nn.Parameter, value: torch.Tensor, moment: str | None = None) -> None:
     """Write the full fp32 ``value`` of ``p`` (its master weights, or moment ``moment``) into this rank's share.
 
     ZeRO-3 pads every parameter to ``W * partition`` elements, and DeepSpeed 0.19's ``set_full_hp_param``
@@ -162,7 +180,7 @@ def _set_full(engine, p: torch.nn.Parameter, value: torch.Tensor, moment: str | 
             safe_set_full_optimizer_state(p, value, moment)
         return
     part = p.ds_tensor.numel()
-    rank = engine.optimizer._get_param_partition_rank(p)
+    rank = _partition_rank(p)
     flat = value.flatten()
     start = min(part * rank, flat.numel())
     local = torch.zeros(part, dtype=torch.float32, device=p.ds_tensor.device)
@@ -172,3 +190,74 @@ def _set_full(engine, p: torch.nn.Parameter, value: torch.Tensor, moment: str | 
         safe_set_local_fp32_param(p, local)
     else:
         safe_set_local_optimizer_state(p, local, moment)
+
+
+def _param_shapes(engine) -> dict[str, tuple[int, ...]]:
+    return {n: tuple(p.ds_shape if hasattr(p, "ds_shape") else p.shape) for n, p in engine.module.named_parameters()}
+
+
+def _broadcast_full_state(engine, state: FullState | None, src: int) -> None:
+    rank = dist.get_rank()
+    device = engine.device
+    shapes = _param_shapes(engine)
+    header = torch.zeros(3, dtype=torch.float64, device=device)
+    error: Exception | None = None
+    if rank == src:
+        try:
+            if state is None:
+                raise ValueError(f"scatter_full_state: rank {src} is the source but has no state")
+            state.check_against(shapes, "scatter_full_state")
+            header = torch.tensor([1.0, float(state.has_optimizer_state()), float(state.adam_step)],
+                                  dtype=torch.float64, device=device)
+        except ValueError as e:
+            error = e
+    dist.broadcast(header, src)
+    if header[0].item() != 1.0:
+        raise error or RuntimeError(f"scatter_full_state: rank {src} could not provide the full state (see its log)")
+    with_opt, adam_step = bool(header[1].item()), int(header[2].item())
+    if with_opt:
+        _seed_adam_state(engine, adam_step)
+    direct = _direct(engine)
+    masters = master_params(engine) if direct else {}
+    opt = torch_optimizer(engine)
+    for name, p in engine.module.named_parameters():
+        for moment in (None, *MOMENTS) if with_opt else (None,):
+            if rank == src:
+                assert state is not None
+                full = state.params[name] if moment is None else getattr(state, moment)[name]
+                buf = full.to(device=device, dtype=torch.float32).contiguous()
+            else:
+                buf = torch.empty(shapes[name], dtype=torch.float32, device=device)
+            dist.broadcast(buf, src)
+            if direct:
+                master = masters[name]
+                if moment is None:
+                    p.data.copy_(buf.view_as(p))
+                    if master is not p:
+                        master.data.copy_(buf.view_as(master))
+                else:
+                    opt.state[master][moment].copy_(buf.view_as(master))
+            else:
+                if moment is None:
+                    _set_module_weight(p, buf)
+                _set_full(p, buf, moment)
+            del buf
+
+
+def _set_module_weight(p: torch.nn.Parameter, value: torch.Tensor) -> None:
+    """The module's own copy of a parameter (the compute dtype): whole under ZeRO 1/2; under ZeRO-3 this
+    rank's partition, plus the whole tensor where it is materialized (persistent small parameters)."""
+    if not hasattr(p, "ds_id"):
+        p.data.copy_(value.view_as(p))
+        return
+    part = p.ds_tensor.numel()
+    flat = value.flatten()
+    start = min(part * _partition_rank(p), flat.numel())
+    mine = flat[start:start + part]
+    p.ds_tensor.data[: mine.numel()].copy_(mine)
+    if p.data.numel() == flat.numel():
+        p.data.copy_(value.view_as(p.data))
+
+
+def _partition_rank(p: torch.nn.Parameter) -> int:
+    return p._z3_optimizer._get_param_partition_rank(p)
