@@ -108,8 +108,23 @@ def partitioned_init(cfg: Config, world_size: int) -> contextlib.AbstractContext
 
 
 def destroy_engine(engine) -> None:
-    """Release an engine completely (including DeepSpeed's ZeRO-3 module-stack leak)."""
+    """Release an engine completely: DeepSpeed's ZeRO-3 module-stack leak, and the ZeRO-3 references that keep
+    every old engine alive otherwise (each module holds per-module autograd.Function classes whose closures hold
+    the module, each parameter holds ``_z3_optimizer``; measured: ~150 MB of gpt-tiny per transition never
+    freed). The old module is unusable afterwards: its parameters are emptied."""
+    module = engine.module
     engine.destroy()
+    for m in module.modules():
+        for attr in ("pre_bwd_fn", "post_bwd_fn"):
+            m.__dict__.pop(attr, None)
+        m.__dict__.pop("_external_params", None)
+    for p in module.parameters():
+        for attr in ("_z3_optimizer", "ds_tensor"):
+            if attr in p.__dict__:
+                delattr(p, attr)
+        p.data = torch.empty(0, dtype=p.dtype, device=p.device)
+        p.grad = None
+    del module
     try:
         import deepspeed.runtime.zero.parameter_offload as po
 
