@@ -456,7 +456,9 @@ def _fmt_table(rows: list[dict[str, Any]]) -> str:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> bool:
-    """Stacked gather/map/rebuild bars in units of the next step's time; False when matplotlib is missing."""
+    """Per model: stacked gather/map/rebuild bars in units of the next step's time (top) and each rank's peak
+    RSS during the transition next to its steady-state training peak (bottom); False when matplotlib is
+    missing."""
     try:
         import matplotlib
 
@@ -465,22 +467,44 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
     except ImportError:
         return False
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
-    for ax, model in zip(axes[0], models, strict=True):
+    fig, axes = plt.subplots(2, len(models), figsize=(7.5 * len(models), 9), squeeze=False)
+    for col, model in enumerate(models):
         sub = [r for r in rows if r["model"] == model]
-        labels = [f"{r['zero']} {r['transition'].split(' (')[0]}" for r in sub]
+        labels = [f"{r['zero']} {r['transition'].split(' (')[0].replace(' + interpolate', '')}" for r in sub]
+        ax = axes[0][col]
         bottom = [0.0] * len(sub)
         for key, color in (("gather_s", "tab:blue"), ("map_s", "tab:orange"), ("rebuild_s", "tab:green")):
             vals = [r[key] / r["step_after_s"] for r in sub]
             ax.barh(labels, vals, left=bottom, color=color, label=key.removesuffix("_s"))
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-        ax.set_title(f"{model}: transition cost in steps (2 ranks, CPU)")
+        ax.set_title(f"{model}: transition time in steps")
         ax.set_xlabel("seconds / step time after the transition")
         ax.invert_yaxis()
-        ax.legend()
+        ax.legend(loc="lower right")
+        ax = axes[1][col]
+        ys = list(range(len(sub)))
+        for rank, (off, color) in enumerate(((-0.2, "tab:purple"), (0.2, "tab:cyan"))):
+            ax.barh([y + off for y in ys], [r["peak_rss_transition_mb"][rank] for r in sub], height=0.4,
+                    color=color, label=f"rank {rank}: peak in transition")
+            ax.scatter([r["peak_rss_steady_mb"][rank] for r in sub], [y + off for y in ys], marker="|", s=120,
+                       color="black", label="steady-state training peak" if rank == 0 else None, zorder=3)
+        ax.set_yticks(ys, labels)
+        ax.set_title(f"{model}: peak resident memory per rank (MB)")
+        ax.set_xlabel("MB (VmHWM)")
+        ax.invert_yaxis()
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
+    fig.suptitle("growth transitions under DeepSpeed, 2 gloo ranks on a 2-core CPU")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return True
+
+
+def replot(json_path: Path) -> None:
+    """Re-draw the PNG (and print the table) of a result file without re-running the benchmark."""
+    rows = json.loads(json_path.read_text())["rows"]
+    print(_fmt_table(rows))
+    png = json_path.with_suffix(".png")
+    print(f"wrote {png}" if plot(rows, png) else "matplotlib is not installed")
 
 
 def main() -> None:
@@ -498,7 +522,11 @@ def main() -> None:
     p.add_argument("--sched-calls", type=int, default=200, help="back-to-back scheduler calls timed per chain")
     p.add_argument("--timeout", type=float, default=1500, help="seconds before the ranks are killed")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/transition-cost-cpu.json")
+    p.add_argument("--replot", type=Path, help="only re-draw the PNG of this result JSON")
     args = p.parse_args()
+    if args.replot:
+        replot(args.replot)
+        return
     t0 = time.perf_counter()
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="transition-cost-") as tmp:
