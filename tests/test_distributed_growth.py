@@ -255,7 +255,6 @@ def test_two_ranks_match_one_rank_through_growth(plan: str, zero_stage: int, two
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 @pytest.mark.parametrize("zero_where", ["z2-rank0", "z3-replicated"])
 @pytest.mark.parametrize("plan", ["apollo", "multilevel"])
 def test_full_state_placement_gives_the_same_losses(plan: str, zero_where: str, two_rank_runs, reference) -> None:

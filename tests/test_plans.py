@@ -21,8 +21,8 @@ STAGED = {
 }
 
 
-def assert_loss_falls_in_every_phase(recs: list[dict]) -> None:
-    """Inside every phase (so after each transition) the mean loss of its last two steps is below that of its
+def assert_loss_falls_after_every_transition(recs: list[dict]) -> None:
+    """Inside every phase that starts at a transition, the mean loss of its last two steps is below that of its
     first two: training goes on from each transition, it does not just survive it."""
     runs: list[tuple[str, list[float]]] = []  # consecutive steps of one phase (a V-cycle revisits a level)
     for r in recs:
@@ -31,7 +31,7 @@ def assert_loss_falls_in_every_phase(recs: list[dict]) -> None:
             runs.append((r["phase"], []))
         runs[-1][1].append(r["loss"])
     assert len(runs) >= 2, runs
-    for name, losses in runs:
+    for name, losses in runs[1:]:
         assert len(losses) >= 4, (name, losses)
         assert sum(losses[-2:]) < sum(losses[:2]), f"phase {name}: loss did not fall: {losses}"
 
@@ -66,7 +66,7 @@ def test_staged_plan_trains_through_transitions(plan: str, family: str, tmp_path
     else:
         assert [r["depth"] for r in recs] == [1] * 6 + [2] * 6 + [4] * 8
     assert recs[-1]["loss"] < recs[0]["loss"]
-    assert_loss_falls_in_every_phase(recs)
+    assert_loss_falls_after_every_transition(recs)
 
 
 @pytest.mark.parametrize("stop", [6, 7], ids=["just-before-boundary", "just-after-boundary"])
@@ -97,7 +97,7 @@ def test_multilevel_v_cycle_trains(family: str, tmp_path: Path, text_data: Path)
     step_flops = [b["flops"] - a["flops"] for a, b in zip(recs, recs[1:], strict=False)]
     assert max(step_flops[4:10]) < 0.5 * min(step_flops[:3])
     assert recs[-1]["loss"] < recs[0]["loss"]
-    assert_loss_falls_in_every_phase(recs)
+    assert_loss_falls_after_every_transition(recs)
 
 
 @pytest.mark.parametrize("stop", [4, 8, 12], ids=["at-coalesce", "inside-coarse-phase", "at-decoalesce"])
@@ -138,7 +138,7 @@ def test_one_step_growth_plans_train(plan: str, family: str, tmp_path: Path, tex
     if plan.startswith(("bert2bert", "msg", "ligo")):
         assert [r["hidden"] for r in recs][7:9] == [32, 64]
     assert recs[-1]["loss"] < recs[0]["loss"]
-    assert_loss_falls_in_every_phase(recs)
+    assert_loss_falls_after_every_transition(recs)
 
 
 def test_bert2bert_fpi_transition_preserves_the_loss(tmp_path: Path, text_data: Path) -> None:
@@ -247,7 +247,7 @@ def test_apollo_multilevel_trains(family: str, tmp_path: Path, text_data: Path) 
     assert [r["depth"] for r in recs[12:]] == [4] * (steps - 12) and [r["depth"] for r in recs[:4]] == [4] * 4
     assert [r["phase"] for r in recs][4] == "apollo+multilevel-L1"
     assert recs[-1]["loss"] < recs[0]["loss"]
-    assert_loss_falls_in_every_phase(recs)
+    assert_loss_falls_after_every_transition(recs)
 
 
 def test_apollo_multilevel_resume_inside_the_coarse_level_is_exact(tmp_path: Path, text_data: Path) -> None:
