@@ -348,16 +348,21 @@ def rank_main(rank: int, world: int, port: int, args: argparse.Namespace, out_di
     instrument_apply_transition()
     records: list[dict[str, Any]] = []
     error = None
+    plan = [(rep, name, zero) for rep in range(max(args.tiny_reps, args.large_reps)) for name in models
+            if rep < (args.tiny_reps if name == "gpt-tiny" else args.large_reps)
+            for zero in (stages if rep % 2 == 0 else stages[::-1])]
+    took: dict[str, list[float]] = {}  # seconds per chain, by model: the ETA of the chains left
     try:
-        for rep in range(max(args.tiny_reps, args.large_reps)):
-            for name in models:
-                if rep >= (args.tiny_reps if name == "gpt-tiny" else args.large_reps):
-                    continue
-                for zero in stages if rep % 2 == 0 else stages[::-1]:
-                    log(f"rep {rep + 1}: {name} {zero}")
-                    rec = chain(name, zero, env, args, lambda m, p=f"  {name} {zero} ": log(p + m))
-                    records.append({"rep": rep, **rec})
-                    gc.collect()
+        for k, (rep, name, zero) in enumerate(plan):
+            left = [n for _, n, _ in plan[k:]]
+            eta = (f", ETA {sum(statistics.mean(took[n]) for n in left):.0f} s" if all(n in took for n in left)
+                   else "")
+            log(f"chain {k + 1}/{len(plan)}{eta}: rep {rep + 1}: {name} {zero}")
+            t_chain = time.perf_counter()
+            rec = chain(name, zero, env, args, lambda m, p=f"  {name} {zero} ": log(p + m))
+            took.setdefault(name, []).append(time.perf_counter() - t_chain)
+            records.append({"rep": rep, **rec})
+            gc.collect()
     except Exception:
         error = traceback.format_exc()
         log(error)
