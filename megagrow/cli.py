@@ -2,7 +2,7 @@
 
     megagrow train CONFIG.yaml [--section.key=value ...]
     megagrow config CONFIG.yaml [--section.key=value ...] [--docs] [--deepspeed --world-size N]
-    megagrow report RUN_DIR [RUN_DIR ...]
+    megagrow report RUN_DIR [RUN_DIR ...] [--baseline RUN_DIR] [--out DIR] [--ema A]
     megagrow plan show [CONFIG.yaml] [--section.key=value ...] [--json]
 """
 
@@ -49,8 +49,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--docs", action="store_true", help="list every field with type, default and help")
     c.add_argument("--deepspeed", action="store_true", help="print the generated DeepSpeed JSON")
     c.add_argument("--world-size", type=int, default=1, help="world size for --deepspeed")
-    r = sub.add_parser("report", help="compare finished or running runs side by side (from metrics.jsonl)")
-    r.add_argument("runs", nargs="+", help="run directories; the first is the baseline")
+    r = sub.add_parser("report", help="time to the baseline's final loss, savings and equal-FLOPs gap (metrics.jsonl)",
+                       description="For every run: the FLOPs, tokens and wall time at which its validation loss first "
+                       "reaches the baseline's final validation loss L* (interpolated between the two evaluations "
+                       "that bracket it), the savings 1 - x_run / x_baseline_total, and the equal-FLOPs gap (final "
+                       "val loss - the baseline's at the run's total FLOPs). Prints a table; --out also writes "
+                       "report.json, report.md and PNG plots.")
+    r.add_argument("runs", nargs="+", help="run directories (the baseline may be among them or not)")
+    r.add_argument("--baseline", default=None, help="the baseline run directory; default: the first run")
+    r.add_argument("--out", default=None, help="write report.json, report.md and the plots into this directory")
+    r.add_argument("--ema", type=float, default=None,
+                   help="smooth every curve with an EMA of this factor in [0, 1) before finding crossings "
+                        "(default: raw evaluation points, see docs)")
     pl = sub.add_parser("plan", help="inspect a growth plan without training")
     pl_sub = pl.add_subparsers(dest="plan_command", required=True)
     ps = pl_sub.add_parser("show", help="phases, depth pmfs and expected FLOPs vs scratch of the config's plan")
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     own, overrides = _split(argv)
     args = _parser().parse_args(own)
     if args.command == "report":
-        return _report(args.runs)
+        return _report(args.runs, args.baseline, args.out, args.ema)
     try:
         if args.command == "config" and args.docs:
             print("\n".join(describe(Config)))
@@ -117,13 +127,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _report(paths: list[str]) -> int:
+def _report(paths: list[str], baseline: str | None, out: str | None, ema_alpha: float | None) -> int:
     from pathlib import Path
 
-    from megagrow.report import format_table, summarize
+    from megagrow.report import build_report, format_table, load_run, write_outputs
 
     try:
-        print(format_table([summarize(Path(p)) for p in paths]))
+        base_path = Path(baseline or paths[0])
+        runs = [load_run(p) for p in paths]
+        if all(r.path.resolve() != base_path.resolve() for r in runs):
+            runs.insert(0, load_run(base_path))
+        report = build_report(runs, base_path.name, ema_alpha)
+        print(f"baseline {report['baseline']}: target L* = {report['target_loss']:.4f} (its final val loss)")
+        print(format_table(report))
+        if out:
+            for f in write_outputs(report, runs, out):
+                print(f"wrote {f}")
     except (FileNotFoundError, ValueError) as e:
         print(f"megagrow: error: {e}", file=sys.stderr)
         return 2

@@ -1,57 +1,336 @@
-"""Side-by-side summary of runs from their ``metrics.jsonl`` (the stable metrics interface)."""
+"""``megagrow report``: time-to-target against a baseline, savings, the equal-FLOPs gap, tables and plots.
+
+The method is both papers' (Apollo, Multi-level): the target is the baseline's **final validation loss**
+L*; for every run, the FLOPs / tokens / wall time at which its validation loss **first** reaches L* are
+found on its evaluation points, linearly interpolated between the two evaluations that bracket the
+crossing, and reported as a saving ``1 - x_run / x_baseline_total`` (the baseline's cost of its whole run).
+A run that never gets to L* is "never reached" (savings null). The **equal-FLOPs gap** is the run's
+final validation loss minus the baseline's validation loss at the run's total FLOPs (interpolated on the
+baseline's curve; null when the run spent more FLOPs than the baseline has evaluations for).
+
+Raw evaluation points are the default: every evaluation uses the same fixed held-out set, so the points
+carry no sampling noise from evaluation to evaluation, and an EMA would only delay the crossing (biasing
+savings down by up to a few evaluation intervals). ``--ema A`` smooths the curves (``s_i = A s_{i-1} + (1 - A)
+l_i``) for runs whose evaluations are noisy (small eval sets); the same smoothing is applied to the
+baseline, whose final smoothed loss is then L*.
+
+Pure functions over :class:`RunCurves` (read from ``metrics.jsonl``) do the arithmetic; :func:`write_outputs`
+writes ``report.json``, ``report.md`` and the PNGs. Keep the ``report.json`` names: other tools read them.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+METRICS = ("flops", "tokens", "wall_s")
+SAVING_KEY = {"flops": "flops_saving", "tokens": "tokens_saving", "wall_s": "wall_saving"}
 
 
 @dataclass(frozen=True)
-class RunSummary:
-    name: str
-    plan: str
-    steps: int
-    tokens: int
-    flops: int
+class Point:
+    """One evaluation: cumulative cost at that step and the validation loss."""
+
+    step: int
+    flops: float
+    tokens: float
     wall_s: float
-    final_loss: float
-    final_val_loss: float | None
-    best_val_loss: float | None
+    val_loss: float
+
+    def cost(self, metric: str) -> float:
+        return float(getattr(self, metric))
 
 
-def summarize(run_dir: Path) -> RunSummary:
+@dataclass
+class RunCurves:
+    """A run as the report sees it: its evaluation points and its logged steps."""
+
+    name: str
+    path: Path
+    plan: str
+    seed: int | None
+    points: list[Point]  # evaluation points, by step
+    records: list[dict[str, Any]] = field(default_factory=list)  # every logged record (depth/width over steps)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_val_loss(self) -> float:
+        return self.points[-1].val_loss
+
+    @property
+    def total(self) -> dict[str, float]:
+        """The whole run's cost: the last logged record (the last evaluation is at the last step)."""
+        last = self.records[-1] if self.records else None
+        return {m: float(last[m]) if last else self.points[-1].cost(m) for m in METRICS}
+
+
+def load_run(run_dir: str | Path) -> RunCurves:
+    """Read ``<run_dir>/metrics.jsonl`` (and ``config.yaml`` for the plan and seed); clear errors otherwise."""
+    run_dir = Path(run_dir)
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no metrics.jsonl (is this a megagrow run directory?)")
-    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if not recs:
-        raise ValueError(f"{path}: no records yet")
-    vals = [r["val_loss"] for r in recs if "val_loss" in r]
-    last = recs[-1]
-    plan = _plan_name(run_dir)
-    return RunSummary(run_dir.name, plan, last["step"], last["tokens"], last["flops"], last["wall_s"], last["loss"],
-                      vals[-1] if vals else None, min(vals) if vals else None)
-
-
-def _plan_name(run_dir: Path) -> str:
-    cfg = run_dir / "config.yaml"
-    if cfg.is_file():
+    records: list[dict[str, Any]] = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from e
+        missing = [k for k in ("step", *METRICS) if k not in rec]
+        if missing:
+            raise ValueError(f"{path}:{i}: record lacks {missing}")
+        records.append(rec)
+    records.sort(key=lambda r: r["step"])
+    points = [Point(int(r["step"]), float(r["flops"]), float(r["tokens"]), float(r["wall_s"]), float(r["val_loss"]))
+              for r in records if r.get("val_loss") is not None]
+    if not points:
+        raise ValueError(f"{path}: no evaluation records (val_loss) yet; the report needs at least one")
+    config: dict[str, Any] = {}
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.is_file():
         import yaml
 
-        return (yaml.safe_load(cfg.read_text()).get("growth") or {}).get("plan", "?")
-    return "?"
+        config = yaml.safe_load(cfg_path.read_text()) or {}
+    plan = (config.get("growth") or {}).get("plan", "?")
+    seed = (config.get("run") or {}).get("seed")
+    return RunCurves(run_dir.name, run_dir, plan, seed, points, records, config)
 
 
-def format_table(runs: list[RunSummary]) -> str:
-    """One row per run; FLOPs and wall time also relative to the first run (the baseline)."""
-    base = runs[0]
-    head = f"{'run':<24} {'plan':<11} {'steps':>6} {'tokens':>11} {'PFLOP':>8} {'vs base':>8} {'wall s':>8} " \
-           f"{'vs base':>8} {'loss':>7} {'val_loss':>8}"
-    rows = [head, "-" * len(head)]
-    for r in runs:
-        val = f"{r.final_val_loss:.4f}" if r.final_val_loss is not None else "n/a"
-        rows.append(f"{r.name:<24} {r.plan:<11} {r.steps:>6} {r.tokens:>11,} {r.flops / 1e15:>8.3f} "
-                    f"{r.flops / base.flops:>8.3f} {r.wall_s:>8.1f} {r.wall_s / base.wall_s:>8.3f} "
-                    f"{r.final_loss:>7.4f} {val:>8}")
+# --------------------------------------------------------------------------------------------------
+# the arithmetic (pure)
+
+
+def ema(losses: list[float], alpha: float) -> list[float]:
+    """Exponential moving average, started at the first value (no zero-init bias)."""
+    if not 0 <= alpha < 1:
+        raise ValueError(f"ema alpha={alpha}: must be in [0, 1)")
+    out: list[float] = []
+    for x in losses:
+        out.append(x if not out else alpha * out[-1] + (1 - alpha) * x)
+    return out
+
+
+def smoothed(points: list[Point], alpha: float | None) -> list[Point]:
+    if not alpha:
+        return list(points)
+    vals = ema([p.val_loss for p in points], alpha)
+    return [Point(p.step, p.flops, p.tokens, p.wall_s, v) for p, v in zip(points, vals, strict=True)]
+
+
+def first_crossing(points: list[Point], target: float) -> dict[str, float] | None:
+    """Cost (flops, tokens, wall_s, step) at which the loss first reaches ``target``, linearly interpolated
+    between the two evaluations that bracket the crossing; None if it never does. A first evaluation that
+    is already at or below the target is the crossing itself (nothing earlier was measured)."""
+    for i, p in enumerate(points):
+        if p.val_loss <= target:
+            if i == 0:
+                return {"step": float(p.step), **{m: p.cost(m) for m in METRICS}}
+            q = points[i - 1]
+            frac = (q.val_loss - target) / (q.val_loss - p.val_loss)
+            out = {m: q.cost(m) + frac * (p.cost(m) - q.cost(m)) for m in METRICS}
+            out["step"] = q.step + frac * (p.step - q.step)
+            return out
+    return None
+
+
+def loss_at(points: list[Point], metric: str, x: float) -> float | None:
+    """The curve's loss at cost ``x`` of ``metric`` (linear between evaluations); None outside its range."""
+    xs = [p.cost(metric) for p in points]
+    if not xs or x < xs[0] or x > xs[-1]:
+        return None
+    for i in range(1, len(points)):
+        if x <= xs[i]:
+            a, b = points[i - 1], points[i]
+            span = xs[i] - xs[i - 1]
+            t = 0.0 if span == 0 else (x - xs[i - 1]) / span
+            return a.val_loss + t * (b.val_loss - a.val_loss)
+    return points[-1].val_loss
+
+
+def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None) -> dict[str, Any]:
+    """One run against the baseline: crossing, savings, equal-FLOPs gap and totals (``report.json``)."""
+    base_pts, run_pts = smoothed(baseline.points, ema_alpha), smoothed(run.points, ema_alpha)
+    target = base_pts[-1].val_loss
+    base_total = baseline.total
+    total = run.total
+    cross = first_crossing(run_pts, target)
+    final = run_pts[-1].val_loss
+    base_at = loss_at(base_pts, "flops", total["flops"])
+    out: dict[str, Any] = {
+        "plan": run.plan,
+        "final_val_loss": final,
+        "reached": cross is not None,
+        **{SAVING_KEY[m]: None if cross is None else 1.0 - cross[m] / base_total[m] for m in METRICS},
+        "equal_flops_gap": None if base_at is None else final - base_at,
+        "seed": run.seed,
+        "at_target": None if cross is None else {"step": cross["step"], **{m: cross[m] for m in METRICS}},
+        "total": total,
+        "total_vs_baseline": {m: total[m] / base_total[m] if base_total[m] else None for m in METRICS},
+        "min_val_loss": min(p.val_loss for p in run_pts),
+    }
+    return out
+
+
+def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None = None) -> dict[str, Any]:
+    """``report.json``: the baseline, L*, and every run compared with it (the baseline included)."""
+    names = [r.name for r in runs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"runs with the same name {dup}: the report keys runs by directory name; rename one")
+    by_name = {r.name: r for r in runs}
+    if baseline not in by_name:
+        raise ValueError(f"baseline {baseline!r} is not among the runs {names}")
+    base = by_name[baseline]
+    target = smoothed(base.points, ema_alpha)[-1].val_loss
+    return {
+        "baseline": baseline,
+        "target_loss": target,
+        "method": {
+            "target": "the baseline's final validation loss",
+            "crossing": "first evaluation at or below the target, linearly interpolated with the one before",
+            "smoothing": f"ema alpha={ema_alpha}" if ema_alpha else "none (raw evaluation points)",
+            "saving": "1 - cost to the crossing / baseline's total cost (flops, tokens, wall_s)",
+            "equal_flops_gap": "final val loss - baseline val loss at the run's total FLOPs (interpolated)",
+        },
+        "runs": {r.name: compare(r, base, ema_alpha) for r in runs},
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# output
+
+
+def _pct(x: float | None) -> str:
+    return "never reached" if x is None else f"{100 * x:+.1f}%"
+
+
+def _num(x: float | None, fmt: str = "{:+.4f}") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+def format_table(report: dict[str, Any], noise_band: float | None = None) -> str:
+    """Markdown table of every run, sorted by final validation loss."""
+    head = ("| run | plan | seed | final val loss | FLOPs saving | wall saving | tokens saving | equal-FLOPs gap "
+            "| FLOPs vs base | wall vs base |")
+    rows = [head, "|" + "---|" * 10]
+    for name, r in sorted(report["runs"].items(), key=lambda kv: kv[1]["final_val_loss"]):
+        gap = r["equal_flops_gap"]
+        gap_s = _num(gap)
+        if gap is not None and noise_band is not None and abs(gap) <= noise_band:
+            gap_s += " (within noise)"
+        tv = r["total_vs_baseline"]
+        mark = " **(baseline)**" if name == report["baseline"] else ""
+        rows.append(f"| {name}{mark} | {r['plan']} | {r['seed']} | {r['final_val_loss']:.4f} | "
+                    f"{_pct(r['flops_saving'])} | {_pct(r['wall_saving'])} | {_pct(r['tokens_saving'])} | {gap_s} | "
+                    f"{_num(tv['flops'], '{:.3f}')} | {_num(tv['wall_s'], '{:.3f}')} |")
     return "\n".join(rows)
+
+
+def render_markdown(report: dict[str, Any], plots: list[str]) -> str:
+    suite = report.get("suite") or {}
+    band = suite.get("noise_band")
+    lines = [f"# Acceleration report: baseline `{report['baseline']}`", "",
+             f"Target L* = the baseline's final validation loss = **{report['target_loss']:.4f}**. "
+             "Savings are `1 - cost to first reach L* / baseline's total cost`, the crossing linearly interpolated "
+             f"between the two evaluations that bracket it; smoothing: {report['method']['smoothing']}. "
+             "The equal-FLOPs gap is a run's final validation loss minus the baseline's at the run's total FLOPs "
+             "(negative = better than the baseline at the same FLOPs).", ""]
+    if suite:
+        lines += _suite_lines(suite)
+    lines += [format_table(report, band), ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _suite_lines(s: dict[str, Any]) -> list[str]:
+    out = ["## Baseline and credibility", ""]
+    sweep = ", ".join(f"{float(k):g} → {v:.4f}" for k, v in sorted(s["sweep"].items(), key=lambda kv: float(kv[0])))
+    out.append(f"- Scratch LR sweep (final val loss): {sweep}; best LR **{s['best_lr']:g}** "
+               f"({'interior' if s['best_lr_interior'] else 'AT AN EDGE of the sweep'}).")
+    seeds = ", ".join(f"seed {k}: {v:.4f}" for k, v in s["seed_val_losses"].items())
+    band = s.get("noise_band")
+    out.append(f"- Seeds of the best LR: {seeds}; noise band {_num(band, '{:.4f}')} "
+               "(a saving or gap smaller than this is within noise).")
+    out.append(f"- Budget: {s['tokens']:,.0f} tokens for {s['non_embedding_params']:,} non-embedding parameters = "
+               f"**{s['tokens_per_non_embedding_param']:.1f} tokens per non-embedding parameter**.")
+    c = s.get("credibility")
+    if c:
+        verdict = "scratch beats it: the budget is long enough" if c["scratch_beats_half"] else \
+            "scratch does NOT beat it: the budget is too short for the target model, savings mean little"
+        out.append(f"- Credibility check: the half-width, half-depth model for the same FLOPs "
+                   f"({c['half_flops']:.3g} vs {c['scratch_flops']:.3g}) ends at {c['half_val_loss']:.4f} vs "
+                   f"scratch {c['scratch_val_loss']:.4f}: {verdict}.")
+    else:
+        out.append("- Credibility check: not run yet.")
+    return [*out, ""]
+
+
+def plot(report: dict[str, Any], runs: list[RunCurves], out_dir: Path) -> list[str]:
+    """Validation loss vs FLOPs (with L*), vs wall time, vs tokens; executed depth and width over steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    target = report["target_loss"]
+    base = report["baseline"]
+    ordered = sorted(runs, key=lambda r: (r.name != base, r.name))
+    cmap = plt.get_cmap("tab20")
+    colors = {r.name: ("black" if r.name == base else cmap(i % 20)) for i, r in enumerate(ordered)}
+    lo = min(min(p.val_loss for p in r.points) for r in runs)
+    files = []
+    for metric, label, fname in (("flops", "cumulative training FLOPs", "loss_vs_flops.png"),
+                                 ("wall_s", "training wall time (s)", "loss_vs_wall.png"),
+                                 ("tokens", "training tokens", "loss_vs_tokens.png")):
+        fig, axes = plt.subplots(1, 2, figsize=(15, 5.5))
+        for ax, zoom in zip(axes, (False, True), strict=True):
+            for r in ordered:
+                ax.plot([p.cost(metric) for p in r.points], [p.val_loss for p in r.points], label=r.name,
+                        color=colors[r.name], lw=2.2 if r.name == base else 1.1)
+            ax.axhline(target, color="red", ls="--", lw=1, label=f"L* = {target:.3f}")
+            ax.set_xlabel(label)
+            ax.set_ylabel("validation loss")
+            ax.grid(alpha=0.3)
+            if zoom:
+                ax.set_ylim(lo - 0.05, target + 0.6)
+                ax.set_title("near the target")
+            else:
+                ax.set_title(f"validation loss vs {label}")
+        axes[1].legend(fontsize=7, loc="upper right", ncol=2)
+        fig.tight_layout()
+        fig.savefig(out_dir / fname, dpi=110)
+        plt.close(fig)
+        files.append(fname)
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.5))
+    for r in ordered:
+        steps = [rec["step"] for rec in r.records]
+        axes[0].plot(steps, [rec.get("depth", float("nan")) for rec in r.records], label=r.name, color=colors[r.name])
+        axes[1].plot(steps, [rec.get("hidden", float("nan")) for rec in r.records], label=r.name, color=colors[r.name])
+    axes[0].set_ylabel("executed depth (mean over the logged steps)")
+    axes[1].set_ylabel("width (hidden)")
+    for ax in axes:
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out_dir / "arch_over_steps.png", dpi=110)
+    plt.close(fig)
+    files.append("arch_over_steps.png")
+    return files
+
+
+def write_outputs(report: dict[str, Any], runs: list[RunCurves], out_dir: str | Path) -> list[Path]:
+    """``report.json``, ``report.md`` and the PNGs into ``out_dir`` (written atomically)."""
+    from megagrow.checkpoint import atomic_write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot(report, runs, out)
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "report.md", render_markdown(report, plots))
+    return [out / "report.json", out / "report.md", *(out / p for p in plots)]

@@ -57,6 +57,21 @@ SIZES: dict[str, dict[str, object]] = {
     "deit-b": {**_DEIT_PAPER, **_shape(12, 768, 12)},
     "bert-tiny": {"family": "bert", **_TINY, **_shape(12, 256, 4), "ln_eps": 1e-12},
     "gpt-tiny": {"family": "gpt", **_TINY, **_shape(12, 256, 4)},
+    # The acceleration suites (benchmarks/acceleration): 12 layers so Apollo's 1/3/6/12 stages exist, hidden and
+    # heads divisible by 4 for a 3-level V-cycle, small enough for a full-horizon run in minutes on 2 CPU cores.
+    "gpt-bench": {"family": "gpt", **_TINY, **_shape(12, 56, 4)},
+    "bert-bench": {"family": "bert", **_TINY, **_shape(12, 56, 4), "ln_eps": 1e-12},
+    "deit-bench": {
+        "family": "deit",
+        **_shape(12, 56, 4),
+        "image_size": 32,
+        "patch_size": 4,
+        "in_chans": 3,
+        "num_classes": 10,
+        "distill_token": True,
+        "dropout": 0.0,
+        "attn_dropout": 0.0,
+    },
     "deit-tiny": {
         "family": "deit",
         **_shape(12, 192, 3),

@@ -1,0 +1,317 @@
+"""Run an acceleration suite, resumably, and write its report.
+
+    python benchmarks/acceleration/run.py gpt             # the whole suite: sweep, seeds, credibility, plans, report
+    python benchmarks/acceleration/run.py gpt --dry-run   # the commands it would run, nothing else
+    python benchmarks/acceleration/run.py gpt --only scratch  # stop after the scratch sweep and its seeds
+    python benchmarks/acceleration/run.py gpt --report-only   # re-make the report from what has finished
+
+A run that finished (``run.json`` says ``done``) is skipped; one that was interrupted resumes from its last
+checkpoint (``checkpoint.resume: auto``), so killing the suite loses at most ``checkpoint.every`` steps.
+Each run directory (``runs/acceleration-<suite>/<name>/``) gets ``run.json``: the exact command, the git
+commit (and whether the tree was dirty), the machine, the thread count, the load average before and after,
+the exit code and the duration; the resolved config is the run's ``config.yaml``. The finished runs'
+``metrics.jsonl``, ``config.yaml`` and ``run.json`` are copied to ``benchmarks/results/acceleration-<suite>/
+runs/``, so the committed results are a valid input of ``megagrow report``.
+
+Runs go one at a time with ``--threads`` (default 2) intra-op threads: losses depend on the thread count
+(float reductions), so a suite keeps one; wall time is only meaningful when nothing else runs (the load
+average recorded with each run tells whether it did).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from suites import SUITES, PlanRun, Suite  # noqa: E402
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def machine(threads: int) -> dict[str, object]:
+    cpu = ""
+    try:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    import torch
+
+    return {"host": platform.node(), "cpu": cpu or platform.processor(), "cores": os.cpu_count(),
+            "threads": threads, "python": platform.python_version(), "torch": torch.__version__,
+            "platform": platform.platform()}
+
+
+def lr_tag(lr: float) -> str:
+    return f"{lr:.0e}".replace("e-0", "e-")
+
+
+@dataclasses.dataclass
+class Runner:
+    suite: Suite
+    runs_dir: Path
+    results_dir: Path
+    threads: int
+    dry_run: bool = False
+
+    @property
+    def base(self) -> Path:
+        return ROOT / "benchmarks" / "acceleration" / "configs" / self.suite.base
+
+    def entry_config(self, name: str, plan_file: str | None) -> Path:
+        """The run's config file in the results directory: the suite's base (and the shipped plan) included."""
+        cfg_dir = self.results_dir / "configs"
+        includes = [os.path.relpath(self.base, cfg_dir)]
+        if plan_file:
+            includes.append(os.path.relpath(ROOT / "configs" / "plans" / plan_file, cfg_dir))
+        text = (f"# {self.suite.name} suite, run {name}: written by benchmarks/acceleration/run.py\n"
+                f"include: [{', '.join(includes)}]\n")
+        path = cfg_dir / f"{name}.yaml"
+        if not self.dry_run:
+            cfg_dir.mkdir(parents=True, exist_ok=True)
+            if not path.is_file() or path.read_text() != text:
+                path.write_text(text)
+        return path
+
+    def command(self, name: str, plan_file: str | None, overrides: list[str]) -> list[str]:
+        entry = self.entry_config(name, plan_file)
+        return ["megagrow", "train", os.path.relpath(entry, ROOT), f"--run.name={name}",
+                f"--run.out_dir={os.path.relpath(self.runs_dir, ROOT)}", *self.suite.extra_overrides, *overrides]
+
+    def status(self, name: str) -> dict | None:
+        path = self.runs_dir / name / "run.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def done(self, name: str) -> bool:
+        st = self.status(name)
+        return bool(st and st.get("status") == "done")
+
+    def train(self, name: str, group: str, plan_file: str | None, overrides: list[str], note: str = "") -> Path:
+        """Train one run unless it finished before; returns its run directory."""
+        run_dir = self.runs_dir / name
+        cmd = self.command(name, plan_file, overrides)
+        if self.done(name):
+            print(f"[suite] {name}: done before, skipped", flush=True)
+            return run_dir
+        print(f"[suite] {name}: {shlex.join(cmd)}", flush=True)
+        if self.dry_run:
+            return run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "DS_ACCELERATOR": "cpu",
+               "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        meta = {"name": name, "group": group, "note": note, "suite": self.suite.name, "command": shlex.join(cmd),
+                "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--",
+                                                                                 "megagrow", "configs")),
+                "machine": machine(self.threads), "loadavg_before": os.getloadavg()[0],
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running"}
+        _write_json(run_dir / "run.json", meta)
+        t0 = time.time()
+        full = [sys.executable, "-m", "megagrow.cli", *cmd[1:]]
+        with (run_dir / "train.log").open("a") as log:
+            rc = subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        meta.update(exit_code=rc, duration_s=round(time.time() - t0, 1), loadavg_after=os.getloadavg()[0],
+                    ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status="done" if rc == 0 else "failed")
+        _write_json(run_dir / "run.json", meta)
+        if rc != 0:
+            tail = "".join((run_dir / "train.log").read_text().splitlines(keepends=True)[-15:])
+            raise RuntimeError(f"run {name} failed (exit {rc}); last lines of {run_dir / 'train.log'}:\n{tail}")
+        self.publish(name)
+        return run_dir
+
+    def publish(self, name: str) -> None:
+        """Copy a finished run's metrics, config and run.json into the results directory."""
+        src, dst = self.runs_dir / name, self.results_dir / "runs" / name
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in ("metrics.jsonl", "config.yaml", "run.json"):
+            if (src / f).is_file():
+                shutil.copy2(src / f, dst / f)
+
+
+def _write_json(path: Path, obj: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def final_val_loss(run_dir: Path) -> float:
+    from megagrow.report import load_run
+
+    return load_run(run_dir).final_val_loss
+
+
+def sweep(r: Runner) -> tuple[float, dict[float, float]]:
+    """Scratch at every sweep LR; extend by the factor while the best is at an edge. Returns (best LR, table)."""
+    s = r.suite
+    lrs = sorted(s.sweep_lrs)
+    losses: dict[float, float] = {}
+    while True:
+        for lr in lrs:
+            if lr not in losses:
+                run_dir = r.train(f"scratch-lr{lr_tag(lr)}", "sweep", None, [f"--optim.lr={lr:g}"])
+                losses[lr] = float("nan") if r.dry_run else final_val_loss(run_dir)
+        if r.dry_run:
+            return lrs[len(lrs) // 2], losses
+        best = min(losses, key=lambda x: (losses[x] != losses[x], losses[x]))
+        if len(lrs) >= s.max_sweep or lrs[0] < best < lrs[-1]:
+            return best, losses
+        new = best / s.sweep_factor if best == lrs[0] else best * s.sweep_factor
+        print(f"[suite] best LR {best:g} is at the edge of {lrs}: extending to {new:g}", flush=True)
+        lrs = sorted({*lrs, new})
+
+
+def credibility_steps(r: Runner, scratch_dir: Path | None, overrides: list[str]) -> int:
+    """Steps of the half-size model that spend the FLOPs the best scratch run spent."""
+    from megagrow.config import load_config
+    from megagrow.plan_show import summarize
+
+    cfg = load_config(str(r.base), [*r.suite.extra_overrides, *overrides, "--train.max_steps=1"])
+    per_step = summarize(cfg).scratch_flops_per_step
+    if scratch_dir is None:  # dry run: the expected FLOPs of the full model
+        full = summarize(load_config(str(r.base), list(r.suite.extra_overrides)))
+        total = full.scratch_flops_per_step * full.max_steps
+    else:
+        from megagrow.report import load_run
+
+        total = load_run(scratch_dir).points[-1].flops
+    return max(1, round(total / per_step))
+
+
+def half_model_overrides(r: Runner) -> list[str]:
+    from megagrow.config import load_config
+
+    m = load_config(str(r.base), list(r.suite.extra_overrides)).model
+    return [f"--model.n_layers={m.n_layers // 2}", f"--model.hidden={m.hidden // 2}",
+            f"--model.n_heads={m.n_heads // 2}", f"--model.ffn={m.ffn // 2}"]
+
+
+def run_suite(r: Runner, only: str | None, report_only: bool) -> None:
+    s = r.suite
+    if not report_only:
+        best, table = sweep(r)
+        print(f"[suite] scratch sweep: {json.dumps({lr_tag(k): v for k, v in sorted(table.items())})}; "
+              f"best {best:g}", flush=True)
+        for seed in s.seeds[1:]:
+            r.train(f"scratch-lr{lr_tag(best)}-s{seed}", "seed", None, [f"--optim.lr={best:g}", f"--run.seed={seed}"])
+        if only != "scratch":
+            half = half_model_overrides(r)
+            base_dir = None if r.dry_run else r.runs_dir / f"scratch-lr{lr_tag(best)}"
+            steps = credibility_steps(r, base_dir, half)
+            for mult in s.credibility_lr_mults:
+                lr = best * mult
+                r.train(f"half-lr{lr_tag(lr)}", "credibility", None,
+                        [*half, f"--optim.lr={lr:g}", f"--train.max_steps={steps}"],
+                        note=f"half width and depth, {steps} steps = the best scratch run's FLOPs")
+            for p in s.plans:
+                _train_plan(r, p, best)
+    if not r.dry_run:
+        write_report(r)
+
+
+def _train_plan(r: Runner, p: PlanRun, lr: float) -> None:
+    r.train(p.name, "plan", p.plan_file, [f"--optim.lr={lr:g}", *p.overrides], note=p.note)
+
+
+def write_report(r: Runner) -> None:
+    """``megagrow report`` over every finished run against the best scratch run, plus the suite summary."""
+    from megagrow.report import build_report, load_run, write_outputs
+
+    finished = sorted(p.parent for p in r.runs_dir.glob("*/run.json") if json.loads(p.read_text())["status"] == "done")
+    for d in finished:
+        r.publish(d.name)
+    runs = [load_run(r.results_dir / "runs" / d.name) for d in finished]
+    sweep_runs = [x for x in runs if _group(r, x.name) == "sweep"]
+    if not sweep_runs:
+        print("[suite] no finished scratch run yet: no report", flush=True)
+        return
+    baseline = min(sweep_runs, key=lambda x: x.final_val_loss)
+    report = build_report(runs, baseline.name)
+    report["suite"] = suite_summary(r, runs, baseline)
+    write_outputs(report, runs, r.results_dir)
+    print(f"[suite] report: {r.results_dir / 'report.md'}", flush=True)
+
+
+def _group(r: Runner, name: str) -> str:
+    st = r.status(name) or {}
+    return st.get("group", "")
+
+
+def suite_summary(r: Runner, runs: list, baseline) -> dict:
+    """The sweep table, the seed band and the credibility check, for report.json and report.md."""
+    from megagrow.config import load_config
+
+    by_group: dict[str, list] = {}
+    for x in runs:
+        by_group.setdefault(_group(r, x.name), []).append(x)
+    sweep_table = {str(x.config["optim"]["lr"]): x.final_val_loss for x in by_group.get("sweep", [])}
+    best_lr = baseline.config["optim"]["lr"]
+    seeds = [baseline, *[x for x in by_group.get("seed", []) if x.config["optim"]["lr"] == best_lr]]
+    seed_losses = {str(x.seed): x.final_val_loss for x in seeds}
+    band = max(seed_losses.values()) - min(seed_losses.values()) if len(seed_losses) > 1 else None
+    vocab = baseline.config["model"]["vocab_size"]
+    cfg = load_config(str(r.base), [*r.suite.extra_overrides, f"--model.vocab_size={vocab}"])
+    from megagrow.models import build_model
+
+    model = build_model(cfg.model)
+    non_embedding = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embed"))
+    half = by_group.get("credibility", [])
+    best_half = min(half, key=lambda x: x.final_val_loss) if half else None
+    return {
+        "best_lr": baseline.config["optim"]["lr"],
+        "sweep": sweep_table,
+        "best_lr_interior": _interior(baseline.config["optim"]["lr"], [float(k) for k in sweep_table]),
+        "seed_val_losses": seed_losses,
+        "noise_band": band,
+        "non_embedding_params": non_embedding,
+        "tokens": baseline.points[-1].tokens,
+        "tokens_per_non_embedding_param": baseline.points[-1].tokens / non_embedding,
+        "credibility": None if best_half is None else {
+            "run": best_half.name, "half_val_loss": best_half.final_val_loss,
+            "half_flops": best_half.points[-1].flops, "scratch_val_loss": baseline.final_val_loss,
+            "scratch_flops": baseline.points[-1].flops,
+            "scratch_beats_half": baseline.final_val_loss < best_half.final_val_loss,
+            "all": {x.name: x.final_val_loss for x in half}},
+    }
+
+
+def _interior(best: float, lrs: list[float]) -> bool:
+    return bool(lrs) and min(lrs) < best < max(lrs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("suite", choices=sorted(SUITES))
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads per run (keep one value per suite)")
+    p.add_argument("--runs-dir", default=None, help="default: runs/acceleration-<suite>")
+    p.add_argument("--results-dir", default=None, help="default: benchmarks/results/acceleration-<suite>")
+    p.add_argument("--only", choices=["scratch"], default=None, help="stop after the scratch sweep and seeds")
+    p.add_argument("--report-only", action="store_true", help="train nothing; report what has finished")
+    p.add_argument("--dry-run", action="store_true", help="print the commands; train nothing")
+    a = p.parse_args(argv)
+    s = SUITES[a.suite]
+    runner = Runner(s, Path(a.runs_dir or ROOT / "runs" / f"acceleration-{s.name}").resolve(),
+                    Path(a.results_dir or ROOT / "benchmarks" / "results" / f"acceleration-{s.name}").resolve(),
+                    a.threads, a.dry_run)
+    run_suite(runner, a.only, a.report_only)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""The acceleration suites, declared: which runs each suite trains and how the baseline is chosen.
+
+Every run of a suite is ``configs/<suite>.yaml`` (the model, the data, the budget) plus, for growth plans,
+the shipped plan file ``configs/plans/<plan>.yaml`` unchanged, plus a few overrides (LR, seed, the ablation's
+one change). Every run has the same data order (same seed, batch and world size), except the extra seeds of
+the noise band, which change both the data order and the initialization.
+
+Order of work (``run.py``): the scratch LR sweep (extended by ``sweep_factor`` until the best LR is interior),
+then the seeds of the best LR, the credibility check (a half-width, half-depth model for the same FLOPs as
+scratch) and every plan at the tuned scratch LR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """A growth run: the shipped plan config plus overrides (empty = the shipped config as is)."""
+
+    name: str
+    plan_file: str  # under configs/plans/
+    overrides: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    base: str  # under benchmarks/acceleration/configs/
+    sweep_lrs: tuple[float, ...]  # the first sweep; extended by sweep_factor at an edge
+    sweep_factor: float = 2.0
+    max_sweep: int = 7  # never more sweep points than this
+    seeds: tuple[int, ...] = (1234, 1235)  # the first is the sweep's seed: the band is over all of them
+    credibility_lr_mults: tuple[float, ...] = (1.0, 2.0)  # the half-size model at these multiples of the best LR
+    plans: tuple[PlanRun, ...] = field(default_factory=tuple)
+    extra_overrides: tuple[str, ...] = ()  # applied to every run of the suite
+
+
+_GPT_PLANS = (
+    PlanRun("apollo", "apollo.yaml", note="LVPS, interpolation map (shipped)"),
+    PlanRun("apollo-uniform", "apollo.yaml", ("--growth.sampler=uniform",), "ablation: uniform depth sampler"),
+    PlanRun("apollo-full", "apollo.yaml", ("--growth.sampler=full",), "ablation: every micro-batch at full live depth"),
+    PlanRun("apollo-stacking", "apollo.yaml", ("--growth.layer_map=stacking",), "ablation: stacking map"),
+    PlanRun("multilevel", "multilevel.yaml", note="2 levels (shipped)"),
+    PlanRun("multilevel-3", "multilevel.yaml", ("--growth.levels=3", "--growth.boundaries=[0.05,0.10,0.35,0.55]"),
+            "3 levels: coalesce at 5% and 10%, de-coalesce at 35% and 55%"),
+    PlanRun("apollo+multilevel", "apollo-multilevel.yaml"),
+    PlanRun("stackbert", "stackbert.yaml"),
+    PlanRun("gstack", "gstack.yaml"),
+    PlanRun("bert2bert", "bert2bert.yaml"),
+    PlanRun("ligo", "ligo.yaml"),
+    PlanRun("msg", "msg.yaml"),
+)
+
+SUITES: dict[str, Suite] = {
+    "gpt": Suite("gpt", "gpt.yaml", sweep_lrs=(2e-3, 4e-3, 8e-3), plans=_GPT_PLANS),
+    "bert": Suite(
+        "bert", "bert.yaml", sweep_lrs=(1e-3, 2e-3, 4e-3),
+        plans=(
+            PlanRun("apollo", "apollo.yaml", note="LVPS, interpolation map (shipped)"),
+            PlanRun("multilevel", "multilevel.yaml", note="2 levels (shipped)"),
+            PlanRun("stackbert", "stackbert.yaml"),
+            # "the best two of the rest" in the gpt suite at the time of writing (see the gpt report)
+            PlanRun("gstack", "gstack.yaml"),
+            PlanRun("msg", "msg.yaml"),
+        ),
+    ),
+    "deit": Suite(
+        "deit", "deit.yaml", sweep_lrs=(1e-3, 2e-3, 4e-3), credibility_lr_mults=(1.0,),
+        plans=(PlanRun("multilevel", "multilevel.yaml", note="2 levels (shipped)"),),
+    ),
+}
