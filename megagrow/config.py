@@ -122,7 +122,14 @@ class DataConfig:
 class OptimConfig:
     lr: float = doc("peak learning rate (after warmup)", 1e-3)
     min_lr_ratio: float = doc("final learning rate as a fraction of the peak", 0.1)
-    schedule: Literal["cosine", "linear", "constant"] = doc("decay after warmup", "cosine")
+    schedule: Literal["cosine", "linear", "constant", "wsd"] = doc(
+        "decay after warmup: cosine / linear to min_lr_ratio over the run, constant, or wsd (warmup-stable-decay: "
+        "the peak until the last optim.decay_fraction of the run, then one decay to min_lr_ratio; growth plans "
+        "grow in the stable phase)", "cosine")
+    decay_fraction: float = doc("wsd: the share of the run (of each phase under growth.lr_policy=reset) spent "
+                                "decaying at the end", 0.2)
+    wsd_decay_shape: Literal["linear", "cosine", "1-sqrt"] = doc(
+        "wsd: shape of the final decay; 1-sqrt is the shape Hägele et al. (2024) found best", "linear")
     warmup_steps: int = doc("linear warmup from 0 to lr over this many optimizer steps", 100)
     weight_decay: float = doc("AdamW decoupled weight decay (not applied to biases, norms, tokens)", 0.01)
     beta1: float = doc("AdamW beta1", 0.9)
@@ -234,6 +241,8 @@ def validate(cfg: Config) -> list[str]:
     for name, v in (("optim.beta1", cfg.optim.beta1), ("optim.beta2", cfg.optim.beta2)):
         if not 0 <= v < 1:
             p.append(f"{name}={v}: must be in [0, 1)")
+    if not 0 < cfg.optim.decay_fraction <= 1:
+        p.append(f"optim.decay_fraction={cfg.optim.decay_fraction}: must be in (0, 1]")
     if not 0 <= cfg.optim.min_lr_ratio <= 1:
         p.append(f"optim.min_lr_ratio={cfg.optim.min_lr_ratio}: must be in [0, 1]")
     if not 0 < cfg.data.mask_prob < 1:

@@ -90,3 +90,49 @@ def test_phase_lr_policies() -> None:
     assert reset[29] == pytest.approx(1.0 / 20) and reset[49] == pytest.approx(1.0 / 20)  # decayed over each phase
     with pytest.raises(ValueError, match="lr_policy='cyclic'"):
         phase_lr(5, policy="cyclic", **kw)
+
+
+def test_wsd_schedule() -> None:
+    """Warmup, then the peak until the last decay_fraction of the run, then one decay to the floor."""
+    kw = dict(peak=2.0, warmup_steps=10, total_steps=100, min_lr_ratio=0.1, schedule="wsd", decay_fraction=0.2)
+    assert lr_at(0, **kw) == pytest.approx(0.2)
+    assert lr_at(9, **kw) == pytest.approx(2.0)
+    assert all(lr_at(s, **kw) == 2.0 for s in range(10, 80))  # stable phase
+    assert lr_at(80, **kw) == pytest.approx(2.0)  # decay starts at 100 - 20
+    assert lr_at(90, **kw) == pytest.approx(0.2 + 1.8 * 0.5)  # linear: half way
+    assert lr_at(100, **kw) == pytest.approx(0.2) and lr_at(150, **kw) == pytest.approx(0.2)
+    lrs = [lr_at(s, **kw) for s in range(80, 101)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))  # monotone decay
+    assert lr_at(95, **kw, wsd_decay_shape="1-sqrt") == pytest.approx(0.2 + 1.8 * (1 - 0.75 ** 0.5))
+    assert lr_at(90, **kw, wsd_decay_shape="cosine") == pytest.approx(0.2 + 1.8 * 0.5)
+    assert lr_at(85, **kw, wsd_decay_shape="cosine") > lr_at(85, **kw)  # cosine starts slower than linear
+    with pytest.raises(ValueError, match="wsd_decay_shape='exp'"):
+        lr_at(90, **kw, wsd_decay_shape="exp")
+
+
+def test_growth_under_wsd_decays_once() -> None:
+    """continue/rewarm: transitions in the stable phase keep the peak and the run decays once at its end;
+    reset: each phase a WSD of its own."""
+    from megagrow.schedule import phase_lr
+
+    kw = dict(starts=[0, 20, 50], max_steps=100, peak=1.0, warmup_steps=5, schedule="wsd", min_lr_ratio=0.0,
+              decay_fraction=0.2)
+    cont = [phase_lr(s, policy="continue", **kw) for s in range(100)]
+    assert cont[5:80] == [1.0] * 75  # through both transitions at the peak
+    assert cont[80] == 1.0 and cont[99] == pytest.approx(0.05)
+    rewarm = [phase_lr(s, policy="rewarm", **kw) for s in range(100)]
+    assert rewarm[20] == pytest.approx(0.2) and rewarm[24] == 1.0 and rewarm[50] == pytest.approx(0.2)
+    assert rewarm[80:] == cont[80:]
+    reset = [phase_lr(s, policy="reset", **kw) for s in range(100)]
+    # phase [20, 50): 30 steps, its decay over the last 6 of them
+    assert reset[20] == 1.0 and reset[43] == 1.0 and reset[44] == 1.0 and reset[49] < 0.2
+    assert reset[50] == 1.0  # the next phase restarts at the peak (no warmup after the first)
+
+
+def test_wsd_config_validation(tmp_path) -> None:
+    from megagrow.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"optim.decay_fraction=1.5: must be in \(0, 1\]"):
+        load_config(None, ["--optim.schedule=wsd", "--optim.decay_fraction=1.5"])
+    cfg = load_config(None, ["--optim.schedule=wsd", "--optim.decay_fraction=0.1", "--optim.wsd_decay_shape=1-sqrt"])
+    assert cfg.optim.schedule == "wsd" and cfg.optim.decay_fraction == 0.1 and cfg.optim.wsd_decay_shape == "1-sqrt"
