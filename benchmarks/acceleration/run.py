@@ -13,9 +13,11 @@ the exit code and the duration; the resolved config is the run's ``config.yaml``
 ``metrics.jsonl``, ``config.yaml`` and ``run.json`` are copied to ``benchmarks/results/acceleration-<suite>/
 runs/``, so the committed results are a valid input of ``megagrow report``.
 
-Runs go one at a time with ``--threads`` (default 2) intra-op threads: losses depend on the thread count
-(float reductions), so a suite keeps one; wall time is only meaningful when nothing else runs (the load
-average recorded with each run tells whether it did).
+Runs take ``--threads`` intra-op threads each (default 1) and go ``--jobs`` at a time (default 1) wherever
+they do not depend on each other (the sweep's LRs; then the seeds, the credibility check and the plans).
+Losses depend on the thread count (float reductions), so a suite keeps one thread count for all its runs;
+they do not depend on what else runs. Wall time does: it is only meaningful for runs that had the machine to
+themselves (``--jobs 1`` and nothing else running: the load average recorded before and after each run tells).
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suites import SUITES, PlanRun, Suite  # noqa: E402
+from suites import SUITES, Suite  # noqa: E402
 
 
 def _git(*args: str) -> str:
@@ -71,6 +74,15 @@ class Runner:
     results_dir: Path
     threads: int
     dry_run: bool = False
+    jobs: int = 1
+
+    def train_all(self, specs: list[tuple]) -> list[Path]:
+        """Train independent runs (argument tuples of :meth:`train`), ``jobs`` at a time; raises the first failure."""
+        if self.jobs <= 1 or self.dry_run:
+            return [self.train(*spec) for spec in specs]
+        with ThreadPoolExecutor(self.jobs) as pool:
+            futures = [pool.submit(self.train, *spec) for spec in specs]
+            return [f.result() for f in futures]
 
     @property
     def base(self) -> Path:
@@ -118,6 +130,7 @@ class Runner:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "DS_ACCELERATOR": "cpu",
                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         meta = {"name": name, "group": group, "note": note, "suite": self.suite.name, "command": shlex.join(cmd),
+                "jobs": self.jobs,
                 "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--",
                                                                                  "megagrow", "configs")),
                 "machine": machine(self.threads), "loadavg_before": os.getloadavg()[0],
@@ -163,10 +176,10 @@ def sweep(r: Runner) -> tuple[float, dict[float, float]]:
     lrs = sorted(s.sweep_lrs)
     losses: dict[float, float] = {}
     while True:
-        for lr in lrs:
-            if lr not in losses:
-                run_dir = r.train(f"scratch-lr{lr_tag(lr)}", "sweep", None, [f"--optim.lr={lr:g}"])
-                losses[lr] = float("nan") if r.dry_run else final_val_loss(run_dir)
+        todo = [lr for lr in lrs if lr not in losses]
+        dirs = r.train_all([(f"scratch-lr{lr_tag(lr)}", "sweep", None, [f"--optim.lr={lr:g}"]) for lr in todo])
+        for lr, run_dir in zip(todo, dirs, strict=True):
+            losses[lr] = float("nan") if r.dry_run else final_val_loss(run_dir)
         if r.dry_run:
             return lrs[len(lrs) // 2], losses
         best = min(losses, key=lambda x: (losses[x] != losses[x], losses[x]))
@@ -208,25 +221,20 @@ def run_suite(r: Runner, only: str | None, report_only: bool) -> None:
         best, table = sweep(r)
         print(f"[suite] scratch sweep: {json.dumps({lr_tag(k): v for k, v in sorted(table.items())})}; "
               f"best {best:g}", flush=True)
-        for seed in s.seeds[1:]:
-            r.train(f"scratch-lr{lr_tag(best)}-s{seed}", "seed", None, [f"--optim.lr={best:g}", f"--run.seed={seed}"])
+        specs: list[tuple] = [(f"scratch-lr{lr_tag(best)}-s{seed}", "seed", None,
+                               [f"--optim.lr={best:g}", f"--run.seed={seed}"]) for seed in s.seeds[1:]]
         if only != "scratch":
             half = half_model_overrides(r)
             base_dir = None if r.dry_run else r.runs_dir / f"scratch-lr{lr_tag(best)}"
             steps = credibility_steps(r, base_dir, half)
-            for mult in s.credibility_lr_mults:
-                lr = best * mult
-                r.train(f"half-lr{lr_tag(lr)}", "credibility", None,
-                        [*half, f"--optim.lr={lr:g}", f"--train.max_steps={steps}"],
-                        note=f"half width and depth, {steps} steps = the best scratch run's FLOPs")
-            for p in s.plans:
-                _train_plan(r, p, best)
+            specs += [(f"half-lr{lr_tag(best * m)}", "credibility", None,
+                       [*half, f"--optim.lr={best * m:g}", f"--train.max_steps={steps}"],
+                       f"half width and depth, {steps} steps = the best scratch run's FLOPs")
+                      for m in s.credibility_lr_mults]
+            specs += [(p.name, "plan", p.plan_file, [f"--optim.lr={best:g}", *p.overrides], p.note) for p in s.plans]
+        r.train_all(specs)
     if not r.dry_run:
         write_report(r)
-
-
-def _train_plan(r: Runner, p: PlanRun, lr: float) -> None:
-    r.train(p.name, "plan", p.plan_file, [f"--optim.lr={lr:g}", *p.overrides], note=p.note)
 
 
 def write_report(r: Runner) -> None:
@@ -298,7 +306,8 @@ def _interior(best: float, lrs: list[float]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("suite", choices=sorted(SUITES))
-    p.add_argument("--threads", type=int, default=2, help="intra-op threads per run (keep one value per suite)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads per run (keep one value per suite)")
+    p.add_argument("--jobs", type=int, default=1, help="independent runs at a time (wall time needs 1)")
     p.add_argument("--runs-dir", default=None, help="default: runs/acceleration-<suite>")
     p.add_argument("--results-dir", default=None, help="default: benchmarks/results/acceleration-<suite>")
     p.add_argument("--only", choices=["scratch"], default=None, help="stop after the scratch sweep and seeds")
@@ -308,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     s = SUITES[a.suite]
     runner = Runner(s, Path(a.runs_dir or ROOT / "runs" / f"acceleration-{s.name}").resolve(),
                     Path(a.results_dir or ROOT / "benchmarks" / "results" / f"acceleration-{s.name}").resolve(),
-                    a.threads, a.dry_run)
+                    a.threads, a.dry_run, a.jobs)
     run_suite(runner, a.only, a.report_only)
     return 0
 
