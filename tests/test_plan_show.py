@@ -178,8 +178,10 @@ def test_report_compares_runs(tmp_path, capsys) -> None:
         (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert main(["report", str(tmp_path / "base"), str(tmp_path / "grown")]) == 0
     out = capsys.readouterr().out.splitlines()
-    grown = next(line for line in out if line.startswith("grown"))
+    grown = next(line for line in out if line.startswith("| grown "))
+    # reaches the baseline's 5.3 at its last step: 120 of 200 FLOPs, 7 of 10 s
     assert "apollo" in grown and " 0.600 " in grown and " 0.700 " in grown and "5.3000" in grown
+    assert "+40.0%" in grown and "+30.0%" in grown
     assert main(["report", str(tmp_path / "missing")]) == 2
 
 

@@ -1,0 +1,143 @@
+"""``megagrow report`` on synthetic ``metrics.jsonl`` files with known crossings, gaps and savings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from megagrow.cli import main
+from megagrow.report import build_report, ema, first_crossing, load_run, loss_at, write_outputs
+
+FLOPS_PER_STEP = 1e9
+TOKENS_PER_STEP = 1000
+
+
+def write_run(root: Path, name: str, evals: dict[int, float], *, flops_per_step: float = FLOPS_PER_STEP,
+              wall_per_step: float = 0.1, plan: str = "scratch", seed: int = 1234, log_every: int = 10,
+              depth: int = 12) -> Path:
+    """A run directory whose records every ``log_every`` steps carry the exact cumulative costs; the steps
+    in ``evals`` also carry ``val_loss``."""
+    d = root / name
+    d.mkdir(parents=True)
+    last = max(evals)
+    steps = sorted(set(range(log_every, last + 1, log_every)) | set(evals))
+    lines = []
+    for s in steps:
+        rec = {"step": s, "samples": s * 8, "tokens": s * TOKENS_PER_STEP, "flops": s * flops_per_step,
+               "loss": 5.0, "lr": 1e-3, "depth": depth, "hidden": 64, "phase": plan, "wall_s": s * wall_per_step,
+               "tokens_per_s": TOKENS_PER_STEP / wall_per_step}
+        if s in evals:
+            rec["val_loss"] = evals[s]
+        lines.append(json.dumps(rec))
+    (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (d / "config.yaml").write_text(f"run:\n  seed: {seed}\ngrowth:\n  plan: {plan}\n")
+    return d
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> dict[str, Path]:
+    # baseline: 100 steps, final val loss 3.0 (L*)
+    base = write_run(tmp_path, "scratch", {20: 5.0, 40: 4.0, 60: 3.5, 80: 3.2, 100: 3.0})
+    # crosses 3.0 between step 60 (3.2) and 80 (2.8): exactly half way -> step 70; half the FLOPs per step
+    fast = write_run(tmp_path, "apollo", {20: 4.5, 40: 3.8, 60: 3.2, 80: 2.8, 100: 2.7}, flops_per_step=0.5e9,
+                     wall_per_step=0.06, plan="apollo", depth=6)
+    # never reaches 3.0; runs 80 steps at full cost: the baseline at 80e9 FLOPs has 3.2
+    slow = write_run(tmp_path, "stackbert", {20: 5.5, 40: 4.5, 60: 3.9, 80: 3.5}, plan="stackbert", seed=7)
+    return {"scratch": base, "apollo": fast, "stackbert": slow}
+
+
+def test_crossing_savings_and_gap(runs: dict[str, Path]) -> None:
+    loaded = [load_run(p) for p in runs.values()]
+    rep = build_report(loaded, "scratch")
+    assert rep["baseline"] == "scratch" and rep["target_loss"] == 3.0
+    a = rep["runs"]["apollo"]
+    assert a["reached"] is True and a["plan"] == "apollo" and a["seed"] == 1234
+    assert a["at_target"]["step"] == pytest.approx(70.0)
+    # at step 70: 35e9 FLOPs of the baseline's 100e9, 70k of 100k tokens, 4.2 s of 10 s
+    assert a["flops_saving"] == pytest.approx(1 - 35e9 / 100e9)
+    assert a["tokens_saving"] == pytest.approx(1 - 70 / 100)
+    assert a["wall_saving"] == pytest.approx(1 - 4.2 / 10.0)
+    # equal-FLOPs gap: apollo ends at 50e9 FLOPs = the baseline's step 50: (4.0 + 3.5) / 2 = 3.75
+    assert a["equal_flops_gap"] == pytest.approx(2.7 - 3.75)
+    assert a["total"]["flops"] == pytest.approx(50e9) and a["total_vs_baseline"]["flops"] == pytest.approx(0.5)
+    s = rep["runs"]["stackbert"]
+    assert s["reached"] is False and s["seed"] == 7
+    assert s["flops_saving"] is None and s["wall_saving"] is None and s["tokens_saving"] is None
+    assert s["equal_flops_gap"] == pytest.approx(3.5 - 3.2)
+    b = rep["runs"]["scratch"]
+    assert b["reached"] and b["flops_saving"] == pytest.approx(0.0) and b["equal_flops_gap"] == pytest.approx(0.0)
+
+
+def test_crossing_edge_cases() -> None:
+    from megagrow.report import Point
+
+    pts = [Point(10, 1.0, 10, 1.0, 2.0), Point(20, 2.0, 20, 2.0, 1.0)]
+    assert first_crossing(pts, 2.5)["step"] == 10  # already below at the first evaluation
+    assert first_crossing(pts, 1.0)["flops"] == pytest.approx(2.0)  # exactly at an evaluation
+    assert first_crossing(pts, 0.9) is None
+    # first crossing, not the last: a run that dips below, comes back up and crosses again
+    wavy = [Point(s, float(s), s, s, v) for s, v in ((1, 3.0), (2, 1.0), (3, 3.0), (4, 0.5))]
+    assert first_crossing(wavy, 2.0)["step"] == pytest.approx(1.5)
+    assert loss_at(pts, "flops", 1.5) == pytest.approx(1.5)
+    assert loss_at(pts, "flops", 0.5) is None and loss_at(pts, "flops", 2.5) is None  # no extrapolation
+
+
+def test_ema_option(runs: dict[str, Path]) -> None:
+    assert ema([1.0, 3.0, 3.0], 0.5) == [1.0, 2.0, 2.5]
+    with pytest.raises(ValueError, match="alpha"):
+        ema([1.0], 1.0)
+    loaded = [load_run(p) for p in runs.values()]
+    raw, smooth = build_report(loaded, "scratch"), build_report(loaded, "scratch", ema_alpha=0.5)
+    assert smooth["target_loss"] > raw["target_loss"]  # the smoothed curve lags the decreasing loss
+    assert "ema alpha=0.5" in smooth["method"]["smoothing"]
+
+
+def test_outputs_written(runs: dict[str, Path], tmp_path: Path) -> None:
+    loaded = [load_run(p) for p in runs.values()]
+    rep = build_report(loaded, "scratch")
+    out = tmp_path / "out"
+    files = write_outputs(rep, loaded, out)
+    names = {f.name for f in files}
+    assert {"report.json", "report.md", "loss_vs_flops.png", "loss_vs_wall.png", "loss_vs_tokens.png",
+            "arch_over_steps.png"} <= names
+    for f in files:
+        assert f.stat().st_size > 0
+        if f.suffix == ".png":
+            assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((out / "report.json").read_text())
+    for r in data["runs"].values():  # the schema other tools read
+        assert {"plan", "final_val_loss", "reached", "flops_saving", "wall_saving", "tokens_saving",
+                "equal_flops_gap", "seed"} <= set(r)
+    md = (out / "report.md").read_text()
+    assert "never reached" in md and "+65.0%" in md and "loss_vs_flops.png" in md
+
+
+def test_cli(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    rc = main(["report", str(runs["apollo"]), str(runs["stackbert"]), "--baseline", str(runs["scratch"]),
+               "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "target L* = 3.0000" in text and "never reached" in text
+    assert json.loads((out / "report.json").read_text())["baseline"] == "scratch"
+    # no --baseline: the first run is the baseline (the demo's usage)
+    assert main(["report", str(runs["scratch"]), str(runs["apollo"])]) == 0
+
+
+def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err
+    d = tmp_path / "noval"
+    d.mkdir()
+    (d / "metrics.jsonl").write_text(json.dumps({"step": 1, "flops": 1, "tokens": 1, "wall_s": 1}) + "\n")
+    assert main(["report", str(d)]) == 2
+    assert "no evaluation records" in capsys.readouterr().err
+    (d / "metrics.jsonl").write_text("{not json\n")
+    assert main(["report", str(d)]) == 2
+    assert "metrics.jsonl:1: not valid JSON" in capsys.readouterr().err
+    a = write_run(tmp_path / "x", "same", {10: 1.0})
+    b = write_run(tmp_path / "y", "same", {10: 2.0})
+    with pytest.raises(ValueError, match="same name"):
+        build_report([load_run(a), load_run(b)], "same")
