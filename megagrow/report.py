@@ -258,6 +258,12 @@ def _suite_lines(s: dict[str, Any]) -> list[str]:
                "(a saving or gap smaller than this is within noise).")
     out.append(f"- Budget: {s['tokens']:,.0f} tokens for {s['non_embedding_params']:,} non-embedding parameters = "
                f"**{s['tokens_per_non_embedding_param']:.1f} tokens per non-embedding parameter**.")
+    quiet = s.get("wall_quiet")
+    if quiet is not None:
+        loud = sorted(n for n, q in quiet.items() if not q)
+        out.append("- Wall time: " + ("every run had the machine to itself." if not loud else
+                   f"{len(loud)} of {len(quiet)} runs shared the machine (their wall savings are not comparable "
+                   f"until re-timed alone): {', '.join(loud)}."))
     c = s.get("credibility")
     if c:
         verdict = "scratch beats it: the budget is long enough" if c["scratch_beats_half"] else \

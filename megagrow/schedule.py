@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-
 WSD_SHAPES = ("linear", "cosine", "1-sqrt")
 
 
@@ -15,7 +14,7 @@ def decay_factor(t: float, shape: str) -> float:
         return 1.0 - t
     if shape == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * t))
-    if shape == "1-sqrt":  # Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations"
+    if shape == "1-sqrt":  # Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Durations"
         return 1.0 - math.sqrt(t)
     raise ValueError(f"optim.wsd_decay_shape={shape!r}: expected one of {list(WSD_SHAPES)}")
 

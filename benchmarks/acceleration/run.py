@@ -4,6 +4,7 @@
     python benchmarks/acceleration/run.py gpt --dry-run   # the commands it would run, nothing else
     python benchmarks/acceleration/run.py gpt --only scratch  # stop after the scratch sweep and its seeds
     python benchmarks/acceleration/run.py gpt --report-only   # re-make the report from what has finished
+    python benchmarks/acceleration/run.py gpt --retime scratch-lr4e-3 apollo   # re-train alone for wall time
 
 A run that finished (``run.json`` says ``done``) is skipped; one that was interrupted resumes from its last
 checkpoint (``checkpoint.resume: auto``), so killing the suite loses at most ``checkpoint.every`` steps.
@@ -18,6 +19,9 @@ they do not depend on each other (the sweep's LRs; then the seeds, the credibili
 Losses depend on the thread count (float reductions), so a suite keeps one thread count for all its runs;
 they do not depend on what else runs. Wall time does: it is only meaningful for runs that had the machine to
 themselves (``--jobs 1`` and nothing else running: the load average recorded before and after each run tells).
+``--retime NAME...`` trains finished runs again, one at a time, into fresh directories: the losses and FLOPs
+come out identical (same thread count), the wall time is the quiet one; ``run.json`` then says ``quiet: true``
+(``--jobs 1`` and a 1-minute load average below threads + 0.5 before and after).
 """
 
 from __future__ import annotations
@@ -142,12 +146,39 @@ class Runner:
             rc = subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
         meta.update(exit_code=rc, duration_s=round(time.time() - t0, 1), loadavg_after=os.getloadavg()[0],
                     ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status="done" if rc == 0 else "failed")
+        limit = self.threads + 0.5
+        meta["quiet"] = self.jobs == 1 and meta["loadavg_before"] < limit and meta["loadavg_after"] < limit
         _write_json(run_dir / "run.json", meta)
         if rc != 0:
             tail = "".join((run_dir / "train.log").read_text().splitlines(keepends=True)[-15:])
             raise RuntimeError(f"run {name} failed (exit {rc}); last lines of {run_dir / 'train.log'}:\n{tail}")
         self.publish(name)
         return run_dir
+
+    def retime(self, names: list[str]) -> None:
+        """Train finished runs again alone (their group, plan and overrides from run.json) for a quiet wall time."""
+        if self.jobs != 1:
+            raise SystemExit("--retime measures wall time: use --jobs 1 and keep the machine otherwise idle")
+        for name in names:
+            st = self.status(name)
+            if not st or st.get("status") != "done":
+                raise SystemExit(f"--retime {name}: no finished run of that name in {self.runs_dir}")
+            old = json.loads(json.dumps(st))
+            args = shlex.split(st["command"])[3:]  # megagrow train ENTRY ...
+            overrides = [a for a in args if not a.startswith(("--run.name=", "--run.out_dir="))]
+            if self.dry_run:
+                print(f"[suite] retime {name}: {st['command']}", flush=True)
+                continue
+            shutil.rmtree(self.runs_dir / name)
+            entry = ROOT / shlex.split(st["command"])[2]
+            plan_file = _plan_include(entry)
+            self.train(name, st["group"], plan_file, [a for a in overrides if a not in self.suite.extra_overrides],
+                       st.get("note", ""))
+            new = self.status(name) or {}
+            new["previous_timing"] = {k: old.get(k) for k in ("duration_s", "jobs", "loadavg_before", "loadavg_after",
+                                                               "git_commit", "started")}
+            _write_json(self.runs_dir / name / "run.json", new)
+            self.publish(name)
 
     def publish(self, name: str) -> None:
         """Copy a finished run's metrics, config and run.json into the results directory."""
@@ -156,6 +187,14 @@ class Runner:
         for f in ("metrics.jsonl", "config.yaml", "run.json"):
             if (src / f).is_file():
                 shutil.copy2(src / f, dst / f)
+
+
+def _plan_include(entry: Path) -> str | None:
+    """The plan file an entry config includes (its second include), or None for scratch."""
+    import yaml
+
+    includes = (yaml.safe_load(entry.read_text()) or {}).get("include") or []
+    return Path(includes[1]).name if len(includes) > 1 else None
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -290,6 +329,7 @@ def suite_summary(r: Runner, runs: list, baseline) -> dict:
         "non_embedding_params": non_embedding,
         "tokens": baseline.points[-1].tokens,
         "tokens_per_non_embedding_param": baseline.points[-1].tokens / non_embedding,
+        "wall_quiet": {x.name: bool((r.status(x.name) or {}).get("quiet")) for x in runs},
         "credibility": None if best_half is None else {
             "run": best_half.name, "half_val_loss": best_half.final_val_loss,
             "half_flops": best_half.points[-1].flops, "scratch_val_loss": baseline.final_val_loss,
@@ -313,11 +353,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=["scratch"], default=None, help="stop after the scratch sweep and seeds")
     p.add_argument("--report-only", action="store_true", help="train nothing; report what has finished")
     p.add_argument("--dry-run", action="store_true", help="print the commands; train nothing")
+    p.add_argument("--retime", nargs="+", default=None, metavar="NAME",
+                   help="train these finished runs again, alone, for their wall time (then report)")
     a = p.parse_args(argv)
     s = SUITES[a.suite]
     runner = Runner(s, Path(a.runs_dir or ROOT / "runs" / f"acceleration-{s.name}").resolve(),
                     Path(a.results_dir or ROOT / "benchmarks" / "results" / f"acceleration-{s.name}").resolve(),
                     a.threads, a.dry_run, a.jobs)
+    if a.retime:
+        runner.retime(a.retime)
+        if not a.dry_run:
+            write_report(runner)
+        return 0
     run_suite(runner, a.only, a.report_only)
     return 0
 
