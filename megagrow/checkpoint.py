@@ -7,8 +7,9 @@ Layout of ``<run>/checkpoints/``::
                                               share (every parameter in exactly one shard)
         optimizer-RRRRR-of-WWWWW.safetensors  exp_avg.<name>, exp_avg_sq.<name> of the same parameters
         plan.safetensors       the growth plan's tensors, if it keeps any (e.g. a V-cycle snapshot)
-        meta.json              step, counters, loader cursor, plan state, architecture, adam_step, shards,
-                               the resolved config
+        meta.json              step, counters, loader cursor, plan state, architecture, adam_step and
+                               param_steps (AdamW step counts: the global one and the parameters whose
+                               count differs from it), shards, the resolved config
     latest                     name of the newest complete checkpoint directory
 
 Sharded writes: every rank gathers (a collective, one parameter at a time) but keeps only its share
@@ -71,13 +72,16 @@ def write_shard(tmp: Path, rank: int, world: int, state: FullState) -> None:
 
 
 def finalize_checkpoint(ckpt_root: Path, tmp: Path, step: int, adam_step: int, meta: dict[str, Any], keep_last: int,
-                        world: int, extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+                        world: int, extra_tensors: dict[str, torch.Tensor] | None = None,
+                        param_steps: dict[str, int] | None = None) -> Path:
     """Main rank, after every shard is written: plan tensors, ``meta.json``, rename into place, then
-    ``latest``, then pruning. A crash before the rename leaves only a ``.tmp`` directory that nothing reads."""
+    ``latest``, then pruning. A crash before the rename leaves only a ``.tmp`` directory that nothing reads.
+    ``adam_step``/``param_steps``: the state's AdamW step counts (:class:`FullState`), stored in the JSON."""
     if extra_tensors:
         save_file({k: v.contiguous() for k, v in extra_tensors.items()}, str(tmp / "plan.safetensors"))
     fault("checkpoint", step)  # tests: kill -9 here leaves a partial .tmp directory behind
-    full_meta = {"format": FORMAT, "version": VERSION, "step": step, "adam_step": adam_step, "shards": world, **meta}
+    full_meta = {"format": FORMAT, "version": VERSION, "step": step, "adam_step": adam_step,
+                 "param_steps": {n: int(v) for n, v in sorted((param_steps or {}).items())}, "shards": world, **meta}
     (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True))
     final = ckpt_root / step_dir_name(step)
     if final.exists():
@@ -94,7 +98,8 @@ def save_checkpoint(ckpt_root: Path, step: int, state: FullState, meta: dict[str
     ``extra_tensors`` (a growth plan's state, e.g. a snapshot to interpolate with) go to ``plan.safetensors``."""
     tmp = begin_checkpoint(ckpt_root, step)
     write_shard(tmp, 0, 1, state)
-    return finalize_checkpoint(ckpt_root, tmp, step, state.adam_step, meta, keep_last, 1, extra_tensors)
+    return finalize_checkpoint(ckpt_root, tmp, step, state.adam_step, meta, keep_last, 1, extra_tensors,
+                               param_steps=state.param_steps)
 
 
 def _prune(ckpt_root: Path, keep_last: int) -> None:
@@ -125,6 +130,17 @@ def load_checkpoint_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def checkpoint_steps(meta: dict[str, Any]) -> tuple[int, dict[str, int]]:
+    """``(adam_step, param_steps)`` of a checkpoint's metadata. A checkpoint written before per-parameter
+    step counts has no ``param_steps``: every parameter then has ``adam_step``."""
+    adam_step = int(meta.get("adam_step", 0))
+    raw = meta.get("param_steps") or {}
+    if not isinstance(raw, dict) or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= adam_step
+                                        for v in raw.values()):
+        raise ValueError(f"checkpoint meta: param_steps must map names to step counts in 0..adam_step={adam_step}")
+    return adam_step, {str(n): int(v) for n, v in raw.items() if v != adam_step}
+
+
 def load_checkpoint(path: Path) -> tuple[FullState, dict[str, Any]]:
     """Read a checkpoint directory written by :func:`save_checkpoint`."""
     meta = load_checkpoint_meta(path)
@@ -144,7 +160,11 @@ def load_checkpoint(path: Path) -> tuple[FullState, dict[str, Any]]:
             if m not in moments:
                 raise ValueError(f"{o_path}: unexpected tensor {key!r}")
             moments[m][name] = t
-    state = FullState(params, moments["exp_avg"], moments["exp_avg_sq"], int(meta.get("adam_step", 0)))
+    adam_step, param_steps = checkpoint_steps(meta)
+    unknown = sorted(set(param_steps) - set(params))
+    if unknown:
+        raise ValueError(f"{path}: meta.json has step counts of parameters that no shard holds: {unknown[:3]}")
+    state = FullState(params, moments["exp_avg"], moments["exp_avg_sq"], adam_step, param_steps)
     return state, meta
 
 

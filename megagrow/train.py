@@ -19,6 +19,7 @@ import torch
 
 from megagrow.checkpoint import (
     begin_checkpoint,
+    checkpoint_steps,
     finalize_checkpoint,
     load_checkpoint,
     load_checkpoint_meta,
@@ -123,7 +124,8 @@ def _setup(cfg: Config) -> _Session:
     if env.is_main:
         run.prepare(cfg, deepspeed_config(cfg, env.world_size), counters.step if resume_from else None)
     barrier()
-    engine = build_engine(model, cfg, env.world_size)
+    steps = checkpoint_steps(meta)[1] if resume_from is not None else None  # every rank has the meta
+    engine = build_engine(model, cfg, env.world_size, steps=steps)
     if resume_from is not None:
         scatter_full_state(engine, full_state, src=0 if on_rank0 else None)
         del full_state
@@ -241,7 +243,7 @@ def _checkpoint(s: _Session) -> None:
         meta = {"counters": asdict(s.counters), "loader": s.loader.state_dict(), "plan": s.plan.state_dict(),
                 "model": asdict(s.model_cfg), "config": asdict(s.cfg), "world_size": world}
         finalize_checkpoint(ckpt, tmp, s.counters.step, state.adam_step, meta, s.cfg.checkpoint.keep_last, world,
-                            extra_tensors=s.plan.state_tensors())
+                            extra_tensors=s.plan.state_tensors(), param_steps=state.param_steps)
     barrier()
 
 def train(cfg: Config) -> TrainResult:

@@ -1,6 +1,10 @@
 """Transitions inside a running trainer: gather the full state, map it (training the operator first when
 the transition is learned, e.g. LiGO), build the new model and engine, scatter the state into it.
 
+The engine's AdamW param groups are split by the mapped state's per-parameter step counts (a parameter the
+operator gave zero moments starts at step 0, like a fresh AdamW parameter), so they are known before the
+engine is built: from the state itself, or broadcast from rank 0 when only rank 0 holds it.
+
 Orchestration only: the operators are the plan's (:mod:`megagrow.growth`), the state movement is
 :mod:`megagrow.distributed.state`'s. The trainer's session is duck-typed (``s.engine``, ``s.model``,
 ``s.model_cfg``, ``s.cfg``, ``s.env``, ``s.counters``, ``s.log``) to keep the import one-way.
@@ -17,7 +21,7 @@ import torch.distributed as dist
 from torch.func import functional_call
 
 from megagrow.distributed.engine import build_engine, destroy_engine, full_state_on_rank0, partitioned_init
-from megagrow.distributed.state import gather_full_state, only_on, scatter_full_state
+from megagrow.distributed.state import broadcast_param_steps, gather_full_state, only_on, scatter_full_state
 from megagrow.faults import fault
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Transition
@@ -52,7 +56,8 @@ def apply_transition(s: Any, t: Transition, next_batch: NextBatch) -> Charge:
         state = t.operator(state) if s.env.rank == 0 else None
         with partitioned_init(s.cfg, s.env.world_size):
             s.model = build_model(s.model_cfg)
-        s.engine = build_engine(s.model, s.cfg, s.env.world_size)
+        steps = broadcast_param_steps(s.model, state, 0, device)  # the param groups follow rank 0's step counts
+        s.engine = build_engine(s.model, s.cfg, s.env.world_size, steps=steps)
         scatter_full_state(s.engine, state, src=0)
     else:
         s.model = build_model(s.model_cfg)
@@ -61,7 +66,7 @@ def apply_transition(s: Any, t: Transition, next_batch: NextBatch) -> Charge:
         else:
             state = t.fit(state, _fit_context(s, device, charge, next_batch))
         s.model.load_state_dict(state.params, strict=True)
-        s.engine = build_engine(s.model, s.cfg, s.env.world_size)
+        s.engine = build_engine(s.model, s.cfg, s.env.world_size, steps=state.param_steps)
         scatter_full_state(s.engine, state)
     del state
     s.engine.train()

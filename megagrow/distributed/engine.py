@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 import sys
+from collections.abc import Mapping
 from datetime import timedelta
 
 import torch
@@ -55,17 +56,32 @@ def _default_group_timeout(timeout: timedelta) -> None:
         c10d.default_pg_nccl_timeout = timeout
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on weight matrices and embeddings; none on biases, norms and special tokens."""
-    decay, no_decay = [], []
+GROUP_NAMES = "megagrow_names"  # the parameter names of an optimizer param group (the params become flat)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, steps: Mapping[str, int] | None = None) -> list[dict]:
+    """AdamW groups: decay on weight matrices and embeddings; none on biases, norms and special tokens.
+
+    ``steps`` (parameter name -> AdamW step count) further splits each kind by step: under ZeRO 1-3
+    DeepSpeed flattens a group into one tensor with ONE step count, so parameters that must be
+    bias-corrected with different steps (one that joined late starts at 0) need groups of their own.
+    A name not in ``steps`` belongs with the other unlisted ones (they share the state's ``adam_step``).
+    Groups: decay before no-decay, larger steps first, unlisted last; without ``steps`` (or when every
+    parameter shares a step) exactly the two groups decay / no-decay. Empty groups are left out (DeepSpeed
+    drops them anyway). Each group lists its parameter names under :data:`GROUP_NAMES`, in model order."""
+    steps = steps or {}
+    groups: dict[tuple[bool, int], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or name.endswith(_NO_DECAY_SUFFIXES):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        decay = not (p.ndim < 2 or name.endswith(_NO_DECAY_SUFFIXES))
+        key = (decay, int(steps.get(name, -1)))  # -1: not listed
+        group = groups.setdefault(key, {"params": [], "weight_decay": weight_decay if decay else 0.0,
+                                        GROUP_NAMES: []})
+        group["params"].append(p)
+        group[GROUP_NAMES].append(name)
+    order = sorted(groups, key=lambda k: (not k[0], k[1] == -1, -k[1]))
+    return [groups[k] for k in order]
 
 
 def _fused_supported() -> bool:
@@ -73,15 +89,20 @@ def _fused_supported() -> bool:
     return hasattr(torch, "_fused_adamw_")
 
 
-def build_engine(model: torch.nn.Module, cfg: Config, world_size: int):
-    """``deepspeed.initialize`` with torch AdamW (fused where supported) and the generated config."""
+def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Mapping[str, int] | None = None):
+    """``deepspeed.initialize`` with torch AdamW (fused where supported) and the generated config.
+
+    ``steps``: the AdamW step count of the parameters of the state that will be scattered into the engine
+    (``FullState.param_steps``, or every parameter's); parameters with different steps get different param
+    groups (:func:`param_groups`), so that each can be seeded with its own step. Every rank must pass the
+    same map (see :func:`~megagrow.distributed.state.broadcast_param_steps`)."""
     import deepspeed
 
     o = cfg.optim
     fused = o.fused == "on" or (o.fused == "auto" and _fused_supported())
     if torch.cuda.is_available():
         model = model.cuda()
-    optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2),
+    optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay, steps), lr=o.lr, betas=(o.beta1, o.beta2),
                                   eps=o.eps, fused=fused)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer,
                                       config=deepspeed_config(cfg, world_size))
@@ -166,6 +187,7 @@ def _clear_class_level_caches() -> None:
 
 
 def set_lr(engine, lr: float) -> None:
+    """Set the learning rate of every param group (there is one per weight-decay kind and step count)."""
     for g in engine.optimizer.param_groups:
         g["lr"] = lr
 

@@ -24,10 +24,12 @@ Both are local: no collective, and every rank does the same because every rank r
 maps (:mod:`megagrow.distributed.scheduler`). When every slot runs in the first micro-batch (Apollo's
 interpolation and stacking maps, StackBERT, multi-level, MSG, scratch) nothing is done at all.
 
-One deliberate difference from PyTorch: AdamW's step counter. Under ZeRO 1-3 it belongs to a flat
-partition holding many parameters, and :class:`~megagrow.state.FullState` holds one step, so it also
-advances for skipped slots under ZeRO-0: every stage computes the same numbers. A skipped slot that
-runs again is bias-corrected with the global step, not with the count of steps it ran.
+One deliberate difference from PyTorch: AdamW's step counter. Under ZeRO 1-3 it belongs to a param
+group's flat partition holding many parameters (the engine splits groups only by the step counts a state
+brings in at a transition or resume, see :mod:`megagrow.distributed.state`), so it advances for every
+parameter of the group, skipped or not; it is not restored here, and it also advances for skipped slots
+under ZeRO-0 (DeepSpeed gives them zero gradients): every stage computes the same numbers. A skipped slot
+that runs again is bias-corrected with its group's step, not with the count of steps it ran.
 """
 
 from __future__ import annotations

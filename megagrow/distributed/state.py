@@ -1,15 +1,21 @@
-"""``FullState``: name-keyed fp32 parameters + AdamW moments + step, independent of sharding.
+"""``FullState``: name-keyed fp32 parameters + AdamW moments + step counts, independent of sharding.
 
 It is what a universal checkpoint holds and what growth operators transform. The engine side is
 two functions: :func:`gather_full_state` (a collective: every rank calls it, parameters in the same
 order) and :func:`scatter_full_state` (local, no communication). Under ZeRO 1/2/3 they go through
 DeepSpeed's ``safe_*`` API (fp32 master weights, never the bf16 copies); under ZeRO-0 the parameters
 (or DeepSpeed's fp32 master copies, with bf16) and ``optimizer.state`` are read and written directly.
+
+AdamW step counts are per parameter (:meth:`FullState.step_of`). Under ZeRO 1-3 DeepSpeed steps one flat
+tensor per param group, with one step count, so :func:`~megagrow.distributed.engine.build_engine` splits the
+groups by step (its ``steps``) and :func:`scatter_full_state` seeds each group's state with its step; within
+a phase every parameter of a group advances together, and the next transition or checkpoint reads the
+per-group counts back. ZeRO-0 keeps a step per parameter anyway.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.distributed as dist
@@ -22,9 +28,11 @@ from deepspeed.utils import (
     safe_set_local_optimizer_state,
 )
 
-from megagrow.state import MOMENTS, FullState
+from megagrow.distributed.engine import GROUP_NAMES
+from megagrow.state import MOMENTS, FullState, with_steps
 
-__all__ = ["FullState", "gather_full_state", "master_params", "only_on", "scatter_full_state", "torch_optimizer"]
+__all__ = ["FullState", "broadcast_param_steps", "gather_full_state", "master_params", "only_on", "scatter_full_state",
+           "torch_optimizer"]
 
 
 def torch_optimizer(engine) -> torch.optim.Optimizer:
@@ -49,23 +57,71 @@ def master_params(engine) -> dict[str, torch.Tensor]:
     return {n: copies.get(id(p), p) for n, p in engine.module.named_parameters()}
 
 
-def _adam_step(opt: torch.optim.Optimizer) -> int:
-    steps = [float(s["step"]) for s in opt.state.values() if "step" in s]
-    return int(max(steps)) if steps else 0
+def _step_value(st: dict) -> int | None:
+    """The step count in one tensor's AdamW state (None: no state yet)."""
+    return int(float(st["step"])) if "step" in st else None
+
+
+def _group_flats(engine) -> list[tuple[int, torch.Tensor]]:
+    """ZeRO 1-3: ``(param group index, flat fp32 tensor the optimizer steps)``, one per group (ZeRO 1/2 and
+    DeepSpeed's bf16 optimizer: this rank's partition) or per sub-group (ZeRO-3, where the torch groups hold
+    their flat only during the step)."""
+    if engine.zero_optimization_stage() == 3:
+        inner = engine.optimizer
+        return [(inner.sub_group_to_group_id[i], f) for i, f in enumerate(inner.fp32_partitioned_groups_flat)]
+    return [(i, f) for i, g in enumerate(torch_optimizer(engine).param_groups) for f in g["params"]]
+
+
+def _group_of(engine) -> dict[str, int]:
+    """Parameter name -> index of its optimizer param group (the names :func:`build_engine` records)."""
+    groups = torch_optimizer(engine).param_groups
+    return {name: i for i, g in enumerate(groups) for name in g.get(GROUP_NAMES, ())}
+
+
+def _local_param_steps(engine) -> dict[str, int | None]:
+    """Every parameter's AdamW step count as this rank's optimizer state has it (None: no state yet).
+    ZeRO-0: the parameter's own state; ZeRO 1-3: its param group's flat tensor(s)."""
+    opt = torch_optimizer(engine)
+    names = [n for n, _ in engine.module.named_parameters()]
+    if _direct(engine):
+        masters = master_params(engine)
+        return {n: _step_value(opt.state.get(masters[n], {})) for n in names}
+    group_steps: dict[int, int] = {}
+    for gid, flat in _group_flats(engine):
+        step = _step_value(opt.state.get(flat, {}))
+        if step is not None:
+            group_steps[gid] = max(step, group_steps.get(gid, step))
+    group_of = _group_of(engine)
+    fallback = max(group_steps.values(), default=None)  # an engine not built by build_engine: one step
+    return {n: group_steps.get(group_of[n]) if n in group_of else fallback for n in names}
+
+
+def _agreed_steps(local: dict[str, int | None], device: torch.device) -> dict[str, int | None]:
+    """COLLECTIVE (with several ranks): the largest step each parameter has on any rank — every rank then
+    holds the same counts, whatever part of the optimizer state it owns."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return local
+    buf = torch.tensor([-1 if s is None else s for s in local.values()], dtype=torch.int64, device=device)
+    dist.all_reduce(buf, op=dist.ReduceOp.MAX)
+    return {n: None if s < 0 else int(s) for n, s in zip(local, buf.tolist(), strict=True)}
 
 
 @torch.no_grad()
 def gather_full_state(engine, keep: Callable[[int, str], bool] | None = None) -> FullState:
-    """COLLECTIVE. Full fp32 params and AdamW moments of ``engine`` on every rank (CPU tensors).
+    """COLLECTIVE. Full fp32 params, AdamW moments and per-parameter step counts of ``engine`` on every rank
+    (CPU tensors).
 
     ``keep(index, name)`` limits what this rank *holds* (a checkpoint shard): every rank still joins the
-    gather of every parameter, one at a time, so peak memory is this rank's share plus one parameter."""
+    gather of every parameter, one at a time, so peak memory is this rank's share plus one parameter. The
+    step counts (a few integers) cover every parameter on every rank, also those ``keep`` leaves out.
+    A parameter without AdamW state while others have some (ZeRO-0) gets zero moments and step 0."""
     opt = torch_optimizer(engine)
     params: dict[str, torch.Tensor] = {}
     moments: dict[str, dict[str, torch.Tensor]] = {m: {} for m in MOMENTS}
-    step = _adam_step(opt)
+    steps = _agreed_steps(_local_param_steps(engine), engine.device)
+    with_opt = max((s for s in steps.values() if s is not None), default=0) > 0
     direct = _direct(engine)
-    if step > 0:
+    if with_opt:
         _relink_optimizer_state(engine)
     masters = master_params(engine) if direct else {}
     for index, (name, p) in enumerate(engine.module.named_parameters()):
@@ -76,33 +132,56 @@ def gather_full_state(engine, keep: Callable[[int, str], bool] | None = None) ->
             master = masters[name]
             params[name] = master.detach().float().cpu().clone()
             st = opt.state.get(master, {})
-            for m in MOMENTS:
-                if m in st:
-                    moments[m][name] = st[m].detach().float().cpu().clone()
+            if with_opt:
+                for m in MOMENTS:
+                    moments[m][name] = (st[m].detach().float().cpu().clone() if m in st
+                                        else torch.zeros_like(params[name]))
         else:
             full = safe_get_full_fp32_param(p)  # collective
             if mine:
                 params[name] = full.detach().float().cpu().clone()
             del full
-            if step > 0:
+            if with_opt:
                 for m in MOMENTS:
                     full = safe_get_full_optimizer_state(p, m)  # collective
                     if mine:
                         moments[m][name] = full.detach().float().cpu().clone()
                     del full
-    return FullState(params, moments["exp_avg"], moments["exp_avg_sq"], step)
+    return with_steps(params, moments["exp_avg"], moments["exp_avg_sq"],
+                      {n: 0 if s is None else s for n, s in steps.items()})
 
 
-def _seed_adam_state(engine, step: int) -> None:
-    """Create AdamW state for every optimizer tensor (torch creates it lazily at the first step)."""
+def _group_steps(engine, steps: Mapping[str, int]) -> dict[int, int]:
+    """The step count of every optimizer param group: the one step its parameters share (``steps``: every
+    parameter's). Under ZeRO 1-3 a group is one flat tensor with one step count, so a group whose
+    parameters have different steps is an error: the engine must be built with these steps
+    (:func:`~megagrow.distributed.engine.build_engine`'s ``steps``)."""
+    out: dict[int, int] = {}
+    for gid, g in enumerate(torch_optimizer(engine).param_groups):
+        names = g.get(GROUP_NAMES, list(steps))  # not built by build_engine: every parameter must share a step
+        distinct = sorted({int(steps[n]) for n in names})
+        if len(distinct) > 1:
+            raise ValueError(
+                f"scatter_full_state: optimizer param group {gid} holds parameters with different AdamW step "
+                f"counts {distinct[:4]}; build the engine with build_engine(..., steps=state.param_steps) so that "
+                "each step count gets its own group")
+        out[gid] = distinct[0] if distinct else 0
+    return out
+
+
+def _seed_adam_state(engine, steps: Mapping[str, int]) -> None:
+    """Create AdamW state for every optimizer tensor (torch creates it lazily at the first step): zero
+    moments and the step count of its parameters (``steps``: every parameter's). ZeRO-0 seeds each
+    parameter with its own step; ZeRO 1-3 each param group's flat tensor with the group's step."""
     opt = torch_optimizer(engine)
-    stage = engine.zero_optimization_stage()
-    if stage == 3:
-        flats = list(engine.optimizer.fp32_partitioned_groups_flat)
+    if _direct(engine):
+        name_of = {id(m): n for n, m in master_params(engine).items()}
+        targets = [(f, int(steps[name_of[id(f)]])) for g in opt.param_groups for f in g["params"]]
     else:
-        flats = [f for g in opt.param_groups for f in g["params"]]
+        group_steps = _group_steps(engine, steps)
+        targets = [(f, group_steps[gid]) for gid, f in _group_flats(engine)]
     fused = bool(opt.defaults.get("fused"))
-    for f in flats:
+    for f, step in targets:
         opt.state[f] = {
             "step": torch.tensor(float(step), dtype=torch.float32, device=f.device if fused else "cpu"),
             "exp_avg": torch.zeros_like(f, memory_format=torch.preserve_format),
@@ -135,6 +214,9 @@ def scatter_full_state(engine, state: FullState | None, src: int | None = None) 
     ``src=r``: COLLECTIVE; only rank ``r`` has the state (the others pass None). It is broadcast one tensor
     at a time and each rank keeps its share — module weights (its ZeRO-3 partition) and fp32 master and
     moments — so no other rank holds more than one full tensor at once.
+
+    AdamW state is seeded with each parameter's step count; under ZeRO 1-3 the engine must have been built
+    with the state's steps (``build_engine(..., steps=...)``), else a param group mixing steps is an error.
     """
     if src is not None:
         _broadcast_full_state(engine, state, src)
@@ -146,7 +228,7 @@ def scatter_full_state(engine, state: FullState | None, src: int | None = None) 
     state.check_against(shapes, "scatter_full_state")
     with_opt = state.has_optimizer_state()
     if with_opt:
-        _seed_adam_state(engine, state.adam_step)
+        _seed_adam_state(engine, state.steps())
     opt = torch_optimizer(engine)
     direct = _direct(engine)
     masters = master_params(engine) if direct else {}
@@ -200,23 +282,22 @@ def _broadcast_full_state(engine, state: FullState | None, src: int) -> None:
     rank = dist.get_rank()
     device = engine.device
     shapes = _param_shapes(engine)
-    header = torch.zeros(3, dtype=torch.float64, device=device)
+    header = torch.zeros(2, dtype=torch.float64, device=device)  # [ok, with optimizer state]; steps follow
     error: Exception | None = None
     if rank == src:
         try:
             if state is None:
                 raise ValueError(f"scatter_full_state: rank {src} is the source but has no state")
             state.check_against(shapes, "scatter_full_state")
-            header = torch.tensor([1.0, float(state.has_optimizer_state()), float(state.adam_step)],
-                                  dtype=torch.float64, device=device)
+            header = torch.tensor([1.0, float(state.has_optimizer_state())], dtype=torch.float64, device=device)
         except ValueError as e:
             error = e
     dist.broadcast(header, src)
     if header[0].item() != 1.0:
         raise error or RuntimeError(f"scatter_full_state: rank {src} could not provide the full state (see its log)")
-    with_opt, adam_step = bool(header[1].item()), int(header[2].item())
+    with_opt = bool(header[1].item())
     if with_opt:
-        _seed_adam_state(engine, adam_step)
+        _seed_adam_state(engine, _broadcast_steps(list(shapes), state if rank == src else None, src, device))
     direct = _direct(engine)
     masters = master_params(engine) if direct else {}
     opt = torch_optimizer(engine)
@@ -242,6 +323,23 @@ def _broadcast_full_state(engine, state: FullState | None, src: int) -> None:
                     _set_module_weight(p, buf)
                 _set_full(p, buf, moment)
             del buf
+
+
+def _broadcast_steps(names: list[str], state: FullState | None, src: int, device: torch.device) -> dict[str, int]:
+    """COLLECTIVE: rank ``src``'s step count of every name in ``names`` (the others pass ``state=None``)."""
+    values = [state.step_of(n) for n in names] if state is not None else [0] * len(names)
+    buf = torch.tensor(values, dtype=torch.int64, device=device)
+    dist.broadcast(buf, src)
+    return dict(zip(names, (int(v) for v in buf.tolist()), strict=True))
+
+
+def broadcast_param_steps(model: torch.nn.Module, state: FullState | None, src: int,
+                          device: torch.device) -> dict[str, int]:
+    """COLLECTIVE: every parameter's AdamW step count in rank ``src``'s ``state`` (the other ranks pass None),
+    on every rank — what :func:`~megagrow.distributed.engine.build_engine` needs (``steps``) to form its param
+    groups when only rank ``src`` holds the state that :func:`scatter_full_state` will broadcast."""
+    names = [n for n, _ in model.named_parameters()]
+    return _broadcast_steps(names, state if dist.get_rank() == src else None, src, device)
 
 
 def _set_module_weight(p: torch.nn.Parameter, value: torch.Tensor) -> None:

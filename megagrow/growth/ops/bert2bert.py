@@ -51,7 +51,9 @@ The layer index ``l`` is the block slot index (``blocks.{l}``), i.e. the identit
 duplicated outputs, ``/C`` on split inputs, AKI rows from the same source layer) and ``exp_avg_sq`` is
 copied on both sides (no ``/C``), so Adam's next update ``m / (sqrt(v) + eps)`` of every wide entry is
 exactly the small model's update mapped by the parameter map (copied on outputs, ``/C`` on split inputs);
-``adam_step`` is kept. ``"reset"`` — a fresh optimizer: no moments, ``adam_step = 0``.
+every parameter keeps its AdamW step count (an AKI tensor whose new rows come from layer ``l+1`` keeps
+layer ``l``'s: one tensor has one step, and the block layers were live together, so the steps agree; the
+stacked copies take their source layer's). ``"reset"`` — a fresh optimizer: no moments, ``adam_step = 0``.
 
 **Depth** (bert2BERT stacks *after* widening): :func:`bert2bert` = :func:`fpi_width` / :func:`aki_width`
 then :func:`~.stacking.stack_depth` with ``tail="top"`` (⌊L_t/L_s⌋ copies of the stack, the remainder from
@@ -66,7 +68,7 @@ from megagrow.growth.ops.depth import split_block_name
 from megagrow.growth.ops.grouping import Grouping, apply_axis
 from megagrow.growth.ops.multilevel import _width_spec, _WidthSpec
 from megagrow.growth.ops.stacking import stack_depth
-from megagrow.state import FullState
+from megagrow.state import FullState, with_steps
 
 FAMILIES = ("bert", "gpt", "deit")
 SAMPLINGS = ("balanced", "uniform")
@@ -235,7 +237,7 @@ def _grow_width(
         n: _expand(state.exp_avg_sq, n, specs[n], maps_of, family, method, n_layers, {"out": "dup", "in": "dup"})
         for n in state.exp_avg_sq
     }
-    return FullState(params=params, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, adam_step=state.adam_step)
+    return with_steps(params, exp_avg, exp_avg_sq, state.steps())  # width keeps every name and its step
 
 
 def fpi_width(

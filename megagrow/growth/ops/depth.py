@@ -24,7 +24,7 @@ import re
 
 import torch
 
-from megagrow.state import MOMENTS, FullState
+from megagrow.state import MOMENTS, FullState, with_steps
 
 DEPTH_MAP_KINDS = ("interpolation", "stacking")
 MOMENT_MODES = ("copy", "reset", "keep", "fresh")
@@ -150,10 +150,12 @@ def remap_depth(
 
     params: dict[str, torch.Tensor] = {}
     mom: dict[str, dict[str, torch.Tensor]] = {m: {} for m in MOMENTS}
+    steps: dict[str, int] = {}
     # Non-block parameters (embeddings, final LN, heads) first, in input order; moments kept (except fresh).
     for name, t in state.params.items():
         if split_block_name(name) is None:
             params[name] = t.detach().clone()
+            steps[name] = state.step_of(name)
             if has_moments and moments != "fresh":
                 for m in MOMENTS:
                     mom[m][name] = getattr(state, m)[name].detach().clone()
@@ -163,6 +165,7 @@ def remap_depth(
         for s in suffixes:
             new_name, src_name = f"blocks.{j}.{s}", f"blocks.{src}.{s}"
             params[new_name] = state.params[src_name].detach().clone()
+            steps[new_name] = _slot_step(state, new_name, src_name, moments if j < n_new else "copy", has_moments)
             if not has_moments or moments == "fresh":
                 continue
             for m in MOMENTS:
@@ -175,8 +178,21 @@ def remap_depth(
                     own = table.get(new_name)
                     mom[m][new_name] = (own.detach().clone() if own is not None
                                         else torch.zeros_like(state.params[src_name]))
-    return FullState(params=params, exp_avg=mom["exp_avg"], exp_avg_sq=mom["exp_avg_sq"],
-                     adam_step=0 if moments == "fresh" else state.adam_step)
+    if moments == "fresh":
+        return FullState(params=params)
+    return with_steps(params, mom["exp_avg"], mom["exp_avg_sq"], steps)
+
+
+def _slot_step(state: FullState, new_name: str, src_name: str, moments: str, has_moments: bool) -> int:
+    """AdamW step count of block parameter ``new_name`` (copied from ``src_name``): the step of the
+    parameter whose moments it takes (``copy``: the source; ``keep``: its own slot), 0 where its moments
+    are zero (``reset``; ``keep`` for a slot the input lacks) so that it starts like a fresh AdamW
+    parameter. Without moments in the input the step follows the weights, like ``copy``."""
+    if not has_moments or moments == "copy":
+        return state.step_of(src_name)
+    if moments == "keep" and new_name in state.params:
+        return state.step_of(new_name)
+    return 0
 
 
 def expand_depth(
@@ -194,20 +210,24 @@ def expand_depth(
     - Only block slots ``< n_old`` are read; the input may hold more (e.g. a full-size model where only
       ``n_old`` slots are live). The output has block slots ``0..n_slots-1`` (default ``n_slots = n_new``);
       with ``n_slots > n_new`` the slots ``n_new..n_slots-1`` are passed through from the input unchanged
-      (values and moments), like the Apollo release, which never touches non-live slots.
+      (values, moments and step counts), like the Apollo release, which never touches non-live slots.
     - Non-block parameters (embeddings, final LN, heads; the tied LM head is ``embed.tokens.weight``,
       listed once) are copied unchanged. Aliased tensors in the input (a weight listed twice) are an error.
     - ``moments`` (only if the input has Adam moments; a state without them yields one without them):
-        ``copy``  — new slot j takes the moments of its source slot psi(j) (the moments follow the weights);
+        ``copy``  — new slot j takes the moments and the AdamW step count of its source slot psi(j) (the
+                    moments follow the weights);
         ``reset`` — ``exp_avg`` and ``exp_avg_sq`` are zero for every new block slot ``0..n_new-1`` (also
-                    the slots whose values did not change); non-block moments are kept; ``adam_step`` is
-                    kept, so Adam's bias correction is ~1 and the first update of a reset slot is about
-                    ``lr * (1-beta1)/sqrt(1-beta2)`` ~ 3.16 lr per element — beware;
+                    the slots whose values did not change) and their step count is 0, so each starts like a
+                    parameter added to a fresh AdamW (first update ~``lr`` per element for a
+                    sign-consistent gradient, not the ~3.16 ``lr`` a zero moment bias-corrected with the
+                    global step would give); non-block parameters keep their moments and steps;
         ``keep``  — the Apollo release: moments stay with the slot *index* (slot j keeps the input's slot-j
-                    moments although its weights were overwritten; zeros where the input has no slot j);
+                    moments and step although its weights were overwritten); a slot the input lacks gets
+                    zero moments and step 0 (in the release it has no AdamW state and starts fresh);
         ``fresh`` — StackBERT / G_stack reference recipes: a fresh optimizer, i.e. no moments at all
                     (empty dicts) and ``adam_step = 0``.
-      ``adam_step`` is unchanged except for ``fresh``.
+      Step counts are per parameter (:meth:`FullState.step_of`); ``adam_step`` stays the largest of them
+      (the input's unless every parameter was reset).
     """
     n_old, n_new = _check_sizes(n_old, n_new, ("n_old", "n_new"))
     if kind not in DEPTH_MAP_KINDS:

@@ -33,9 +33,11 @@ masks are all ones and this is the plain grown model. ``c`` ramps linearly (:fun
 reaches 1 the masks are removed (plain model, same state).
 
 **Moments** (``moments=``): ``"copy"`` (default) — old slices of ``exp_avg`` / ``exp_avg_sq`` copied, new
-entries and new layers zero (the reference adds them as new parameter groups with empty state; we have one
-``adam_step``, which is kept — while ``c = 0`` new entries get zero gradient, so their moments stay 0);
-``"reset"`` — no moments, ``adam_step = 0``.
+entries and new layers zero. AdamW step counts: new layers start at step 0, like the reference, which adds
+them as new parameters with empty optimizer state (their step then advances with every step, also while
+``c = 0`` gives them zero gradients and their moments stay 0). A widened tensor keeps its old step for all
+its entries (one tensor has one step): its new entries are bias-corrected with the old count, whereas the
+reference's separate new parameters would start at 0. ``"reset"`` — no moments, ``adam_step = 0``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from megagrow.growth.ops.depth import split_block_name, stacking_map
 from megagrow.growth.ops.multilevel import _width_spec
 from megagrow.models.masks import GrowthMasks
 from megagrow.models.masks import masked_layernorm as msg_layernorm
-from megagrow.state import FullState
+from megagrow.state import FullState, with_steps
 
 FAMILIES = ("bert", "gpt", "deit")
 MOMENT_MODES = ("copy", "reset")
@@ -185,9 +187,11 @@ def msg_grow(
 
     params: dict[str, torch.Tensor] = {}
     mom: dict[str, dict[str, torch.Tensor]] = {"exp_avg": {}, "exp_avg_sq": {}}
+    steps: dict[str, int] = {}
     for name, t in state.params.items():  # width, in input order
         shape, fused3 = _new_shape(t, name, family, sizes)
         params[name] = _embed(t.detach().float(), _fresh(name, shape, gen, init_std), fused3)
+        steps[name] = state.step_of(name)
         if keep_moments:
             for m in mom:
                 mom[m][name] = _embed(getattr(state, m)[name].detach().float(), torch.zeros(shape), fused3)
@@ -202,15 +206,14 @@ def msg_grow(
                 params[name] = (
                     ref.clone() if new_layer_init == "copy" else _fresh(name, tuple(ref.shape), gen, init_std)
                 )
+                steps[name] = 0  # a new parameter: zero moments and a fresh step count
                 if keep_moments:
                     for m in mom:
                         mom[m][name] = torch.zeros_like(ref)
     masks = MsgMasks((hidden, new_hidden), (n_heads, new_heads), (ffn, new_ffn), (n_layers, new_layers))
     if not keep_moments:
         return FullState(params=params), masks
-    return FullState(
-        params=params, exp_avg=mom["exp_avg"], exp_avg_sq=mom["exp_avg_sq"], adam_step=state.adam_step
-    ), masks
+    return with_steps(params, mom["exp_avg"], mom["exp_avg_sq"], steps), masks
 
 
 # ------------------------------------------------------------------------------------ reference forward

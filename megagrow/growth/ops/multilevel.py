@@ -50,7 +50,10 @@ preserving as such: the fine model equals the coarse model run with the layer ma
 
 - ``"reset"`` (default; the reference code starts every level with a fresh AdamW): the result has empty
   ``exp_avg`` / ``exp_avg_sq`` and ``adam_step = 0``.
-- ``"map"``: ``adam_step`` is kept and the moments are carried over. Width: ``exp_avg`` maps like a
+- ``"map"``: the moments and AdamW step counts are carried over (a parameter keeps its step; a coarse
+  layer averaged from a group of fine layers takes the largest step of the group, see
+  :func:`~megagrow.state.source_step` — equal in practice, the group was live together; a de-coalesced
+  layer takes its coarse source's). Width: ``exp_avg`` maps like a
   gradient, i.e. by the transpose of the opposite parameter map (with ``θ_fine = D θ_coarse`` the coarse
   gradient is ``Dᵀ g``). Coalescing moments therefore *sum* output units and *average* input units
   (and divide the embedding tables by 2); de-coalescing moments split outputs in halves and duplicate
@@ -74,7 +77,7 @@ from dataclasses import dataclass
 import torch
 
 from megagrow.growth.ops.grouping import TRANSPOSE, Grouping, apply_axis, pair_grouping
-from megagrow.state import FullState
+from megagrow.state import FullState, source_step, with_steps
 
 FAMILIES = ("bert", "gpt", "deit")
 MOMENT_MODES = ("reset", "map")
@@ -245,7 +248,7 @@ def _width(
                for n, t in state.exp_avg.items()}
     exp_avg_sq = {n: _map_width_tensor(t.sqrt(), spec_of(n), groupings, m_hows, spec_of(n).scale**m_exp).square()
                   for n, t in state.exp_avg_sq.items()}
-    return FullState(params=params, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, adam_step=state.adam_step)
+    return with_steps(params, exp_avg, exp_avg_sq, state.steps())  # width maps keep every name
 
 
 def coalesce_width(
@@ -369,6 +372,27 @@ def _identity(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _depth_steps(state: FullState, grouping: Grouping, coalescing: bool) -> dict[str, int]:
+    """AdamW step counts after depth (de-)coalescing: non-block parameters keep theirs; a coarse block
+    parameter takes the largest step of its group (:func:`~megagrow.state.source_step`), a fine one its
+    coarse source's."""
+    blocks, every = _split_blocks(state.params), state.steps()
+    steps = {n: every[n] for n in state.params if _BLOCK.match(n) is None}
+    if coalescing:
+        members: list[list[int]] = [[] for _ in range(grouping.n_groups)]
+        for j, g in enumerate(grouping.group_of):
+            members[g].append(j)
+        for i, group in enumerate(members):
+            for s in sorted({s for j in group for s in blocks.get(j, {})}):
+                srcs = [f"blocks.{j}.{s}" for j in group if s in blocks.get(j, {})]
+                steps[f"blocks.{i}.{s}"] = source_step(every, srcs)
+    else:
+        for j, g in enumerate(grouping.group_of):
+            for s in blocks.get(g, {}):
+                steps[f"blocks.{j}.{s}"] = every[f"blocks.{g}.{s}"]
+    return steps
+
+
 def coalesce_depth(
     state: FullState, n_layers: int, pairing: str = "adjacent", moments: str = "reset"
 ) -> FullState:
@@ -381,11 +405,11 @@ def coalesce_depth(
     params = _depth_coalesce_dict(state.params, grouping, _identity, _identity)
     if moments == "reset":
         return FullState(params=params)
-    return FullState(
-        params=params,
-        exp_avg=_depth_coalesce_dict(state.exp_avg, grouping, _identity, _identity),
-        exp_avg_sq=_depth_coalesce_dict(state.exp_avg_sq, grouping, torch.sqrt, torch.square),
-        adam_step=state.adam_step,
+    return with_steps(
+        params,
+        _depth_coalesce_dict(state.exp_avg, grouping, _identity, _identity),
+        _depth_coalesce_dict(state.exp_avg_sq, grouping, torch.sqrt, torch.square),
+        _depth_steps(state, grouping, coalescing=True),
     )
 
 
@@ -401,11 +425,11 @@ def decoalesce_depth(
     params = _depth_decoalesce_dict(state.params, grouping)
     if moments == "reset":
         return FullState(params=params)
-    return FullState(
-        params=params,
-        exp_avg=_depth_decoalesce_dict(state.exp_avg, grouping),
-        exp_avg_sq=_depth_decoalesce_dict(state.exp_avg_sq, grouping),
-        adam_step=state.adam_step,
+    return with_steps(
+        params,
+        _depth_decoalesce_dict(state.exp_avg, grouping),
+        _depth_decoalesce_dict(state.exp_avg_sq, grouping),
+        _depth_steps(state, grouping, coalescing=False),
     )
 
 
@@ -454,8 +478,9 @@ def interpolate(decoalesced: FullState, before: FullState, alpha: float) -> Full
     """``θ = (1 − α)·θ_decoalesced + α·θ_before`` on every parameter (notes §1.4, Q2 direction).
 
     ``α = 0`` returns the de-coalesced parameters exactly and ``α = 1`` ``before``'s exactly (copies).
-    Optimizer state (``exp_avg``, ``exp_avg_sq``, ``adam_step``) is taken from ``decoalesced`` unchanged
-    (empty after the default ``moments="reset"``); ``before``'s moments are ignored.
+    Optimizer state (``exp_avg``, ``exp_avg_sq`` and the step counts ``adam_step``/``param_steps``) is taken
+    from ``decoalesced`` unchanged (empty after the default ``moments="reset"``); ``before``'s moments and
+    steps are ignored: the moments (and so the bias correction that goes with them) are ``decoalesced``'s.
     """
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
@@ -479,4 +504,5 @@ def interpolate(decoalesced: FullState, before: FullState, alpha: float) -> Full
         exp_avg={n: t.clone() for n, t in decoalesced.exp_avg.items()},
         exp_avg_sq={n: t.clone() for n, t in decoalesced.exp_avg_sq.items()},
         adam_step=decoalesced.adam_step,
+        param_steps=dict(decoalesced.param_steps),
     )
