@@ -169,7 +169,9 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     policy = s.plan.lr_policy if cfg.growth.lr_policy == "auto" else cfg.growth.lr_policy
     set_lr(engine, s.plan.lr_scale(step) * phase_lr(step, starts=s.plan.starts, max_steps=cfg.train.max_steps,
                                                     policy=policy, peak=o.lr, warmup_steps=o.warmup_steps,
-                                                    schedule=o.schedule, min_lr_ratio=o.min_lr_ratio))
+                                                    schedule=o.schedule, min_lr_ratio=o.min_lr_ratio,
+                                                    decay_fraction=o.decay_fraction,
+                                                    wsd_decay_shape=o.wsd_decay_shape))
     loss_sum, flops, depth_sum, tokens = 0.0, charge.flops, 0, charge.tokens
     decisions = s.scheduler.decisions(step, cfg.train.grad_accum)  # collective: rank 0's layer maps
     frozen = SkippedSlots(engine, s.model.blocks, [d.layer_map for d in decisions])  # slots no micro-batch runs
