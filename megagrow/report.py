@@ -14,6 +14,11 @@ savings down by up to a few evaluation intervals). ``--ema A`` smooths the curve
 l_i``) for runs whose evaluations are noisy (small eval sets); the same smoothing is applied to the
 baseline, whose final smoothed loss is then L*.
 
+For diagnosis, every run also gets its **gap curve** (its validation loss minus the baseline's at the same
+FLOPs, at each of its evaluations) and, for every phase change of a growth plan, the gap at the last
+evaluation before it and ``lag_steps`` after it (the LAG observation: the loss right after a growth step is
+a poor predictor of the final result, the loss a short lag later a good one).
+
 Pure functions over :class:`RunCurves` (read from ``metrics.jsonl``) do the arithmetic; :func:`write_outputs`
 writes ``report.json``, ``report.md`` and the PNGs. Keep the ``report.json`` names: other tools read them.
 """
@@ -152,7 +157,40 @@ def loss_at(points: list[Point], metric: str, x: float) -> float | None:
     return points[-1].val_loss
 
 
-def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None) -> dict[str, Any]:
+def gap_curve(run_pts: list[Point], base_pts: list[Point]) -> list[tuple[int, float, float]]:
+    """(step, flops, run loss - baseline loss at the same FLOPs) at each evaluation of the run that lies within
+    the baseline's evaluated FLOPs range."""
+    out = []
+    for p in run_pts:
+        b = loss_at(base_pts, "flops", p.flops)
+        if b is not None:
+            out.append((p.step, p.flops, p.val_loss - b))
+    return out
+
+
+def phase_changes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where the logged ``phase`` changes: the first logged step of each new phase (within ``log_every``)."""
+    out = []
+    for prev, rec in zip(records, records[1:], strict=False):
+        if rec.get("phase") != prev.get("phase"):
+            out.append({"step": int(rec["step"]), "from": prev.get("phase"), "to": rec.get("phase"),
+                        "flops": float(prev["flops"])})
+    return out
+
+
+def transition_gaps(run: RunCurves, gaps: list[tuple[int, float, float]], lag_steps: int) -> list[dict[str, Any]]:
+    """Each phase change with the equal-FLOPs gap at the last evaluation before it and ``lag_steps`` after."""
+    out = []
+    for t in phase_changes(run.records):
+        before = [g for g in gaps if g[0] < t["step"]]
+        after = [g for g in gaps if g[0] >= t["step"] + lag_steps]
+        out.append({**t, "gap_before": before[-1][2] if before else None,
+                    "gap_after_lag": after[0][2] if after else None, "lag_steps": lag_steps})
+    return out
+
+
+def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None,
+            lag_steps: int = 200) -> dict[str, Any]:
     """One run against the baseline: crossing, savings, equal-FLOPs gap and totals (``report.json``)."""
     base_pts, run_pts = smoothed(baseline.points, ema_alpha), smoothed(run.points, ema_alpha)
     target = base_pts[-1].val_loss
@@ -173,10 +211,14 @@ def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None)
         "total_vs_baseline": {m: total[m] / base_total[m] if base_total[m] else None for m in METRICS},
         "min_val_loss": min(p.val_loss for p in run_pts),
     }
+    gaps = gap_curve(run_pts, base_pts)
+    out["transitions"] = transition_gaps(run, gaps, lag_steps)
+    out["gap_curve"] = [{"step": st, "flops": f, "gap": g} for st, f, g in gaps]
     return out
 
 
-def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None = None) -> dict[str, Any]:
+def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None = None,
+                 lag_steps: int = 200) -> dict[str, Any]:
     """``report.json``: the baseline, L*, and every run compared with it (the baseline included)."""
     names = [r.name for r in runs]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -196,8 +238,10 @@ def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None =
             "smoothing": f"ema alpha={ema_alpha}" if ema_alpha else "none (raw evaluation points)",
             "saving": "1 - cost to the crossing / baseline's total cost (flops, tokens, wall_s)",
             "equal_flops_gap": "final val loss - baseline val loss at the run's total FLOPs (interpolated)",
+            "transitions": f"equal-FLOPs gap at the last evaluation before each phase change and the first one "
+                           f"{lag_steps} steps after it",
         },
-        "runs": {r.name: compare(r, base, ema_alpha) for r in runs},
+        "runs": {r.name: compare(r, base, ema_alpha, lag_steps) for r in runs},
     }
 
 
@@ -243,8 +287,25 @@ def render_markdown(report: dict[str, Any], plots: list[str]) -> str:
     if suite:
         lines += _suite_lines(suite)
     lines += [format_table(report, band), ""]
+    lines += transitions_table(report)
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def transitions_table(report: dict[str, Any]) -> list[str]:
+    """Per phase change: the equal-FLOPs gap before it and a lag after it (where a plan loses ground)."""
+    rows = []
+    for name, r in sorted(report["runs"].items()):
+        for t in r.get("transitions", []):
+            rows.append(f"| {name} | {t['step']} | {t['from']} → {t['to']} | {_num(t['gap_before'])} | "
+                        f"{_num(t['gap_after_lag'])} |")
+    if not rows:
+        return []
+    lag = next(t["lag_steps"] for r in report["runs"].values() for t in r.get("transitions", []))
+    return ["## Where plans gain or lose ground", "",
+            f"Equal-FLOPs gap (run − baseline at the same FLOPs; negative = ahead) at the last evaluation before each "
+            f"phase change and at the first evaluation {lag} steps after it.", "",
+            "| run | step | phase change | gap before | gap after lag |", "|---|---|---|---|---|", *rows, ""]
 
 
 def _suite_lines(s: dict[str, Any]) -> list[str]:
@@ -312,6 +373,25 @@ def plot(report: dict[str, Any], runs: list[RunCurves], out_dir: Path) -> list[s
         fig.savefig(out_dir / fname, dpi=110)
         plt.close(fig)
         files.append(fname)
+    fig, ax = plt.subplots(figsize=(11, 5))
+    for r in ordered:
+        info = report["runs"][r.name]
+        g = info.get("gap_curve") or []
+        if r.name == base or not g:
+            continue
+        ax.plot([x["flops"] for x in g], [x["gap"] for x in g], label=r.name, color=colors[r.name], lw=1.1)
+        for t in info.get("transitions", []):
+            ax.axvline(t["flops"], color=colors[r.name], ls=":", lw=0.6)
+    ax.axhline(0.0, color="black", lw=1.2, label=f"baseline ({base})")
+    ax.set_xlabel("cumulative training FLOPs (dotted: a run's phase changes)")
+    ax.set_ylabel("val loss - baseline's at the same FLOPs")
+    ax.set_title("equal-FLOPs gap (negative = ahead of the baseline)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out_dir / "gap_vs_flops.png", dpi=110)
+    plt.close(fig)
+    files.append("gap_vs_flops.png")
     fig, axes = plt.subplots(1, 2, figsize=(15, 4.5))
     for r in ordered:
         steps = [rec["step"] for rec in r.records]

@@ -16,7 +16,7 @@ TOKENS_PER_STEP = 1000
 
 def write_run(root: Path, name: str, evals: dict[int, float], *, flops_per_step: float = FLOPS_PER_STEP,
               wall_per_step: float = 0.1, plan: str = "scratch", seed: int = 1234, log_every: int = 10,
-              depth: int = 12) -> Path:
+              depth: int = 12, phase_from: dict[int, str] | None = None) -> Path:
     """A run directory whose records every ``log_every`` steps carry the exact cumulative costs; the steps
     in ``evals`` also carry ``val_loss``."""
     d = root / name
@@ -26,7 +26,8 @@ def write_run(root: Path, name: str, evals: dict[int, float], *, flops_per_step:
     lines = []
     for s in steps:
         rec = {"step": s, "samples": s * 8, "tokens": s * TOKENS_PER_STEP, "flops": s * flops_per_step,
-               "loss": 5.0, "lr": 1e-3, "depth": depth, "hidden": 64, "phase": plan, "wall_s": s * wall_per_step,
+               "loss": 5.0, "lr": 1e-3, "depth": depth, "hidden": 64, "wall_s": s * wall_per_step,
+               "phase": max(((k, v) for k, v in (phase_from or {0: plan}).items() if k <= s))[1],
                "tokens_per_s": TOKENS_PER_STEP / wall_per_step}
         if s in evals:
             rec["val_loss"] = evals[s]
@@ -70,6 +71,20 @@ def test_crossing_savings_and_gap(runs: dict[str, Path]) -> None:
     assert b["reached"] and b["flops_saving"] == pytest.approx(0.0) and b["equal_flops_gap"] == pytest.approx(0.0)
 
 
+def test_transition_gaps(runs: dict[str, Path], tmp_path: Path) -> None:
+    """The equal-FLOPs gap before each phase change and a lag after it, and the gap curve."""
+    grown = write_run(tmp_path, "grown", {20: 5.5, 40: 4.6, 60: 3.4, 80: 3.1}, plan="stackbert",
+                      phase_from={0: "stack-3", 35: "stack-6"})
+    rep = build_report([load_run(runs["scratch"]), load_run(grown)], "scratch", lag_steps=20)
+    g = rep["runs"]["grown"]
+    (t,) = g["transitions"]
+    assert t["step"] == 40 and t["from"] == "stack-3" and t["to"] == "stack-6"  # first logged step of the phase
+    assert t["gap_before"] == pytest.approx(5.5 - 5.0)  # eval at step 20 (the last before 40)
+    assert t["gap_after_lag"] == pytest.approx(3.4 - 3.5)  # eval at step 60 = 40 + 20
+    assert [x["step"] for x in g["gap_curve"]] == [20, 40, 60, 80]
+    assert rep["runs"]["scratch"]["transitions"] == []
+
+
 def test_crossing_edge_cases() -> None:
     from megagrow.report import Point
 
@@ -101,7 +116,7 @@ def test_outputs_written(runs: dict[str, Path], tmp_path: Path) -> None:
     files = write_outputs(rep, loaded, out)
     names = {f.name for f in files}
     assert {"report.json", "report.md", "loss_vs_flops.png", "loss_vs_wall.png", "loss_vs_tokens.png",
-            "arch_over_steps.png"} <= names
+            "gap_vs_flops.png", "arch_over_steps.png"} <= names
     for f in files:
         assert f.stat().st_size > 0
         if f.suffix == ".png":
