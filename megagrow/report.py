@@ -189,6 +189,25 @@ def transition_gaps(run: RunCurves, gaps: list[tuple[int, float, float]], lag_st
     return out
 
 
+def phase_costs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per contiguous phase: steps, FLOPs, wall time and seconds per TFLOP, from the cumulative counters of
+    consecutive records (an interval is charged to the phase logged at its end)."""
+    out: list[dict[str, Any]] = []
+    prev = {"step": 0, "flops": 0.0, "wall_s": 0.0}
+    for rec in records:
+        d = {k: float(rec[k]) - float(prev[k]) for k in ("step", "flops", "wall_s")}
+        if not out or out[-1]["phase"] != rec.get("phase"):
+            out.append({"phase": rec.get("phase"), "steps": 0, "flops": 0.0, "wall_s": 0.0})
+        cur = out[-1]
+        cur["steps"] += int(d["step"])
+        cur["flops"] += d["flops"]
+        cur["wall_s"] += d["wall_s"]
+        prev = rec
+    for c in out:
+        c["s_per_tflop"] = c["wall_s"] / (c["flops"] / 1e12) if c["flops"] else None
+    return out
+
+
 def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None,
             lag_steps: int = 200) -> dict[str, Any]:
     """One run against the baseline: crossing, savings, equal-FLOPs gap and totals (``report.json``)."""
@@ -214,6 +233,7 @@ def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None,
     gaps = gap_curve(run_pts, base_pts)
     out["transitions"] = transition_gaps(run, gaps, lag_steps)
     out["gap_curve"] = [{"step": st, "flops": f, "gap": g} for st, f, g in gaps]
+    out["phases"] = phase_costs(run.records)
     return out
 
 
@@ -288,6 +308,7 @@ def render_markdown(report: dict[str, Any], plots: list[str]) -> str:
         lines += _suite_lines(suite)
     lines += [format_table(report, band), ""]
     lines += transitions_table(report)
+    lines += phase_cost_table(report)
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
@@ -306,6 +327,29 @@ def transitions_table(report: dict[str, Any]) -> list[str]:
             f"Equal-FLOPs gap (run − baseline at the same FLOPs; negative = ahead) at the last evaluation before each "
             f"phase change and at the first evaluation {lag} steps after it.", "",
             "| run | step | phase change | gap before | gap after lag |", "|---|---|---|---|---|", *rows, ""]
+
+
+def phase_cost_table(report: dict[str, Any]) -> list[str]:
+    """Wall time per FLOP of every phase against the baseline's: does wall time follow FLOPs?"""
+    base_phases = report["runs"][report["baseline"]].get("phases") or []
+    base = sum(p["wall_s"] for p in base_phases) / max(1e-9, sum(p["flops"] for p in base_phases) / 1e12)
+    rows = []
+    for name, r in sorted(report["runs"].items()):
+        phases = r.get("phases") or []
+        if name == report["baseline"] or len(phases) < 2:
+            continue
+        for p in phases:
+            rel = p["s_per_tflop"] / base if p["s_per_tflop"] and base else None
+            rows.append(f"| {name} | {p['phase']} | {p['steps']} | {p['flops'] / 1e12:.2f} | {p['wall_s']:.0f} | "
+                        f"{_num(p['s_per_tflop'], '{:.1f}')} | {_num(rel, '{:.2f}')} |")
+    if not rows:
+        return []
+    return ["## Does wall time follow FLOPs?", "",
+            f"Seconds per TFLOP of each phase of each growth run against the baseline's whole run ({base:.1f} "
+            "s/TFLOP); above 1 = the phase's steps cost more time than their FLOPs share (meaningful only for runs "
+            "timed on a quiet machine).", "",
+            "| run | phase | steps | TFLOP | wall s | s/TFLOP | vs baseline |", "|---|---|---|---|---|---|---|",
+            *rows, ""]
 
 
 def _suite_lines(s: dict[str, Any]) -> list[str]:

@@ -83,6 +83,9 @@ def test_transition_gaps(runs: dict[str, Path], tmp_path: Path) -> None:
     assert t["gap_after_lag"] == pytest.approx(3.4 - 3.5)  # eval at step 60 = 40 + 20
     assert [x["step"] for x in g["gap_curve"]] == [20, 40, 60, 80]
     assert rep["runs"]["scratch"]["transitions"] == []
+    ph = g["phases"]  # logged every 10 steps: the record at step 40 is the first of stack-6
+    assert [(p["phase"], p["steps"]) for p in ph] == [("stack-3", 30), ("stack-6", 50)]
+    assert ph[0]["flops"] == pytest.approx(30e9) and ph[0]["s_per_tflop"] == pytest.approx(3.0 / 0.03)
 
 
 def test_crossing_edge_cases() -> None:
