@@ -144,14 +144,17 @@ class Runner:
         full = [sys.executable, "-m", "megagrow.cli", *cmd[1:]]
         with (run_dir / "train.log").open("a") as log:
             rc = subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        finished = rc == 0 and _finished(run_dir)  # exit 0 also follows SIGTERM (checkpoint, resume later)
         meta.update(exit_code=rc, duration_s=round(time.time() - t0, 1), loadavg_after=os.getloadavg()[0],
-                    ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status="done" if rc == 0 else "failed")
+                    ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    status="done" if finished else "interrupted" if rc == 0 else "failed")
         limit = self.threads + 0.5
         meta["quiet"] = self.jobs == 1 and meta["loadavg_before"] < limit and meta["loadavg_after"] < limit
         _write_json(run_dir / "run.json", meta)
-        if rc != 0:
+        if not finished:
             tail = "".join((run_dir / "train.log").read_text().splitlines(keepends=True)[-15:])
-            raise RuntimeError(f"run {name} failed (exit {rc}); last lines of {run_dir / 'train.log'}:\n{tail}")
+            raise RuntimeError(f"run {name} {meta['status']} (exit {rc}); run the suite again to resume it; last lines "
+                               f"of {run_dir / 'train.log'}:\n{tail}")
         self.publish(name)
         return run_dir
 
@@ -187,6 +190,18 @@ class Runner:
         for f in ("metrics.jsonl", "config.yaml", "run.json"):
             if (src / f).is_file():
                 shutil.copy2(src / f, dst / f)
+
+
+def _finished(run_dir: Path) -> bool:
+    """The run's last metrics record is at its config's train.max_steps and carries a validation loss."""
+    import yaml
+
+    try:
+        max_steps = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["max_steps"]
+        last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    except (OSError, KeyError, IndexError, TypeError, json.JSONDecodeError):
+        return False
+    return last.get("step") == max_steps and "val_loss" in last
 
 
 def _plan_include(entry: Path) -> str | None:
