@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ema", type=float, default=None,
                    help="smooth every curve with an EMA of this factor in [0, 1) before finding crossings "
                         "(default: raw evaluation points, see docs)")
+    r.add_argument("--allow-mismatch", action="store_true",
+                   help="report runs whose task or evaluation set differs from the baseline's (refused by default)")
     r.add_argument("--lag-steps", type=int, default=200,
                    help="diagnosis: the equal-FLOPs gap this many steps after each phase change (default 200)")
     pl = sub.add_parser("plan", help="inspect a growth plan without training")
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     own, overrides = _split(argv)
     args = _parser().parse_args(own)
     if args.command == "report":
-        return _report(args.runs, args.baseline, args.out, args.ema, args.lag_steps)
+        return _report(args.runs, args.baseline, args.out, args.ema, args.lag_steps, args.allow_mismatch)
     try:
         if args.command == "config" and args.docs:
             print("\n".join(describe(Config)))
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(paths: list[str], baseline: str | None, out: str | None, ema_alpha: float | None,
-            lag_steps: int = 200) -> int:
+            lag_steps: int = 200, allow_mismatch: bool = False) -> int:
     from pathlib import Path
 
     from megagrow.report import build_report, format_table, load_run, write_outputs
@@ -140,7 +142,7 @@ def _report(paths: list[str], baseline: str | None, out: str | None, ema_alpha: 
         runs = [load_run(p) for p in paths]
         if all(r.path.resolve() != base_path.resolve() for r in runs):
             runs.insert(0, load_run(base_path))
-        report = build_report(runs, base_path.name, ema_alpha, lag_steps)
+        report = build_report(runs, base_path.name, ema_alpha, lag_steps, allow_mismatch)
         print(f"baseline {report['baseline']}: target L* = {report['target_loss']:.4f} (its final val loss)")
         print(format_table(report))
         if out:

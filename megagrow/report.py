@@ -237,9 +237,46 @@ def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None,
     return out
 
 
+# Fields that must agree for two runs' validation losses to be comparable at all (the same task, the same
+# held-out samples); and fields where a difference is legitimate but worth a flag (a different budget).
+MUST_MATCH = ("model.family", "data.path", "data.kind", "data.seq_len", "data.eval_samples", "data.mask_prob",
+              "model.vocab_size", "model.num_classes", "model.image_size", "model.patch_size")
+FLAG_IF_DIFFERENT = ("train.max_steps", "data.micro_batch_size", "train.grad_accum", "model.n_layers",
+                     "model.hidden")
+
+
+def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    cur: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def comparability(run: RunCurves, baseline: RunCurves) -> tuple[list[str], list[str]]:
+    """``(problems, flags)`` of ``run`` against ``baseline`` from their ``config.yaml``: problems make the losses
+    incomparable (another task or evaluation set), flags are legitimate differences worth saying (budget,
+    target shape). Runs without a config (hand-made metrics) are not checked."""
+    if not run.config or not baseline.config:
+        return [], []
+    problems = [f"{k}: {_get(baseline.config, k)!r} (baseline) vs {_get(run.config, k)!r}" for k in MUST_MATCH
+                if _get(run.config, k) != _get(baseline.config, k)]
+    flags = [f"{k}: {_get(baseline.config, k)!r} (baseline) vs {_get(run.config, k)!r}" for k in FLAG_IF_DIFFERENT
+             if _get(run.config, k) != _get(baseline.config, k)]
+    base_tokens, tokens = baseline.total["tokens"], run.total["tokens"]
+    if base_tokens and abs(tokens / base_tokens - 1) > 0.01:
+        flags.append(f"tokens budget: {base_tokens:,.0f} (baseline) vs {tokens:,.0f}")
+    return problems, flags
+
+
 def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None = None,
-                 lag_steps: int = 200) -> dict[str, Any]:
-    """``report.json``: the baseline, L*, and every run compared with it (the baseline included)."""
+                 lag_steps: int = 200, allow_mismatch: bool = False) -> dict[str, Any]:
+    """``report.json``: the baseline, L*, and every run compared with it (the baseline included).
+
+    A run whose config makes its losses incomparable with the baseline's (another family, dataset, sequence
+    length or evaluation set: :data:`MUST_MATCH`) is refused with every mismatch named, unless
+    ``allow_mismatch``; legitimate differences (budget, shape) are recorded as ``flags``."""
     names = [r.name for r in runs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -248,8 +285,14 @@ def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None =
     if baseline not in by_name:
         raise ValueError(f"baseline {baseline!r} is not among the runs {names}")
     base = by_name[baseline]
+    checks = {r.name: comparability(r, base) for r in runs}
+    bad = {n: p for n, (p, _) in checks.items() if p}
+    if bad and not allow_mismatch:
+        lines = [f"  {n}: " + "; ".join(p) for n, p in bad.items()]
+        raise ValueError("runs not comparable with the baseline " + repr(baseline) + " (different task or "
+                         "evaluation set; pass --allow-mismatch to report them anyway):\n" + "\n".join(lines))
     target = smoothed(base.points, ema_alpha)[-1].val_loss
-    return {
+    report = {
         "baseline": baseline,
         "target_loss": target,
         "method": {
@@ -263,6 +306,9 @@ def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None =
         },
         "runs": {r.name: compare(r, base, ema_alpha, lag_steps) for r in runs},
     }
+    for name, (problems, flags) in checks.items():
+        report["runs"][name]["flags"] = [*(f"NOT COMPARABLE: {p}" for p in problems), *flags]
+    return report
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,8 +326,8 @@ def _num(x: float | None, fmt: str = "{:+.4f}") -> str:
 def format_table(report: dict[str, Any], noise_band: float | None = None) -> str:
     """Markdown table of every run, sorted by final validation loss."""
     head = ("| run | plan | seed | final val loss | FLOPs saving | wall saving | tokens saving | equal-FLOPs gap "
-            "| FLOPs vs base | wall vs base |")
-    rows = [head, "|" + "---|" * 10]
+            "| FLOPs | FLOPs vs base | wall vs base |")
+    rows = [head, "|" + "---|" * 11]
     for name, r in sorted(report["runs"].items(), key=lambda kv: kv[1]["final_val_loss"]):
         gap = r["equal_flops_gap"]
         gap_s = _num(gap)
@@ -289,9 +335,13 @@ def format_table(report: dict[str, Any], noise_band: float | None = None) -> str
             gap_s += " (within noise)"
         tv = r["total_vs_baseline"]
         mark = " **(baseline)**" if name == report["baseline"] else ""
+        mark += " ⚑" if r.get("flags") else ""
         rows.append(f"| {name}{mark} | {r['plan']} | {r['seed']} | {r['final_val_loss']:.4f} | "
                     f"{_pct(r['flops_saving'])} | {_pct(r['wall_saving'])} | {_pct(r['tokens_saving'])} | {gap_s} | "
-                    f"{_num(tv['flops'], '{:.3f}')} | {_num(tv['wall_s'], '{:.3f}')} |")
+                    f"{r['total']['flops']:.4g} | {_num(tv['flops'], '{:.3f}')} | {_num(tv['wall_s'], '{:.3f}')} |")
+    flagged = [(n, r["flags"]) for n, r in sorted(report["runs"].items()) if r.get("flags")]
+    if flagged:
+        rows += ["", "⚑ differs from the baseline: " + "; ".join(f"{n}: {', '.join(f)}" for n, f in flagged)]
     return "\n".join(rows)
 
 

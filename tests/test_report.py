@@ -159,3 +159,30 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     b = write_run(tmp_path / "y", "same", {10: 2.0})
     with pytest.raises(ValueError, match="same name"):
         build_report([load_run(a), load_run(b)], "same")
+
+
+def test_incomparable_runs_are_refused_and_differences_flagged(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    def cfg(d: Path, path: str, steps: int, family: str = "gpt") -> None:
+        (d / "config.yaml").write_text(f"run: {{seed: 1}}\ngrowth: {{plan: scratch}}\nmodel: {{family: {family}}}\n"
+                                       f"data: {{path: {path}, eval_samples: 256}}\ntrain: {{max_steps: {steps}}}\n")
+
+    base = write_run(tmp_path, "base", {10: 3.0, 20: 2.0})
+    other = write_run(tmp_path, "other-data", {10: 3.0, 20: 1.5})
+    longer = write_run(tmp_path, "longer", {10: 3.0, 20: 2.5, 30: 1.9})
+    cfg(base, "data/a", 20)
+    cfg(other, "data/b", 20, family="bert")
+    cfg(longer, "data/a", 30)
+    with pytest.raises(ValueError, match=r"other-data: model.family: 'gpt' \(baseline\) vs 'bert'; data.path"):
+        build_report([load_run(base), load_run(other)], "base")
+    assert main(["report", str(base), str(other)]) == 2
+    assert "--allow-mismatch" in capsys.readouterr().err
+    rep = build_report([load_run(base), load_run(other), load_run(longer)], "base", allow_mismatch=True)
+    assert rep["runs"]["other-data"]["flags"][0].startswith("NOT COMPARABLE: model.family")
+    assert rep["runs"]["longer"]["flags"] == ["train.max_steps: 20 (baseline) vs 30",
+                                              "tokens budget: 20,000 (baseline) vs 30,000"]
+    assert rep["runs"]["base"]["flags"] == []
+    assert main(["report", str(base), str(longer)]) == 0
+    out = capsys.readouterr().out
+    assert "longer ⚑" in out and "tokens budget" in out
+    assert "| 2e+10 |" in out or "| 2e+10 " in out  # total FLOPs printed with their digits
