@@ -20,6 +20,10 @@ Weights: a document of a source with weight ``w`` appears ``floor(w)`` times, pl
 a hash of ``(doc_id, floor(w))`` read as a fraction is below ``frac(w)``; copies after the first
 get ids ``<id>#1``, ``<id>#2`` ... and always go to their original's split (no train/validation
 leakage). The manifest records each source's weight, documents read and documents written.
+
+Train/validation: by a hash of the document id, or, when there are too few documents for that (a
+single text file, a handful), by blocks of paragraphs (:mod:`~data_prep.split`); the manifest's
+``settings.split`` says which. Copies of a block go to its split too.
 """
 
 from __future__ import annotations
@@ -55,7 +59,15 @@ from data_prep.shards import (
     split_of,
     write_manifest,
 )
-from data_prep.tokenizer import MODEL_TYPES, TokenizerInfo, load_tokenizer, sample_lines, train_tokenizer
+from data_prep.split import BLOCK_CHARS, SplitInfo, block_hash, needs_blocks, paragraph_blocks, validation_blocks
+from data_prep.tokenizer import (
+    MIN_VOCAB_SIZE,
+    MODEL_TYPES,
+    TokenizerInfo,
+    load_tokenizer,
+    sample_lines,
+    train_tokenizer,
+)
 
 __all__ = ["BuildSettings", "BuildSummary", "build_dataset", "build_tokenizer", "copies_of"]
 
@@ -88,13 +100,15 @@ class BuildSettings:
     """Tokenization processes (also the tokenizer trainer's threads)."""
     sentence_index: bool = True
     """Store each document's sentence start offsets (BERT sentence pairs); costs the splitter's time (small)."""
+    block_chars: int = BLOCK_CHARS
+    """Minimum size (characters) of a block when a corpus with too few documents is split by paragraph blocks."""
 
     def validate(self) -> None:
         if self.model_type not in MODEL_TYPES:
             raise PrepError(f"--model-type {self.model_type!r}: expected one of {', '.join(MODEL_TYPES)}")
-        if self.tokenizer is None and self.vocab_size < 300:
+        if self.tokenizer is None and self.vocab_size < MIN_VOCAB_SIZE:
             raise PrepError(
-                f"--vocab-size {self.vocab_size}: expected at least 300 "
+                f"--vocab-size {self.vocab_size}: expected at least {MIN_VOCAB_SIZE} "
                 "(7 special pieces + 256 byte pieces + the text's own)"
             )
         if not 0.0 <= self.val_fraction < 1.0:
@@ -102,6 +116,8 @@ class BuildSettings:
         for name, value in (("--min-chars", self.min_chars), ("--sentence-sample", self.sentence_sample)):
             if value < 0:
                 raise PrepError(f"{name} {value}: expected a number >= 0")
+        if self.block_chars <= 0:
+            raise PrepError(f"block_chars {self.block_chars}: expected a positive number")
         if self.shard_tokens <= 0:
             raise PrepError(f"--shard-tokens {self.shard_tokens}: expected a positive number")
         if self.workers < 1:
@@ -109,10 +125,11 @@ class BuildSettings:
         if self.tokenizer is not None and not Path(self.tokenizer).is_file():
             raise PrepError(f"--tokenizer {self.tokenizer}: no such file; expected a SentencePiece .model file")
 
-    def recorded(self, tokenizer: TokenizerInfo) -> dict[str, Any]:
+    def recorded(self, tokenizer: TokenizerInfo, split: SplitInfo) -> dict[str, Any]:
         """The settings as stored in the manifest."""
         return {
             "val_fraction": self.val_fraction,
+            "split": split.recorded(),
             "min_chars": self.min_chars,
             "vocab_size": tokenizer.vocab_size,
             "model_type": tokenizer.model_type,
@@ -194,7 +211,7 @@ def build_dataset(
     timings: dict[str, float] = {}
     try:
         t = time.perf_counter()
-        n_docs, n_sentences, doc_filter = _spool(stats, staging, settings, progress)
+        n_docs, n_sentences, doc_filter, split = _spool(stats, staging, settings, progress)
         timings["read_clean"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -234,7 +251,7 @@ def build_dataset(
             tokenizer,
             splits,
             [s.record() for s in stats],
-            settings.recorded(tokenizer),
+            settings.recorded(tokenizer, split),
             dict(+dropped),
             dict(+replaced),
             sentence_index=settings.sentence_index,
@@ -274,15 +291,16 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 def _spool(
     stats: list[_SourceStats], staging: Path, settings: BuildSettings, progress: bool
-) -> tuple[int, int, DocumentFilter]:
+) -> tuple[int, int, DocumentFilter, SplitInfo]:
     """Read, clean and spool every document; write the train split's paragraphs for the tokenizer.
 
-    Returns the number of documents kept, the number of paragraphs written, and the filter (with
-    its drop counts).
+    Returns the number of rows to write (documents, or blocks when split by blocks, copies included),
+    the number of paragraphs written, the filter (with its drop counts) and how the splits were made.
     """
     doc_filter = DocumentFilter(min_chars=settings.min_chars)
     seen_ids: dict[int, int] = {}  # 64-bit hash of a document id -> index of the input it came from
     counts: Counter[str] = Counter()
+    unique: Counter[str] = Counter()  # documents written (at least one copy), by split
     n_sentences = 0
     with (
         open(staging / "docs.jsonl", "w", encoding="utf-8") as docs_out,
@@ -306,10 +324,10 @@ def _spool(
                 st.n_read += 1
                 n_copies = copies_of(doc.doc_id, st.weight)
                 for k in range(n_copies):
-                    copy_id = doc.doc_id if k == 0 else f"{doc.doc_id}#{k}"
                     counts[split] += 1
                     st.n_docs += 1
-                    docs_out.write(json.dumps([index, copy_id, split, text], ensure_ascii=False) + "\n")
+                    docs_out.write(json.dumps([index, doc.doc_id, k, split, text], ensure_ascii=False) + "\n")
+                unique[split] += n_copies > 0
                 if split == "train" and n_copies:
                     for line in text.split("\n"):
                         if line:
@@ -323,21 +341,65 @@ def _spool(
                 dict(st.dropped + st.source.skipped),
             )
     n = sum(counts.values())
-    if counts["train"] == 0:
-        raise PrepError(f"the train split is empty ({n} documents kept); add inputs or lower --val-fraction")
-    if settings.val_fraction > 0 and counts["validation"] == 0:
-        raise PrepError(
-            f"the validation split is empty: none of the {n} documents hashed below --val-fraction "
-            f"{settings.val_fraction}; raise it (or set it to 0 for no validation split)"
-        )
-    return n, n_sentences, doc_filter
+    if n == 0:
+        dropped = sum((st.source.skipped for st in stats), doc_filter.dropped.copy())
+        fixes = ["add inputs"]
+        if dropped["too_short"]:
+            fixes.append(f"lower --min-chars (now {settings.min_chars})")
+        if any(st.weight == 0 for st in stats):
+            fixes.append("give a --source a weight above 0")
+        raise PrepError(f"no documents to write (dropped: {dict(dropped) or 'none'}); {', or '.join(fixes)}")
+    reason = needs_blocks(sum(unique.values()), unique["validation"], settings.val_fraction)
+    if reason is None:
+        return n, n_sentences, doc_filter, SplitInfo("document")
+    log.info("too few documents for a split by document (%s): splitting by paragraph blocks", reason)
+    n, n_sentences, info = _split_blocks(stats, staging, settings, reason)
+    return n, n_sentences, doc_filter, info
 
 
-def _spooled(staging: Path) -> Iterator[tuple[int, str, str, str]]:
+def _split_blocks(
+    stats: list[_SourceStats], staging: Path, settings: BuildSettings, reason: str
+) -> tuple[int, int, SplitInfo]:
+    """Rewrite the spooled documents as paragraph blocks, split by :func:`~data_prep.split.validation_blocks`;
+    the train blocks' paragraphs replace the tokenizer's text. Returns rows, paragraphs and the split."""
+    hashes = [
+        block_hash(block.block_id(doc_id))
+        for _, doc_id, copy, _, text in _spooled(staging)
+        if copy == 0
+        for block in paragraph_blocks(text, settings.block_chars)
+    ]
+    validation = validation_blocks(hashes, settings.val_fraction, settings.block_chars)
+    for st in stats:
+        st.n_docs = 0
+    n = n_sentences = 0
+    with (
+        open(staging / "blocks.jsonl", "w", encoding="utf-8") as out,
+        open(staging / "sentences.txt", "w", encoding="utf-8") as sentences_out,
+    ):
+        for index, doc_id, copy, _, text in _spooled(staging):
+            for block in paragraph_blocks(text, settings.block_chars):
+                block_id = block.block_id(doc_id)
+                split = "validation" if block_hash(block_id) in validation else "train"
+                out.write(json.dumps([index, block_id, copy, split, block.text], ensure_ascii=False) + "\n")
+                stats[index].n_docs += 1
+                n += 1
+                if split == "train" and copy == 0:
+                    for line in block.text.split("\n"):
+                        if line:
+                            sentences_out.write(line + "\n")
+                            n_sentences += 1
+    os.replace(staging / "blocks.jsonl", staging / "docs.jsonl")
+    info = SplitInfo("paragraph_blocks", reason, settings.block_chars, len(hashes), len(validation))
+    log.info("%d blocks of paragraphs, %d in validation", info.n_blocks, info.n_validation_blocks)
+    return n, n_sentences, info
+
+
+def _spooled(staging: Path) -> Iterator[tuple[int, str, int, str, str]]:
+    """The spooled rows: input index, document (or block) id, copy number, split, text."""
     with open(staging / "docs.jsonl", encoding="utf-8") as f:
         for line in f:
-            index, doc_id, split, text = json.loads(line)
-            yield index, doc_id, split, text
+            index, doc_id, copy, split, text = json.loads(line)
+            yield index, doc_id, copy, split, text
 
 
 def _write_shards(
@@ -353,9 +415,10 @@ def _write_shards(
     source_of: dict[str, tuple[int, str]] = {}
 
     def docs() -> Iterator[tuple[str, str]]:
-        for index, doc_id, split, text in _spooled(staging):
-            source_of[doc_id] = (index, split)
-            yield doc_id, text
+        for index, doc_id, copy, split, text in _spooled(staging):
+            row_id = doc_id if copy == 0 else f"{doc_id}#{copy}"
+            source_of[row_id] = (index, split)
+            yield row_id, text
 
     with ExitStack() as stack:
         writers = {
@@ -400,7 +463,7 @@ def build_tokenizer(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        _, n_sentences, _ = _spool(stats, staging, settings, progress)
+        _, n_sentences, _, _ = _spool(stats, staging, settings, progress)
         with open(staging / "sentences.txt", encoding="utf-8") as f:
             lines = (line.rstrip("\n") for line in f)
             sample = sample_lines(lines, n_sentences, settings.sentence_sample, settings.seed)

@@ -20,6 +20,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from data_prep.build import BuildSettings, BuildSummary, build_dataset, build_tokenizer
 from data_prep.errors import PrepError
@@ -67,6 +68,7 @@ def _add_build_options(p: argparse.ArgumentParser, val_fraction: float) -> None:
         type=float,
         default=val_fraction,
         help="share of documents, chosen by a stable hash of their id, put in the validation split; "
+        "with too few documents for that (e.g. one text file), share of blocks of paragraphs instead; "
         "0 for none (default: %(default)s)",
     )
     g.add_argument(
@@ -241,11 +243,12 @@ def _inspect_tokenizer(path: Path) -> None:
 def _inspect_dataset(data: Path, samples: int, tokens: int, verify: bool) -> None:
     from megagrow.data.shards import ShardedCorpus, ShardError
 
+    verified: set[Path] = set()
     try:
         for split in ShardedCorpus.open(data, "train").manifest["splits"]:
             corpus = ShardedCorpus.open(data, split)
             if verify:
-                corpus.verify()
+                verified.update(corpus.verify())
             m = corpus.manifest
             if split == "train":
                 print(f"{data}: {m['format']} v{m['version']}, created {m.get('created_at')}")
@@ -254,6 +257,7 @@ def _inspect_dataset(data: Path, samples: int, tokens: int, verify: bool) -> Non
                           f"{s['n_tokens']:>12,} tokens  {s['path']}")
                 print(f"  dropped: {m.get('dropped')}, replaced: {m.get('replaced', {})}")
                 print(f"  sentence index: {m.get('sentence_index', False)}; tokenizer vocab {corpus.vocab_size:,}")
+                print(f"  split: {_split_line(m.get('settings', {}))}")
             print(f"{split}: {corpus.n_docs:,} docs, {corpus.n_tokens:,} tokens, {len(corpus.files)} shard(s)")
             sp = corpus.load_tokenizer()
             for i in range(min(samples, corpus.n_docs)):
@@ -262,6 +266,21 @@ def _inspect_dataset(data: Path, samples: int, tokens: int, verify: bool) -> Non
                 print(f"  [{corpus.doc_id(k)}] {text}")
     except ShardError as e:
         raise PrepError(str(e)) from e
+    if verify:
+        print(f"verified {len(verified)} files: every SHA-256 matches {data / 'manifest.json'}")
+
+
+def _split_line(settings: dict[str, Any]) -> str:
+    """How the manifest's dataset was split into train and validation, in words."""
+    split = settings.get("split") or {"by": "document"}
+    if settings.get("val_fraction", 0) == 0:
+        return "no validation split (--val-fraction 0)"
+    if split.get("by") == "paragraph_blocks":
+        return (
+            f"by blocks of paragraphs ({split.get('reason')}): {split.get('n_validation_blocks')} of "
+            f"{split.get('n_blocks')} blocks of >= {split.get('block_chars')} characters in validation"
+        )
+    return f"by a hash of the document id (val_fraction {settings.get('val_fraction')})"
 
 
 def _print_summary(summary: BuildSummary) -> None:
@@ -278,6 +297,7 @@ def _print_summary(summary: BuildSummary) -> None:
         print(
             f"  {name:<10} {split['n_docs']:>8,} docs {split['n_tokens']:>13,} tokens in {len(split['files'])} shard(s)"
         )
+    print(f"split: {_split_line(m['settings'])}")
     tok = m["tokenizer"]
     print(f"tokenizer: {tok['type']}, vocab {tok['vocab_size']:,}, sha256 {tok['sha256'][:16]}...")
     dropped = ", ".join(f"{k} {v:,}" for k, v in m["dropped"].items()) or "none"

@@ -17,6 +17,7 @@ spec, so the file does not depend on the machine's core count either.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from data_prep.errors import PrepError
 from megagrow.data.corpus import SpecialTokens
 
 __all__ = [
+    "MIN_VOCAB_SIZE",
     "MODEL_TYPES",
     "NEWLINE_PIECE",
     "SPECIAL_IDS",
@@ -41,6 +43,8 @@ __all__ = [
 ]
 
 MODEL_TYPES = ("bpe", "unigram")
+#: The smallest vocabulary a trained tokenizer may have: 7 special pieces, 256 byte pieces and the text's own.
+MIN_VOCAB_SIZE = 300
 #: Surface of each special token, by the field names of :class:`SpecialTokens`.
 SPECIAL_PIECES = {
     "pad": "[PAD]",
@@ -91,6 +95,21 @@ def sample_lines(lines: Iterable[str], n_lines: int, max_lines: int, seed: int) 
                 return
 
 
+def _training_failure(error: str, vocab_size: int, model_type: str) -> str:
+    """The message for a failed training; when the text is too small for ``vocab_size``, a working fix."""
+    where = f"tokenizer training failed (--vocab-size {vocab_size}, --model-type {model_type})"
+    m = re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)", error)
+    if m is None:
+        return f"{where}: {error}"
+    most = int(m.group(1))
+    if most >= MIN_VOCAB_SIZE:
+        return f"{where}: the text has too few distinct pieces for {vocab_size}; use --vocab-size {most} or less"
+    return (
+        f"{where}: the text is too small for a tokenizer of even {MIN_VOCAB_SIZE} pieces (at most {most}); "
+        "add text, or reuse a trained tokenizer with --tokenizer MODEL"
+    )
+
+
 def train_tokenizer(
     sentences: Iterable[str], out_path: Path, vocab_size: int, model_type: str, num_threads: int
 ) -> TokenizerInfo:
@@ -122,7 +141,7 @@ def train_tokenizer(
             minloglevel=2,
         )
     except RuntimeError as e:
-        raise PrepError(f"tokenizer training failed (--vocab-size {vocab_size}, --model-type {model_type}): {e}") from e
+        raise PrepError(_training_failure(str(e), vocab_size, model_type)) from e
     write_bytes_atomic(out_path, _without_run_details(writer.getvalue()))
     info = load_tokenizer(out_path)
     if info.special != SPECIAL_IDS or info.newline_id != SPECIAL_IDS.eos + 1:

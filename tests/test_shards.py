@@ -146,6 +146,7 @@ def test_manifest_fields(built: Path, inputs: list[Path]) -> None:
     assert sum(s["n_tokens"] for s in m["sources"]) == sum(s["n_tokens"] for s in m["splits"].values())
     assert m["settings"] == {
         "val_fraction": 0.3,
+        "split": {"by": "document"},
         "min_chars": 50,
         "vocab_size": 300,
         "model_type": "bpe",
@@ -352,8 +353,8 @@ def test_build_interrupted_while_writing_shards(
 
 
 def test_build_input_errors(inputs: list[Path], tmp_path: Path) -> None:
-    with pytest.raises(PrepError, match="the validation split is empty: none of the .* documents"):
-        build_dataset(inputs[1:], tmp_path / "a", settings(val_fraction=1e-9), progress=False)
+    with pytest.raises(PrepError, match="no documents to write .*too_short.*lower --min-chars \\(now 100000\\)"):
+        build_dataset(inputs[1:], tmp_path / "a", settings(min_chars=100_000), progress=False)
     with pytest.raises(PrepError, match="already read from"):
         build_dataset([inputs[1], inputs[1]], tmp_path / "b", settings(), progress=False)
     (tmp_path / "c").mkdir()

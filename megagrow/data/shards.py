@@ -263,14 +263,17 @@ class ShardedCorpus:
     def n_tokens(self) -> int:
         return int(self._lengths.sum())
 
-    def verify(self) -> None:
-        """Hash every shard of the split and the tokenizer; :class:`ShardError` on a mismatch."""
+    def verify(self) -> list[Path]:
+        """Hash every shard of the split and the tokenizer; :class:`ShardError` on a mismatch.
+
+        Returns the files verified."""
         checks = [(self.data_dir / f.path, f.sha256) for f in self.files]
         checks.append((self.tokenizer_path, self.tokenizer_sha256))
         for path, expected in checks:
             actual = sha256_file(path)
             if actual != expected:
                 raise ShardError(f"{path}: SHA-256 is {actual}, {MANIFEST_NAME} says {expected}")
+        return [path for path, _ in checks]
 
     def load_tokenizer(self) -> spm.SentencePieceProcessor:
         """The dataset's SentencePiece model (to decode samples, or encode prompts)."""
