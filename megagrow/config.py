@@ -105,7 +105,8 @@ class DataConfig:
     whole_word_masking: bool = doc("bert: mask all pieces of a word together (the budget counts tokens)", False)
     short_seq_prob: float = doc("bert_pairs: probability of a shorter target length (as Google BERT/Megatron)", 0.1)
     nsp: bool = doc("bert_pairs: 50% random B with nsp_labels (off by default, as in both papers)", False)
-    eval_samples: int = doc("validation samples evaluated at every evaluation (fixed set)", 256)
+    eval_samples: int = doc("validation samples evaluated at every evaluation (fixed set); 0 = no evaluation "
+                            "(no val_loss)", 256)
     allow_fingerprint_change: bool = doc(
         "resume even if the dataset fingerprint differs from the checkpoint's (keeps the cursor)", False)
     synthetic_train_samples: int = doc("synthetic-images: size of the training set", 50000)
@@ -222,7 +223,7 @@ def validate(cfg: Config) -> list[str]:
 
     positive("data.seq_len", cfg.data.seq_len)
     positive("data.micro_batch_size", cfg.data.micro_batch_size)
-    positive("data.eval_samples", cfg.data.eval_samples)
+    positive("data.eval_samples", cfg.data.eval_samples, allow_zero=True)
     positive("data.synthetic_train_samples", cfg.data.synthetic_train_samples)
     positive("optim.lr", cfg.optim.lr)
     positive("optim.warmup_steps", cfg.optim.warmup_steps, allow_zero=True)

@@ -43,6 +43,7 @@ from megagrow.distributed.env import DistEnv
 from megagrow.distributed.freeze import SkippedSlots
 from megagrow.distributed.scheduler import StepScheduler
 from megagrow.distributed.state import gather_full_state, scatter_full_state
+from megagrow.evaluation import eval_layout
 from megagrow.faults import NonFiniteGuard, NonFiniteStop, fault, local_bad
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Plan, build_plan
@@ -77,7 +78,7 @@ class _Session:
     engine: Any
     run: RunDir
     loader: GlobalBatchLoader
-    eval_loader: EvalLoader
+    eval_loader: EvalLoader | None  # None: no evaluation (data.eval_samples 0, or no validation split)
     scheduler: StepScheduler  # rank 0's layer maps on every rank
     counters: Counters = field(default_factory=Counters)
     guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard("skip", 5))
@@ -129,13 +130,14 @@ def _setup(cfg: Config) -> _Session:
     if resume_from is not None:
         scatter_full_state(engine, full_state, src=0 if on_rank0 else None)
         del full_state
-    per_micro = cfg.data.micro_batch_size * env.world_size
-    n_eval = min(cfg.data.eval_samples, len(data.validation)) // per_micro * per_micro
-    if n_eval <= 0:
-        raise ValueError(f"data.eval_samples={cfg.data.eval_samples}: the validation split has "
-                         f"{len(data.validation)} samples, fewer than one global micro-batch ({per_micro})")
-    eval_loader = EvalLoader(data.validation, cfg.data.micro_batch_size, n_eval, env.world_size, env.rank,
-                             key_offset=data.eval_key_offset)
+    layout = eval_layout(cfg.data.eval_samples, len(data.validation) if data.validation is not None else None,
+                         cfg.data.micro_batch_size, env.world_size, cfg.data.path)
+    if layout.note and env.is_main:
+        print(f"[megagrow] note: {layout.note}", file=sys.stderr, flush=True)
+    eval_loader = None
+    if layout.enabled and data.validation is not None:
+        eval_loader = EvalLoader(data.validation, layout.micro_batch_size, layout.n_samples, env.world_size,
+                                 env.rank, key_offset=data.eval_key_offset)
     guard = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_consecutive_skips)
     scheduler = StepScheduler(plan, env.rank, env.world_size, cfg.model.n_layers, cfg.distributed.check_decisions)
     return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, scheduler, counters,
@@ -267,7 +269,8 @@ def train(cfg: Config) -> TrainResult:
             step = s.counters.step
             why = s.guard.verdict(step)  # non-finite steps: stop after this step's record and a checkpoint
             done = step == cfg.train.max_steps or stopped or why is not None
-            is_eval = bool(cfg.train.eval_every and step % cfg.train.eval_every == 0) or done
+            is_eval = s.eval_loader is not None and (
+                bool(cfg.train.eval_every and step % cfg.train.eval_every == 0) or done)
             if step % cfg.logging.log_every == 0 or is_eval:
                 rec = interval.record(s.counters, s.engine.optimizer.param_groups[0]["lr"], s.model_cfg.hidden, peak,
                                       s.env.world_size)

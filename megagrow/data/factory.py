@@ -1,4 +1,9 @@
-"""Build the train/validation datasets a config asks for."""
+"""Build the train/validation datasets a config asks for.
+
+There is no validation dataset (``DataBundle.validation`` is None) when ``data.eval_samples`` is 0 or
+the prepared dataset has no validation split (built with ``--val-fraction 0``): training then runs
+without evaluation.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ _VAL_KEY_OFFSET = 1 << 40
 @dataclass
 class DataBundle:
     train: SampleDataset
-    validation: SampleDataset
+    validation: SampleDataset | None  # None: no evaluation (data.eval_samples 0, or no validation split)
     vocab_size: int  # 0 for images
     seq_len: int  # tokens per sample entering the transformer blocks
     eval_key_offset: int = 0
@@ -32,7 +37,8 @@ def build_data(data_cfg, model_cfg: ModelConfig, seed: int) -> DataBundle:
         common = dict(num_classes=m.num_classes, image_size=m.image_size, in_chans=m.in_chans, seed=seed)
         return DataBundle(
             train=SyntheticImageDataset(n_samples=data_cfg.synthetic_train_samples, **common),
-            validation=SyntheticImageDataset(n_samples=max(data_cfg.eval_samples, 1), **common),
+            validation=SyntheticImageDataset(n_samples=data_cfg.eval_samples, **common) if data_cfg.eval_samples
+            else None,
             vocab_size=0,
             seq_len=deit_seq_len(m.image_size, m.patch_size, m.n_prefix_tokens),
             eval_key_offset=_VAL_KEY_OFFSET,
@@ -42,27 +48,36 @@ def build_data(data_cfg, model_cfg: ModelConfig, seed: int) -> DataBundle:
         from megagrow.data.images import ImageDataset, ImageShards
 
         m = model_cfg
-        tr, va = ImageShards.open(path, "train"), ImageShards.open(path, "validation")
+        tr = ImageShards.open(path, "train")
+        va = ImageShards.open(path, "validation") if _evaluates(data_cfg, tr.manifest) else None
         if tr.num_classes != m.num_classes:
             raise ValueError(f"data.path={path}: {tr.num_classes} classes, but model.num_classes={m.num_classes}")
         return DataBundle(
             train=ImageDataset(tr, m.image_size, m.in_chans, train=True, seed=seed, augment=data_cfg.augment,
                                scale=(data_cfg.augment_scale_min, 1.0), hflip=data_cfg.hflip),
-            validation=ImageDataset(va, m.image_size, m.in_chans, train=False, seed=seed),
+            validation=ImageDataset(va, m.image_size, m.in_chans, train=False, seed=seed) if va else None,
             vocab_size=0,
             seq_len=deit_seq_len(m.image_size, m.patch_size, m.n_prefix_tokens),
         )
     from megagrow.data.shards import ShardedCorpus
 
-    train_c, val_c = ShardedCorpus.open(path, "train"), ShardedCorpus.open(path, "validation")
-    if model_cfg.family == "gpt":
-        train: SampleDataset = GPTDataset(train_c, data_cfg.seq_len)
-        val: SampleDataset = GPTDataset(val_c, data_cfg.seq_len)
-    elif data_cfg.bert_pairs:
-        masking = MaskingConfig(mask_prob=data_cfg.mask_prob, whole_word=data_cfg.whole_word_masking)
-        train, val = (BERTPairDataset(c, data_cfg.seq_len, masking=masking, short_seq_prob=data_cfg.short_seq_prob,
-                                      nsp=data_cfg.nsp, seed=seed) for c in (train_c, val_c))
-    else:
-        train, val = (BERTDataset(c, data_cfg.seq_len, mask_prob=data_cfg.mask_prob, seed=seed,
-                                  whole_word=data_cfg.whole_word_masking) for c in (train_c, val_c))
-    return DataBundle(train=train, validation=val, vocab_size=train_c.vocab_size, seq_len=data_cfg.seq_len)
+    train_c = ShardedCorpus.open(path, "train")
+    val_c = ShardedCorpus.open(path, "validation") if _evaluates(data_cfg, train_c.manifest) else None
+
+    def dataset(c: ShardedCorpus) -> SampleDataset:
+        if model_cfg.family == "gpt":
+            return GPTDataset(c, data_cfg.seq_len)
+        if data_cfg.bert_pairs:
+            masking = MaskingConfig(mask_prob=data_cfg.mask_prob, whole_word=data_cfg.whole_word_masking)
+            return BERTPairDataset(c, data_cfg.seq_len, masking=masking, short_seq_prob=data_cfg.short_seq_prob,
+                                   nsp=data_cfg.nsp, seed=seed)
+        return BERTDataset(c, data_cfg.seq_len, mask_prob=data_cfg.mask_prob, seed=seed,
+                           whole_word=data_cfg.whole_word_masking)
+
+    return DataBundle(train=dataset(train_c), validation=dataset(val_c) if val_c is not None else None,
+                      vocab_size=train_c.vocab_size, seq_len=data_cfg.seq_len)
+
+
+def _evaluates(data_cfg, manifest: dict) -> bool:
+    """Whether to open the validation split: evaluation is on and the dataset has one."""
+    return data_cfg.eval_samples > 0 and "validation" in manifest.get("splits", {})
