@@ -13,6 +13,7 @@ import torch
 
 from megagrow.config import Config, deepspeed_config
 from megagrow.distributed.env import DistEnv, resolve_dist_env
+from megagrow.distributed.threads import apply_cpu_threads
 
 _NO_DECAY_SUFFIXES = ("bias", "cls_token", "dist_token", "pos_embed")
 
@@ -23,9 +24,11 @@ def _prepare_deepspeed_import() -> None:
 
 
 def init_distributed(cfg: Config) -> DistEnv:
-    """Resolve rank/world from any launcher and initialise torch.distributed through DeepSpeed."""
+    """Resolve rank/world from any launcher, give each rank its share of the CPU cores (see
+    :mod:`~megagrow.distributed.threads`) and initialise torch.distributed through DeepSpeed."""
     _prepare_deepspeed_import()
     env = resolve_dist_env()
+    apply_cpu_threads(env.local_world_size, torch.cuda.is_available(), _main_log if env.is_main else None)
     import deepspeed
     import deepspeed.comm.torch  # noqa: F401  (module object fetched from sys.modules below)
 
@@ -42,6 +45,10 @@ def init_distributed(cfg: Config) -> DistEnv:
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, timeout=timeout)
     _default_group_timeout(timeout)
     return env
+
+
+def _main_log(line: str) -> None:
+    print(f"[megagrow] {line}", file=sys.stderr, flush=True)
 
 
 def _default_group_timeout(timeout: timedelta) -> None:

@@ -5,6 +5,10 @@ Order: torchrun / deepspeed launcher (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) 
 process on loopback with a free port. The result is written back into the standard variables, so
 ``deepspeed.init_distributed`` never falls back to its mpi4py discovery (which picks the first
 non-loopback address).
+
+The number of ranks on this node (:func:`local_world_size`) comes from ``LOCAL_WORLD_SIZE`` (torchrun),
+``LOCAL_SIZE`` (the deepspeed launcher), ``SLURM_TASKS_PER_NODE``, ``OMPI_COMM_WORLD_LOCAL_SIZE`` or
+``MPI_LOCALNRANKS`` (MPICH); 1 when none says.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
 
@@ -24,6 +28,7 @@ class DistEnv:
     master_addr: str
     master_port: int
     source: str  # "launcher" | "slurm" | "mpi" | "single"
+    local_world_size: int = 1  # ranks on this node
 
     @property
     def is_main(self) -> bool:
@@ -48,7 +53,32 @@ def first_slurm_host(nodelist: str) -> str:
     return prefix + first
 
 
-def _int(env: MutableMapping[str, str], key: str) -> int:
+def slurm_tasks_on_node(tasks_per_node: str, node_id: int) -> int:
+    """This node's entry of ``SLURM_TASKS_PER_NODE`` such as ``2(x3),1`` (nodes 0-2: 2 tasks, node 3: 1)."""
+    counts: list[int] = []
+    for part in tasks_per_node.split(","):
+        m = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
+        if not m:
+            raise ValueError(f"SLURM_TASKS_PER_NODE={tasks_per_node!r}: expected e.g. '2(x3),1'")
+        counts += [int(m.group(1))] * int(m.group(2) or 1)
+    if not 0 <= node_id < len(counts):
+        raise ValueError(f"SLURM_NODEID={node_id} is outside SLURM_TASKS_PER_NODE={tasks_per_node!r}")
+    return counts[node_id]
+
+
+def local_world_size(env: Mapping[str, str], source: str) -> int:
+    """Ranks on this node, as the launcher says (see the module docstring); 1 when it does not say."""
+    keys = {"launcher": ("LOCAL_WORLD_SIZE", "LOCAL_SIZE"), "mpi": ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")}
+    for key in keys.get(source, ()):
+        if key in env:
+            return max(1, _int(env, key))
+    if source == "slurm" and "SLURM_TASKS_PER_NODE" in env:
+        node = _int(env, "SLURM_NODEID") if "SLURM_NODEID" in env else 0
+        return max(1, slurm_tasks_on_node(env["SLURM_TASKS_PER_NODE"], node))
+    return 1
+
+
+def _int(env: Mapping[str, str], key: str) -> int:
     try:
         return int(env[key])
     except ValueError:
@@ -89,4 +119,4 @@ def resolve_dist_env(env: MutableMapping[str, str] | None = None) -> DistEnv:
         raise ValueError(f"rank {rank} is outside world size {world} (from {source} environment)")
     env.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local), MASTER_ADDR=addr,
                MASTER_PORT=str(port))
-    return DistEnv(rank, world, local, addr, port, source)
+    return DistEnv(rank, world, local, addr, port, source, local_world_size(env, source))
