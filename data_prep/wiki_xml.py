@@ -3,7 +3,9 @@
 Memory stays bounded whatever the dump size: pages are parsed one at a time with
 :func:`xml.etree.ElementTree.iterparse` and cleared once read. Tags are matched by their local
 name, so every export schema version (0.10 in older dumps, 0.11 in current ones) is accepted.
-``bz2.open`` also reads the concatenated streams of ``-multistream`` dumps.
+``bz2.open`` also reads the concatenated streams of ``-multistream`` dumps. A corrupt or truncated bz2
+stream is a :class:`WikiDumpError` naming the file and the position: the decompressed byte where
+reading stopped and the compressed byte reached.
 """
 
 from __future__ import annotations
@@ -43,15 +45,34 @@ def _local(tag: str) -> str:
 
 
 class _HashingReader:
-    """A read-only binary stream that hashes the bytes read through it."""
+    """A read-only binary stream that hashes and counts the bytes read through it."""
 
     def __init__(self, raw: BinaryIO):
         self._raw = raw
         self.sha256 = hashlib.sha256()
+        self.n_read = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         self.sha256.update(data)
+        self.n_read += len(data)
+        return data
+
+
+class _CountingReader:
+    """A read-only binary stream that counts the bytes read through it (the decompressed position).
+
+    A :class:`bz2.BZ2File` is read with ``read1`` (what one compressed chunk gives), so the bytes
+    decompressed before a truncation reach the parser and the count, rather than being dropped with the
+    rest of a larger ``read``."""
+
+    def __init__(self, raw: _HashingReader | bz2.BZ2File):
+        self._read = raw.read1 if isinstance(raw, bz2.BZ2File) else raw.read
+        self.n_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._read(size)
+        self.n_read += len(data)
         return data
 
 
@@ -73,19 +94,28 @@ class WikiDumpReader:
         self.sha256: str | None = None
 
     def __iter__(self) -> Iterator[WikiPage]:
+        hashing: _HashingReader | None = None
+        counting: _CountingReader | None = None
+        compressed = False
         try:
             with open(self.path, "rb") as raw:
                 compressed = raw.read(3) == b"BZh"
                 raw.seek(0)
                 hashing = _HashingReader(raw)
-                yield from self._pages(bz2.BZ2File(hashing) if compressed else hashing)
+                counting = _CountingReader(bz2.BZ2File(hashing) if compressed else hashing)
+                yield from self._pages(counting)
                 self.sha256 = hashing.sha256.hexdigest()
         except ET.ParseError as e:
             raise WikiDumpError(f"{self.path}: not well-formed XML ({e}); expected a MediaWiki XML dump") from e
         except (OSError, EOFError) as e:
-            raise WikiDumpError(f"{self.path}: cannot read ({e}); expected a MediaWiki XML dump") from e
+            if not compressed or hashing is None or counting is None:
+                raise WikiDumpError(f"{self.path}: cannot read ({e})") from e
+            raise WikiDumpError(
+                f"{self.path}: cannot read past decompressed byte {counting.n_read:,} (compressed byte "
+                f"{hashing.n_read:,} of {self.path.stat().st_size:,}): {e}; the bz2 stream is corrupt or truncated"
+            ) from e
 
-    def _pages(self, stream: _HashingReader | bz2.BZ2File) -> Iterator[WikiPage]:
+    def _pages(self, stream: _CountingReader) -> Iterator[WikiPage]:
         events = ET.iterparse(stream, events=("start", "end"))
         _, root = next(events)
         if _local(root.tag) != "mediawiki":

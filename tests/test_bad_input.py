@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -36,6 +37,45 @@ def test_corrupt_bz2_names_file_and_line(tmp_path: Path) -> None:
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(PrepError, match=r"b.jsonl.bz2: cannot read past line \d+ .*corrupt or truncated"):
         list(open_source(SourceSpec(bad, "jsonl")).documents())
+
+
+def _random_words(n: int, seed: int = 0) -> str:
+    import random
+
+    rng = random.Random(seed)
+    return " ".join("".join(rng.choice("abcdefghijklmnop") for _ in range(rng.randint(2, 9))) for _ in range(n))
+
+
+def test_truncated_multiblock_bz2_gives_the_decompressed_offset(tmp_path: Path) -> None:
+    """A dump cut inside its third 100 kB bz2 block: the error names the decompressed byte where reading
+    stopped (all that the intact blocks hold) and the compressed byte reached."""
+    pages = "".join(
+        f"<page><title>T{i}</title><ns>0</ns><id>{i + 1}</id><revision><text>{_random_words(400, i)}</text>"
+        "</revision></page>\n"
+        for i in range(120)
+    )
+    xml = f"<mediawiki><siteinfo><dbname>x</dbname></siteinfo>\n{pages}</mediawiki>\n".encode()
+    data = bz2.compress(xml, compresslevel=1)
+    cut = data[: len(data) * 2 // 3]
+    readable = len(bz2.BZ2Decompressor().decompress(cut))
+    assert 0 < readable < len(xml)
+    dump = tmp_path / "cut.xml.bz2"
+    dump.write_bytes(cut)
+    with pytest.raises(PrepError) as e:
+        list(open_source(dump).documents())
+    assert f"cut.xml.bz2: cannot read past decompressed byte {readable:,} (compressed byte " in str(e.value)
+    assert f"of {len(cut):,}): Compressed file ended" in str(e.value)
+    assert "corrupt or truncated" in str(e.value)
+
+    lines = tmp_path / "cut.jsonl"  # line-based readers: the line and the decompressed byte where it starts
+    raw = b"".join(json.dumps({"text": _random_words(300, i)}).encode() + b"\n" for i in range(300))
+    lines_data = bz2.compress(raw, compresslevel=1)
+    lines.with_suffix(".jsonl.bz2").write_bytes(lines_data[: len(lines_data) // 2])
+    with pytest.raises(PrepError, match=r"cannot read past line (\d+) \(decompressed byte (\d+)\)") as e:
+        list(open_source(SourceSpec(lines.with_suffix(".jsonl.bz2"), "jsonl")).documents())
+    line, offset = (int(x) for x in re.search(r"line (\d+) \(decompressed byte (\d+)\)", str(e.value)).groups())
+    readable = len(bz2.BZ2Decompressor().decompress(lines_data[: len(lines_data) // 2]))
+    assert line > 0 and raw[:offset].count(b"\n") == line and offset == raw.rfind(b"\n", 0, readable) + 1
 
 
 def test_truncated_parquet_and_missing_column(tmp_path: Path) -> None:

@@ -132,7 +132,8 @@ def decode_counting(data: bytes, replaced: Counter[str], where: str, offset: int
 def iter_lines(path: Path, replaced: Counter[str]) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of a (maybe bz2) text file, decoded with :func:`decode_counting`.
 
-    A corrupt or truncated bz2 stream raises a :class:`PrepError` naming the file and line.
+    A corrupt or truncated bz2 stream raises a :class:`PrepError` naming the file, the last line read
+    and the decompressed byte where the unreadable line starts.
     """
     lineno = 0
     offset = 0
