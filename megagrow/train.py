@@ -95,7 +95,8 @@ def _setup(cfg: Config) -> _Session:
             cfg.model.vocab_size = data.vocab_size
         elif cfg.model.vocab_size < data.vocab_size:
             raise ValueError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
-                             f"vocabulary ({data.vocab_size}) of data.path={cfg.data.path}")
+                             f"vocabulary ({data.vocab_size}) of data.path={cfg.data.path}; set model.vocab_size=0 "
+                             f"(taken from the tokenizer) or at least {data.vocab_size}")
     plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, seed, cfg.train.max_steps, model=cfg.model,
                       tokens_per_step=cfg.global_batch_size(env.world_size) * data.seq_len)
     run = RunDir(Path(cfg.run.out_dir) / cfg.run.name)

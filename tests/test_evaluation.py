@@ -74,3 +74,13 @@ def test_dataset_without_validation_split_trains_without_evaluation(tmp_path: Pa
     assert result.step == 2 and result.val_loss is None
     assert not any("val_loss" in r for r in records(result.run_dir))
     assert f"evaluation off: data.path={data} has no validation split" in capsys.readouterr().err
+
+
+def test_error_fixes_that_work(tmp_path: Path, text_data: Path) -> None:
+    with pytest.raises(ValueError, match=r"smaller than the tokenizer's vocabulary \(400\).*set model.vocab_size=0 "
+                                         r"\(taken from the tokenizer\) or at least 400"):
+        run(tiny_config("gpt", tmp_path, "vocab", "--model.vocab_size=100", data_path=text_data))
+    from megagrow.data.shards import ShardedCorpus, ShardError
+
+    with pytest.raises(ShardError, match=f"`megagrow-prep build --input TEXT --out {tmp_path / 'none'}`"):
+        ShardedCorpus.open(tmp_path / "none", "train")

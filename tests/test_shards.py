@@ -242,7 +242,8 @@ def edit_manifest(out: Path, **changes) -> None:
 
 def test_reader_errors(copy_of_built: Path, tmp_path: Path) -> None:
     out = copy_of_built
-    with pytest.raises(ShardError, match=r"no manifest.json in .*: run `megagrow-prep sample` or `megagrow-prep"):
+    with pytest.raises(ShardError, match=r"no manifest.json in .*: prepare it first with `megagrow-prep build "
+                                         r"--input TEXT --out .*`megagrow-prep sample --out "):
         ShardedCorpus.open(tmp_path / "nowhere", "train")
     with pytest.raises(ShardError, match="no split 'test'; the dataset has \\['train', 'validation'\\]"):
         ShardedCorpus.open(out, "test")

@@ -78,7 +78,7 @@ class ImageBuildSettings:
         if self.encoding not in ("auto", *ENCODINGS):
             raise PrepError(f"--encoding {self.encoding}: expected auto, raw or png")
         if self.shard_bytes < 1:
-            raise PrepError(f"--shard-bytes {self.shard_bytes}: expected a positive number")
+            raise PrepError(f"shard_bytes {self.shard_bytes}: expected a positive number (--shard-mb N: N MB)")
 
 
 def encode_png(img: np.ndarray) -> bytes:

@@ -132,7 +132,9 @@ class ShardedCorpus:
         """Open split ``split`` (``"train"``, ``"validation"``) of the dataset in ``data_dir``."""
         data_dir = Path(data_dir)
         path = data_dir / MANIFEST_NAME
-        missing = f"no {MANIFEST_NAME} in {data_dir}: run `megagrow-prep sample` or `megagrow-prep build` first"
+        missing = (f"no {MANIFEST_NAME} in {data_dir}: prepare it first with `megagrow-prep build --input TEXT "
+                   f"--out {data_dir}` (TEXT: a .txt file, a directory of them, a dump...) or, for the sample "
+                   f"corpus, `megagrow-prep sample --out {data_dir}`")
         manifest = read_json(path, missing, ShardError)
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
         if fmt != FORMAT:
