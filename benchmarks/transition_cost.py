@@ -443,7 +443,7 @@ def summarize(ranks: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def _fmt_table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'model':<9} {'variant':<13} {'transition':<34} {'params':>13} {'step s':>11} {'gather':>6} {'map':>6} "
-            f"{'rebuild':>7} {'total':>6} {'/step':>6} {'bcast ms':>8} {'share':>6} {'peak tr MB':>11} "
+            f"{'rebuild':>7} {'total':>6} {'/full':>6} {'bcast ms':>8} {'share':>6} {'peak tr MB':>11} "
             f"{'extra MB':>11} {'steady MB':>11} {'state MB':>11}")
     lines = [head]
     for r in rows:
@@ -451,7 +451,7 @@ def _fmt_table(rows: list[dict[str, Any]]) -> str:
             f"{r['model']:<9} {r['zero']:<13} {r['transition'][:34]:<34} "
             f"{r['params_before'] / 1e6:5.1f}->{r['params_after'] / 1e6:5.1f}M "
             f"{r['step_before_s']:5.2f}->{r['step_after_s']:<5.2f} {r['gather_s']:6.2f} {r['map_s']:6.2f} "
-            f"{r['rebuild_s']:7.2f} {r['transition_s']:6.2f} {r['transition_per_step_after']:6.2f} "
+            f"{r['rebuild_s']:7.2f} {r['transition_s']:6.2f} {r['transition_s'] / full_model_step_s(r):6.2f} "
             f"{r['sched_bcast_ms']:8.3f} {r['sched_share_of_step']:6.2%} "
             f"{'/'.join(f'{v:.0f}' for v in r['peak_rss_transition_mb']):>11} "
             f"{'/'.join(f'{v:.0f}' for v in r['transition_extra_mb']):>11} "
@@ -460,10 +460,16 @@ def _fmt_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def full_model_step_s(row: dict[str, Any]) -> float:
+    """The step time of the larger model of a transition (README: "full-model step"): after a growth, before
+    a coalescing."""
+    return row["step_after_s"] if row["params_after"] >= row["params_before"] else row["step_before_s"]
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> bool:
-    """Per model: stacked gather/map/rebuild bars in units of the next step's time (top) and each rank's peak
-    RSS during the transition next to its steady-state training peak (bottom); False when matplotlib is
-    missing."""
+    """Per model: stacked gather/map/rebuild bars in units of the full-model step's time (top) and each rank's
+    peak RSS during the transition next to its steady-state training peak (bottom); one legend per row, right of
+    the plots, kept inside the saved image; False when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -472,20 +478,19 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
     except ImportError:
         return False
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = plt.subplots(2, len(models), figsize=(7.5 * len(models), 9), squeeze=False)
+    fig, axes = plt.subplots(2, len(models), figsize=(7.5 * len(models) + 2.5, 9), squeeze=False)
     for col, model in enumerate(models):
         sub = [r for r in rows if r["model"] == model]
         labels = [f"{r['zero']} {r['transition'].split(' (')[0].replace(' + interpolate', '')}" for r in sub]
         ax = axes[0][col]
         bottom = [0.0] * len(sub)
         for key, color in (("gather_s", "tab:blue"), ("map_s", "tab:orange"), ("rebuild_s", "tab:green")):
-            vals = [r[key] / r["step_after_s"] for r in sub]
+            vals = [r[key] / full_model_step_s(r) for r in sub]
             ax.barh(labels, vals, left=bottom, color=color, label=key.removesuffix("_s"))
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-        ax.set_title(f"{model}: transition time in steps")
-        ax.set_xlabel("seconds / step time after the transition")
+        ax.set_title(f"{model}: transition time in full-model steps")
+        ax.set_xlabel("seconds / step time of the full model (12 layers, full width)")
         ax.invert_yaxis()
-        ax.legend(loc="lower right")
         ax = axes[1][col]
         ys = list(range(len(sub)))
         for rank, (off, color) in enumerate(((-0.2, "tab:purple"), (0.2, "tab:cyan"))):
@@ -497,10 +502,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
         ax.set_title(f"{model}: peak resident memory per rank (MB)")
         ax.set_xlabel("MB (VmHWM)")
         ax.invert_yaxis()
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
+    for row in axes:
+        handles, names = row[0].get_legend_handles_labels()
+        row[-1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
     fig.suptitle("growth transitions under DeepSpeed, 2 gloo ranks on a 2-core CPU")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     return True
 
 
