@@ -1,6 +1,6 @@
 """``megagrow`` command line: thin wrappers over the library.
 
-    megagrow train CONFIG.yaml [--section.key=value ...]
+    megagrow train CONFIG.yaml [--section.key=value ...]      (megagrow train --help: overrides, include:)
     megagrow config CONFIG.yaml [--section.key=value ...] [--docs] [--deepspeed --world-size N]
     megagrow report RUN_DIR [RUN_DIR ...] [--baseline RUN_DIR] [--out DIR] [--ema A]
     megagrow plan show [CONFIG.yaml] [--section.key=value ...] [--json]
@@ -14,7 +14,30 @@ import os
 import sys
 import warnings
 
-from megagrow.config import Config, ConfigError, deepspeed_config, describe, dump_yaml, load_config
+from megagrow.config import Config, ConfigError, config_tree, deepspeed_config, describe, dump_yaml, load_config
+
+CONFIG_HELP = """\
+overrides:
+  Any config field can be set after the config file as --section.key=value (or --section.key value);
+  overrides are applied last, after the file and its includes:
+    megagrow train configs/gpt-tiny.yaml --optim.lr=3e-4 --train.max_steps=2000 --data.micro_batch_size=8
+    megagrow train configs/bert-tiny.yaml --growth.plan=apollo --growth.stages=1,3,6,12 \\
+                   --growth.boundaries=0.05,0.1,0.25
+  Lists are comma-separated (brackets optional); booleans true/false. Every field with its type, default
+  and meaning: `megagrow config --docs`; the resolved config: `megagrow config CONFIG.yaml [overrides]`.
+
+include:
+  A YAML file may name other files to merge underneath it, relative to itself:
+    include: [gpt-tiny.yaml, plans/apollo.yaml]     # configs/gpt-tiny-apollo.yaml
+  Included files are merged in order (later ones win, recursively per section), then the file's own keys,
+  then the overrides. model.size applies a named preset before explicit model fields.
+
+resume:
+  Rerunning the same command resumes from the run's newest checkpoint (checkpoint.resume=auto). A resume
+  whose config changes the architecture, growth plan or schedule, dataset, sequence length or global batch
+  is refused; LR, max_steps, cadence and world-size changes are honoured, logged and recorded in the run's
+  config.history.yaml; a few others need checkpoint.allow_changes (README, Checkpoints).
+"""
 
 
 def _split(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -41,10 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     # DeepSpeed's launcher passes --local_rank=N (before the subcommand); LOCAL_RANK is read from the env.
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a model (any launcher: none, torchrun, deepspeed, srun, mpirun)")
-    t.add_argument("config", help="YAML config file (see configs/)")
+    t = sub.add_parser("train", help="train a model (any launcher: none, torchrun, deepspeed, srun, mpirun)",
+                       usage="megagrow train CONFIG.yaml [--section.key=value ...]",
+                       description="Train (or resume) the run <run.out_dir>/<run.name> described by CONFIG.yaml; "
+                       "the same command under torchrun, deepspeed, srun or mpirun trains on several ranks.",
+                       epilog=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("config", help="YAML config file (see configs/); run.name defaults to its stem")
     t.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    c = sub.add_parser("config", help="print the resolved config, its documentation, or the DeepSpeed JSON")
+    c = sub.add_parser("config", help="print the resolved config, its documentation, or the DeepSpeed JSON",
+                       usage="megagrow config [CONFIG.yaml] [--section.key=value ...] [--docs] [--deepspeed]",
+                       epilog=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("config", nargs="?", help="YAML config file; omitted: defaults")
     c.add_argument("--docs", action="store_true", help="list every field with type, default and help")
     c.add_argument("--deepspeed", action="store_true", help="print the generated DeepSpeed JSON")
@@ -67,17 +96,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="diagnosis: the equal-FLOPs gap this many steps after each phase change (default 200)")
     pl = sub.add_parser("plan", help="inspect a growth plan without training")
     pl_sub = pl.add_subparsers(dest="plan_command", required=True)
-    ps = pl_sub.add_parser("show", help="phases, depth pmfs and expected FLOPs vs scratch of the config's plan")
+    ps = pl_sub.add_parser("show", help="phases, depth pmfs, LR and expected FLOPs vs scratch of the config's plan",
+                           usage="megagrow plan show [CONFIG.yaml] [--section.key=value ...] [--json]",
+                           description="The plan of CONFIG.yaml for the model it names (a plan file alone, e.g. "
+                           "configs/plans/apollo.yaml, gets the default model, and says so).",
+                           epilog=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ps.add_argument("config", nargs="?", help="YAML config file; omitted: defaults")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
 
-def _plan_show(cfg: Config, as_json: bool) -> int:
+def _plan_show(cfg: Config, as_json: bool, model_given: bool) -> int:
     from megagrow.plan_show import render_json, render_table, summarize
 
     try:
-        summary = summarize(cfg)
+        summary = summarize(cfg, model_source="config" if model_given else "defaults")
     except ValueError as e:
         print(f"megagrow: error: {e}", file=sys.stderr)
         return 2
@@ -100,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"megagrow: {e}", file=sys.stderr)
         return 2
     if args.command == "plan":
-        return _plan_show(cfg, args.json)
+        return _plan_show(cfg, args.json, "model" in config_tree(args.config, overrides))
     if args.command == "config":
         print(json.dumps(deepspeed_config(cfg, args.world_size), indent=2) if args.deepspeed else dump_yaml(cfg))
         return 0

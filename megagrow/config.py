@@ -443,7 +443,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError([f"{path}: not valid YAML: {e}"]) from e
+        raise ConfigError([_yaml_problem(path, e, seen)]) from e
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: expected a mapping at the top level, got {type(data).__name__}"])
     includes = data.pop("include", []) or []
@@ -453,6 +453,23 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     for inc in includes:
         merged = _merge(merged, _read_yaml(path.parent / inc, (*seen, path)))
     return _merge(merged, data)
+
+
+def _yaml_problem(path: Path, e: yaml.YAMLError, seen: tuple[Path, ...]) -> str:
+    """``FILE:LINE:COL: not valid YAML: what (context)``, naming the including file when there is one."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    what = " ".join(str(x) for x in (getattr(e, "problem", None), getattr(e, "context", None)) if x) or str(e)
+    ctx = getattr(e, "context_mark", None)
+    if ctx is not None and mark is not None and ctx.line != mark.line:
+        what += f" (started at line {ctx.line + 1})"
+    line = ""
+    if mark is not None:
+        lines = path.read_text().splitlines()
+        if 0 <= mark.line < len(lines):
+            line = f"; line {mark.line + 1}: {lines[mark.line].strip()!r}"
+    via = f" (included from {seen[-1]})" if seen else ""
+    return f"{where}: not valid YAML: {what}{line}{via}"
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
@@ -506,10 +523,15 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
     return cfg
 
 
+def config_tree(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The raw tree a config is built from: the YAML file with its includes, then the overrides (unvalidated)."""
+    data: dict[str, Any] = _read_yaml(Path(path)) if path else {}
+    return _merge(data, parse_overrides(overrides or []))
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Load a YAML file (or defaults when ``path`` is None), apply ``--a.b=c`` overrides, validate."""
-    data: dict[str, Any] = _read_yaml(Path(path)) if path else {}
-    data = _merge(data, parse_overrides(overrides or []))
+    data = config_tree(path, overrides)
     cfg = config_from_dict(data, str(path or "defaults"))
     if not cfg.run.name and path:
         cfg.run.name = Path(path).stem

@@ -9,9 +9,11 @@ except the dataset manifest for the vocabulary size when ``model.vocab_size`` is
 * per phase, the distribution of the executed depth: the plan's ``sampler.pmf(n_live, n_max)`` when it
   has a sampler, else a point mass at ``len(plan.decide(start, 0).layer_map)``;
 * expected training FLOPs per optimizer step = sum_d P(d) * train_flops(arch, d, ...) for one global
-  batch of G = micro_batch_size * grad_accum samples (world size 1: FLOPs scale linearly with the world
-  size, the ratio to scratch does not). BERT's head runs on masked positions only: the expected
-  count ``mask_prob * G * seq_len`` is used.
+  batch of G = micro_batch_size * grad_accum samples (world size 1 unless given: FLOPs scale linearly with
+  the world size, the ratio to scratch does not). BERT's head runs on masked positions only: the expected
+  count ``mask_prob * G * seq_len`` is used;
+* per phase, the LR: the plan's multiplier (``Plan.lr_scale``, e.g. a coarse level's 4x) and what the LR
+  policy at transitions (``growth.lr_policy``; ``auto`` = the method's paper) does at the phase's start.
 
 "Scratch" is the full target model (``model.n_layers`` layers, every step) for the same steps and tokens.
 New plans need no edits here as long as they answer the :class:`~megagrow.growth.plans.Plan` protocol.
@@ -44,6 +46,9 @@ class Phase:
     expected_depth: float
     flops_per_step: float
     arch: dict[str, int] = field(default_factory=dict)
+    lr_mult: float = 1.0  # the plan's multiplier on the LR schedule in this phase
+    lr_policy: str = ""  # what the LR does at the phase's start: warmup, continue, rewarm or reset
+    lr_start: float = 0.0  # the LR of the phase's first step
 
     @property
     def steps(self) -> int:
@@ -66,6 +71,8 @@ class PlanSummary:
     transitions: list[dict[str, Any]]
     scratch_flops_per_step: float
     notes: list[str] = field(default_factory=list)
+    lr: dict[str, Any] = field(default_factory=dict)  # schedule, peak, warmup_steps, lr_policy (config, effective)
+    model_source: str = "config"  # "config", or "defaults" when the config has no model section
 
     @property
     def tokens_per_step(self) -> int:
@@ -107,15 +114,20 @@ class PlanSummary:
                     "expected_depth": p.expected_depth,
                     "flops_per_step": p.flops_per_step,
                     "flops": p.flops,
+                    "lr_mult": p.lr_mult,
+                    "lr_policy": p.lr_policy,
+                    "lr_start": p.lr_start,
                 }
                 for p in self.phases
             ],
             "transitions": self.transitions,
+            "lr": self.lr,
+            "model_source": self.model_source,
             "flops": self.flops,
             "scratch_flops": self.scratch_flops,
             "flops_ratio": self.flops_ratio,
             "flops_basis": f"expected training FLOPs (forward + backward) per global batch of {self.global_batch} "
-                           "samples (world size 1)",
+                           "samples",
             "notes": self.notes,
         }
 
@@ -218,23 +230,51 @@ def _fit_cost(t, old: ModelConfig, new: ModelConfig, cfg, G: int, seq: int, npre
             "fit_flops": t.fit_steps * (per_step + op), "fit_operator_flops": t.fit_steps * op}
 
 
-def summarize(cfg) -> PlanSummary:
-    """The schedule of ``cfg``'s growth plan with expected FLOPs; raises ``ValueError`` on a bad plan."""
+def _phase_lr(cfg, plan, policy: str, start: int) -> tuple[float, str, float]:
+    """``(multiplier, what the policy does at the phase start, LR of its first step)``."""
+    from megagrow.schedule import phase_lr
+
+    o = cfg.optim
+    mult = float(plan.lr_scale(start))
+    lr = mult * phase_lr(start, starts=list(plan.starts), max_steps=cfg.train.max_steps, policy=policy, peak=o.lr,
+                         warmup_steps=o.warmup_steps, schedule=o.schedule, min_lr_ratio=o.min_lr_ratio,
+                         decay_fraction=o.decay_fraction, wsd_decay_shape=o.wsd_decay_shape)
+    if start == 0:
+        what = f"warmup {o.warmup_steps}" if o.warmup_steps else "peak"
+    elif start not in plan.starts:  # a phase found by scanning, not a transition of the LR schedule
+        what = "continue"
+    else:
+        what = {"rewarm": f"rewarm {o.warmup_steps}", "reset": "reset (fresh schedule)"}.get(policy, policy)
+    return mult, what, lr
+
+
+def default_model_note(m: ModelConfig) -> str:
+    return (f"the config names no model: assumed the default model ({m.family}, {m.n_layers} layers, hidden "
+            f"{m.hidden}, {m.n_heads} heads; `megagrow config --docs`). Show a config that includes the plan "
+            "(e.g. configs/gpt-tiny-apollo.yaml) or add --model.size=NAME")
+
+
+def summarize(cfg, world_size: int = 1, model_source: str = "config") -> PlanSummary:
+    """The schedule of ``cfg``'s growth plan with expected FLOPs; raises ``ValueError`` on a bad plan.
+    ``model_source``: "defaults" when the config named no model (a plan file alone): said in a note."""
     from megagrow.growth.plans import build_plan
 
     max_steps = cfg.train.max_steps
     notes: list[str] = []
     vocab, source = resolve_vocab(cfg)
     target = dataclasses.replace(cfg.model, vocab_size=vocab)
-    G = cfg.global_batch_size(1)
+    G = cfg.global_batch_size(world_size)
     seq = seq_len_of(cfg)
     plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, cfg.run.seed, max_steps, model=target,
                       tokens_per_step=G * seq)
     if source == "assumed":
         notes.append(f"model.vocab_size=0 and no prepared data at data.path={cfg.data.path}: assumed vocab "
                      f"{vocab} (megagrow-prep's default); set --model.vocab_size for the real head FLOPs")
+    if model_source == "defaults":
+        notes.insert(0, default_model_note(cfg.model))
     npred = predictions_per_sample(cfg, seq) * G
     n_max = getattr(plan, "n_max", cfg.model.n_layers)
+    policy = plan.lr_policy if cfg.growth.lr_policy == "auto" else cfg.growth.lr_policy
 
     phases: list[Phase] = []
     transitions: list[dict[str, Any]] = []
@@ -250,6 +290,7 @@ def summarize(cfg) -> PlanSummary:
                 transitions.append(record)
         m = model_at(target, arch)
         sampler, pmf = _pmf_for(plan, start, m.n_layers, n_max)
+        lr_mult, lr_policy, lr_start = _phase_lr(cfg, plan, policy, start)
         phases.append(Phase(
             name=plan.decide(start, 0).phase,
             start_step=start,
@@ -261,6 +302,9 @@ def summarize(cfg) -> PlanSummary:
             expected_depth=sum(d * p for d, p in pmf.items()),
             flops_per_step=expected_step_flops(m.arch(), pmf, G, seq, npred),
             arch=arch,
+            lr_mult=lr_mult,
+            lr_policy=lr_policy,
+            lr_start=lr_start,
         ))
     extra = sum(t.get("fit_tokens", 0) for t in transitions)
     if extra:
@@ -279,6 +323,9 @@ def summarize(cfg) -> PlanSummary:
         transitions=transitions,
         scratch_flops_per_step=scratch,
         notes=notes,
+        lr={"schedule": cfg.optim.schedule, "peak": cfg.optim.lr, "warmup_steps": cfg.optim.warmup_steps,
+            "min_lr_ratio": cfg.optim.min_lr_ratio, "lr_policy": cfg.growth.lr_policy, "effective_policy": policy},
+        model_source=model_source,
     )
 
 
@@ -305,14 +352,26 @@ def render_table(s: PlanSummary) -> str:
     t = s.target
     tps = s.tokens_per_step
     lines = [
-        f"plan {s.plan}: target {t['family']} {t['n_layers']} layers, hidden {t['hidden']}, vocab {t['vocab_size']} "
-        f"({t['vocab_source']}); {s.max_steps} steps x global batch {s.global_batch} x {s.seq_len} tokens "
+        f"plan {s.plan}: target {t['family']} {t['n_layers']} layers, hidden {t['hidden']}"
+        + (f", vocab {t['vocab_size']} ({t['vocab_source']})" if t["family"] != "deit" else "")
+        + f"; {s.max_steps} steps x global batch {s.global_batch} x {s.seq_len} tokens "
         f"= {_si(s.tokens)} tokens",
     ]
-    header = ["phase", "steps", "tokens", "layers", "hidden", "sampler", "pmf (depth:P)", "E[depth]", "FLOPs"]
+    notes = list(s.notes)
+    if s.model_source == "defaults" and notes:
+        lines.append(f"model: {notes.pop(0)}")
+    lr = s.lr
+    if lr:
+        auto = f" ({lr['effective_policy']}, the method's paper)" if lr["lr_policy"] == "auto" else ""
+        at = f"; at transitions growth.lr_policy {lr['lr_policy']}{auto}" if len(s.phases) > 1 else ""
+        lines.append(f"LR: {lr['schedule']}, peak {lr['peak']:g}, warmup {lr['warmup_steps']} steps, floor "
+                     f"{lr['min_lr_ratio']:g}x{at}")
+    header = ["phase", "steps", "tokens", "layers", "hidden", "sampler", "pmf (depth:P)", "E[depth]", "LR x",
+              "LR policy", "FLOPs"]
     rows = [
         [p.name, f"[{p.start_step}, {p.end_step})", f"[{_si(p.start_step * tps)}, {_si(p.end_step * tps)})",
-         str(p.n_layers), str(p.hidden), p.sampler, compact_pmf(p.pmf), f"{p.expected_depth:.2f}", _si(p.flops)]
+         str(p.n_layers), str(p.hidden), p.sampler, compact_pmf(p.pmf), f"{p.expected_depth:.2f}", f"{p.lr_mult:g}",
+         p.lr_policy, _si(p.flops)]
         for p in s.phases
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -320,14 +379,19 @@ def render_table(s: PlanSummary) -> str:
     lines += [fmt.format(*header).rstrip(), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*r).rstrip() for r in rows]
     for tr in s.transitions:
-        lines.append(f"transition at step {tr['step']}: {tr['name']} -> {tr['arch']}")
+        lines.append(f"transition at step {tr['step']}: {transition_text(tr['name'], tr['arch'])}")
         if tr.get("fit_steps"):
             lines.append(f"  learned operator: {tr['fit_steps']} steps on {_si(tr['fit_tokens'])} extra tokens, "
                          f"{_si(tr['fit_flops'])} FLOPs (operator itself {_si(tr['fit_operator_flops'])})")
     lines.append(f"expected FLOPs {_si(s.flops)} vs scratch {_si(s.scratch_flops)} for the same {_si(s.tokens)} "
                  f"tokens: ratio {s.flops_ratio:.4f} (training FLOPs per global batch of {s.global_batch} samples)")
-    lines += [f"note: {n}" for n in s.notes]
+    lines += [f"note: {n}" for n in notes]
     return "\n".join(lines)
+
+
+def transition_text(name: str, arch: dict[str, int]) -> str:
+    """``name -> arch``, the architecture once (a name that already ends with it is left alone)."""
+    return name if name.rstrip().endswith(str(arch)) else f"{name} -> {arch}"
 
 
 def render_json(s: PlanSummary) -> str:
@@ -335,4 +399,4 @@ def render_json(s: PlanSummary) -> str:
 
 
 __all__ = ["ASSUMED_VOCAB", "Phase", "PlanSummary", "compact_pmf",
-           "expected_step_flops", "render_json", "render_table", "summarize"]
+           "expected_step_flops", "render_json", "render_table", "summarize", "transition_text"]

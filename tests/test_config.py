@@ -155,3 +155,36 @@ def test_msg_settings_are_validated() -> None:
     assert "growth.msg_ramp_steps=-1" in _problems(None, ["--growth.msg_ramp_steps=-1"])
     cfg = load_config(ROOT / "configs/plans/msg.yaml", ["--model.size=gpt-tiny"])
     assert cfg.growth.plan == "msg" and cfg.growth.msg_ramp_steps == pytest.approx(0.1)
+
+
+def test_malformed_yaml_names_its_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  size: gpt-tiny\n   hidden: 3\n")
+    msg = _problems(bad, [])
+    assert f"{bad}:3:" in msg and "not valid YAML" in msg and "'hidden: 3'" in msg
+    (tmp_path / "exp.yaml").write_text("include: bad.yaml\n")
+    msg = _problems(tmp_path / "exp.yaml", [])
+    assert f"{bad}:3:" in msg and f"included from {tmp_path / 'exp.yaml'}" in msg
+    bad.write_text("optim:\n  lr: [1e-3\ntrain:\n  max_steps: 5\n")
+    assert "(started at line 2)" in _problems(bad, [])
+
+
+def test_train_help_explains_overrides_and_include(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--section.key=value" in out and "megagrow config --docs" in out
+    assert "include: [gpt-tiny.yaml, plans/apollo.yaml]" in out and "checkpoint.allow_changes" in out
+
+
+def test_config_comments_name_only_real_flags() -> None:
+    """A ``--flag`` in a shipped config's comments is a real field's override or a real ``megagrow`` option."""
+    import re
+
+    fields = {f"{section}.{key}" for section, tree in Config().to_dict().items() for key in tree}
+    known = fields | {"docs", "deepspeed", "world-size", "json", "help"}
+    for path in [*CONFIGS, *sorted((ROOT / "configs/plans").glob("*.yaml"))]:
+        for line in path.read_text().splitlines():
+            comment = line.partition("#")[2]
+            for flag in re.findall(r"--([\w.-]+)", comment):
+                assert flag.rstrip(".") in known, f"{path.name}: comment names --{flag}, which megagrow does not have"

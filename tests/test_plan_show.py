@@ -211,3 +211,33 @@ def test_ligo_operator_cost_is_charged(capsys) -> None:
     assert tr["fit_flops"] == pytest.approx(7 * big["flops_per_step"] + 7 * 3 * op, rel=1e-12)
     assert out["flops"] == pytest.approx(small["flops"] + big["flops"] + tr["fit_flops"], rel=1e-12)
     assert any("tokens beyond" in n for n in out["notes"])
+
+
+def test_each_phase_shows_its_lr_multiplier_and_policy(capsys) -> None:
+    out = _json(capsys, "configs/gpt-tiny-multilevel.yaml", "--model.vocab_size=8000")
+    assert [p["lr_mult"] for p in out["phases"]] == [1.0, 4.0, 1.0]  # the coarse level's 4x
+    assert [p["lr_policy"] for p in out["phases"]] == ["warmup 50", "reset (fresh schedule)", "reset (fresh schedule)"]
+    assert out["lr"]["lr_policy"] == "auto" and out["lr"]["effective_policy"] == "reset"
+    assert out["phases"][1]["lr_start"] == pytest.approx(4 * 1e-3)  # a fresh schedule at the peak, times 4
+    assert main(["plan", "show", "configs/gpt-tiny-apollo.yaml", "--growth.lr_policy=rewarm"]) == 0
+    table = capsys.readouterr().out
+    assert "LR x" in table and "LR policy" in table and "rewarm 50" in table
+    assert "at transitions growth.lr_policy rewarm" in table
+
+
+def test_plan_file_alone_says_which_model_it_assumed(capsys) -> None:
+    assert main(["plan", "show", "configs/plans/apollo.yaml"]) == 0
+    assert "assumed the default model (gpt, 12 layers, hidden 256" in capsys.readouterr().out
+    out = _json(capsys, "configs/plans/apollo.yaml")
+    assert out["model_source"] == "defaults" and "assumed the default model" in out["notes"][0]
+    assert main(["plan", "show", "configs/bert-tiny-apollo.yaml"]) == 0
+    table = capsys.readouterr().out
+    assert "target bert 12 layers, hidden 256" in table and "assumed the default model" not in table
+    assert _json(capsys, "configs/plans/apollo.yaml", "--model.size=bert-tiny")["model_source"] == "config"
+
+
+@pytest.mark.parametrize("plan", ["bert2bert", "msg"])
+def test_transitions_name_their_target_once(plan: str, capsys) -> None:
+    assert main(["plan", "show", f"configs/plans/{plan}.yaml"]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("transition at step")]
+    assert line.count("'hidden': 256") == 1, line

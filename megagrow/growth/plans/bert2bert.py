@@ -44,7 +44,7 @@ class Bert2BertPlan(StatelessPlan):
         op = partial(bert2bert, family=self.target.family, hidden=s["hidden"], n_heads=s["n_heads"], ffn=s["ffn"],
                      n_layers=s["n_layers"], new_hidden=t["hidden"], new_heads=t["n_heads"], new_ffn=t["ffn"],
                      new_layers=t["n_layers"], method=self.method, seed=self.seed, moments=self.moments)
-        return Transition(f"bert2bert {self.method} {s} -> {t}", t, op)
+        return Transition(f"bert2bert {self.method} width and depth growth", t, op)
 
     def decide(self, step: int, micro_step: int) -> Decision:
         small = step < self.start

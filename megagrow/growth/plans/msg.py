@@ -60,7 +60,7 @@ class MsgPlan(StatelessPlan):
                             new_ffn=t["ffn"], new_layers=t["n_layers"], seed=self.seed,
                             init_std=self.target.init_std, moments=self.moments)[0]
 
-        return Transition(f"msg {s} -> {t}", t, op)
+        return Transition(f"msg masked growth (masks ramp over {self.ramp} steps)", t, op)
 
     def mask_value(self, step: int) -> float:
         """``c`` during optimizer step ``step`` (1 before the growth: nothing is masked)."""
