@@ -159,8 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         val = f"{result.val_loss:.4f}" if result.val_loss is not None else "n/a"
         tps = f"{result.tokens_per_s:,.0f}" if result.tokens_per_s is not None else "n/a"
-        how = "stopped early (signal or train.exit_at_step), checkpoint saved" if result.stopped_early else "finished"
-        print(f"[megagrow] {how} at step {result.step}: val_loss {val}, tokens/s {tps}, run dir {result.run_dir}")
+        how = "finished"
+        if result.stopped_early:
+            how = (f"stopped early ({result.stop_reason or 'signal or train.exit_at_step'}), checkpoint saved; the "
+                   "same command resumes")
+        print(f"[megagrow] {how} at step {result.step}: val_loss {val}, tokens/s {tps} (whole run), "
+              f"run dir {result.run_dir}")
     return 0
 
 

@@ -179,13 +179,19 @@ class CheckpointConfig:
     keep_last: int = doc("keep the newest N checkpoints (older ones are deleted)", 2)
     resume: str = doc("'auto' = newest checkpoint of this run if any, 'never', or a checkpoint path", "auto")
     save_final: bool = doc("save a checkpoint after the last step", True)
+    allow_changes: list[str] = doc(
+        "on resume, config changes to accept that can be honoured but alter what the run trains (e.g. "
+        "[train.precision, optim.weight_decay]); the architecture, growth plan and schedule, dataset, sequence "
+        "length and global batch can never change within a run (README: Checkpoints)", [])
 
 
 @dataclass
 class LoggingConfig:
     log_every: int = doc("write metrics every N steps", 10)
     tensorboard: bool = doc("write TensorBoard events under <run>/tb", True)
-    progress: Literal["auto", "on", "off"] = doc("console progress bar: auto = when stderr is a terminal", "auto")
+    progress: Literal["auto", "on", "off"] = doc(
+        "console progress: on = a progress bar; auto = the bar when stderr is a terminal, else a plain line every "
+        "log_every steps (Slurm logs); off = neither (evaluations, transitions and stops are still printed)", "auto")
 
 
 @dataclass
@@ -326,7 +332,19 @@ def validate(cfg: Config) -> list[str]:
         p.append(f"data.label_smoothing={cfg.data.label_smoothing}: must be in [0, 1)")
     if cfg.checkpoint.resume not in ("auto", "never") and not cfg.checkpoint.resume:
         p.append("checkpoint.resume='': expected 'auto', 'never' or a checkpoint path")
+    from megagrow.resume import allow_list_problems, flatten
+
+    p += allow_list_problems(cfg.checkpoint.allow_changes, flatten(cfg.to_dict()))
     return p
+
+
+def warnings_for(cfg: Config) -> list[str]:
+    """Settings that are valid but probably not what was meant (printed when a run starts)."""
+    w = []
+    if cfg.optim.warmup_steps >= cfg.train.max_steps:
+        w.append(f"optim.warmup_steps={cfg.optim.warmup_steps} >= train.max_steps={cfg.train.max_steps}: the LR "
+                 "never reaches optim.lr and never decays")
+    return w
 
 
 # --------------------------------------------------------------------------------------------------

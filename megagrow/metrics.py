@@ -76,23 +76,44 @@ class MetricsWriter:
             self._tb.close()
 
 
-class Progress:
-    """A console progress bar with loss, tokens/s, MFU or GFLOP/s and ETA (tqdm)."""
+def progress_mode(setting: str, is_tty: bool) -> str:
+    """``bar``, ``lines`` or ``off`` for ``logging.progress``: auto = the bar on a terminal, else plain lines."""
+    if setting == "on":
+        return "bar"
+    if setting == "off":
+        return "off"
+    return "bar" if is_tty else "lines"
 
-    def __init__(self, total: int, initial: int, bar: bool, main: bool):
+
+class Progress:
+    """Console progress on the main rank: a tqdm bar (loss, tokens/s, MFU or GFLOP/s, ETA) on a terminal, or
+    without one (Slurm logs, pipes) a plain line per metrics record; ``off`` prints neither. :meth:`write`
+    lines (evaluations, transitions, stops) are printed in every mode."""
+
+    def __init__(self, total: int, initial: int, mode: str, main: bool):
         self._bar = None
         self._main = main
-        if bar and main:
+        self._mode = mode if main else "off"
+        self._total = total
+        if self._mode == "bar":
             from tqdm import tqdm
 
+            # tqdm's own remaining time assumes every step costs the same; the ETA comes in the postfix
             self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
-                             mininterval=0.5)
+                             mininterval=0.5, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
-    def update(self, n: int, **postfix: str) -> None:
+    def update(self, n: int) -> None:
         if self._bar is not None:
-            if postfix:
-                self._bar.set_postfix(postfix, refresh=False)
             self._bar.update(n)
+
+    def report(self, step: int, fields: dict[str, str]) -> None:
+        """A metrics record: the bar's postfix, or one plain line ``step 120/1000 | loss 3.21 | ...``."""
+        if self._bar is not None:
+            self._bar.set_postfix(fields, refresh=False)
+        elif self._mode == "lines":
+            pct = 100.0 * step / max(1, self._total)
+            parts = [f"step {step}/{self._total} ({pct:.0f}%)", *(f"{k} {v}" for k, v in fields.items())]
+            print(" | ".join(parts), file=sys.stderr, flush=True)
 
     def write(self, line: str) -> None:
         if self._bar is not None:

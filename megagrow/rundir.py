@@ -1,4 +1,6 @@
-"""The run directory: ``runs/<name>/{config.yaml, deepspeed.json, metrics.jsonl, tb/, checkpoints/}``."""
+"""The run directory: ``runs/<name>/{config.yaml, config.history.yaml, deepspeed.json, metrics.jsonl, tb/,
+checkpoints/}``. ``config.yaml`` is the config the run started with and is never rewritten on resume; the
+changes a resume honours are appended to ``config.history.yaml`` (see :mod:`megagrow.resume`)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from megagrow.checkpoint import atomic_write_text, latest_checkpoint
 from megagrow.config import Config, dump_yaml
@@ -36,17 +40,64 @@ class RunDir:
             raise FileNotFoundError(f"checkpoint.resume={resume!r}: not a checkpoint directory (no meta.json)")
         return path
 
-    def prepare(self, cfg: Config, ds_config: dict, resume_step: int | None) -> None:
-        """Main rank only. Fresh start: clear old outputs. Resume: drop metrics past the checkpoint."""
+    @property
+    def history(self) -> Path:
+        return self.path / "config.history.yaml"
+
+    def prepare(self, cfg: Config, ds_config: dict, resume_step: int | None, original: dict | None = None,
+                changes: dict | None = None) -> None:
+        """Main rank only. Fresh start: clear old outputs, write ``config.yaml``. Resume: drop metrics past the
+        checkpoint, keep ``config.yaml`` as it is (``original``, the checkpoint's config, writes it when it is
+        missing) and record ``changes`` (a :func:`megagrow.resume.history_entry`) in ``config.history.yaml``."""
         self.path.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
-            for stale in (self.metrics, self.path / "tb", self.checkpoints):
+            for stale in (self.metrics, self.path / "tb", self.checkpoints, self.history):
                 if stale.exists():
                     print(f"[megagrow] fresh start: removing previous {stale}", flush=True)
                     shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-        elif self.metrics.exists():
-            kept = [ln for ln in self.metrics.read_text().splitlines()
-                    if ln.strip() and json.loads(ln)["step"] <= resume_step]
-            atomic_write_text(self.metrics, "".join(ln + "\n" for ln in kept))
-        atomic_write_text(self.path / "config.yaml", dump_yaml(cfg))
+            atomic_write_text(self.path / "config.yaml", dump_yaml(cfg))
+        else:
+            if self.metrics.exists():
+                kept = [ln for ln in self.metrics.read_text().splitlines()
+                        if ln.strip() and json.loads(ln)["step"] <= resume_step]
+                atomic_write_text(self.metrics, "".join(ln + "\n" for ln in kept))
+            if not (self.path / "config.yaml").exists():
+                text = yaml.safe_dump(original, sort_keys=False) if original is not None else dump_yaml(cfg)
+                atomic_write_text(self.path / "config.yaml", text)
+            self._record(resume_step, changes)
         atomic_write_text(self.path / "deepspeed.json", json.dumps(ds_config, indent=2) + "\n")
+
+    def _record(self, resume_step: int, entry: dict | None) -> None:
+        """Entries from ``resume_step`` on belong to a timeline the resume discards (as the metrics past it)."""
+        entries = read_history(self.path)
+        kept = [e for e in entries if int(e["step"]) < resume_step]
+        if entry and entry.get("changes"):
+            kept.append(entry)
+        if kept != entries:
+            atomic_write_text(self.history, HISTORY_HEADER + (yaml.safe_dump(kept, sort_keys=False) if kept else ""))
+
+
+HISTORY_HEADER = ("# Changes to this run's config.yaml (the config it started with), in order: each entry\n"
+                  "# applies from optimizer step `step` on (the checkpoint it resumed from). Written on resume.\n")
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    """The entries of ``<run_dir>/config.history.yaml`` (empty when there is none)."""
+    path = Path(run_dir) / "config.history.yaml"
+    if not path.is_file():
+        return []
+    entries = yaml.safe_load(path.read_text()) or []
+    if not isinstance(entries, list) or any(not isinstance(e, dict) or "step" not in e for e in entries):
+        raise ValueError(f"{path}: expected a list of entries with 'step' and 'changes'")
+    return entries
+
+
+def current_config(run_dir: Path) -> dict:
+    """The run's config as it stands now: ``config.yaml`` with every entry of ``config.history.yaml`` applied."""
+    tree = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+    for entry in read_history(run_dir):
+        for key, change in (entry.get("changes") or {}).items():
+            section, _, name = key.partition(".")
+            if isinstance(tree.get(section), dict) and name in tree[section]:
+                tree[section][name] = change["new"]
+    return tree

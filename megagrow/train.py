@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from megagrow.checkpoint import (
     step_dir_name,
     write_shard,
 )
-from megagrow.config import Config, deepspeed_config
+from megagrow.config import Config, deepspeed_config, warnings_for
 from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
 from megagrow.distributed.engine import (
@@ -43,12 +44,24 @@ from megagrow.distributed.env import DistEnv
 from megagrow.distributed.freeze import SkippedSlots
 from megagrow.distributed.scheduler import StepScheduler
 from megagrow.distributed.state import gather_full_state, scatter_full_state
+from megagrow.eta import CostProfile, eta_seconds, format_seconds
 from megagrow.evaluation import eval_layout
 from megagrow.faults import NonFiniteGuard, NonFiniteStop, fault, local_bad
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Plan, build_plan
-from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device
+from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, progress_mode
 from megagrow.models import ModelConfig, build_model
+from megagrow.resume import (
+    ResumeRefused,
+    Verdict,
+    compare,
+    config_from_meta,
+    history_entry,
+    lr_line,
+    refusal_message,
+    resume_view,
+    schedule_signature,
+)
 from megagrow.rundir import RunDir
 from megagrow.schedule import phase_lr
 from megagrow.train_state import Counters, Interval, StopFlag, dropout_seed
@@ -61,8 +74,9 @@ class TrainResult:
     step: int
     loss: float | None
     val_loss: float | None
-    tokens_per_s: float | None
+    tokens_per_s: float | None  # the whole run's: its tokens over its training wall time (resumes included)
     stopped_early: bool
+    stop_reason: str | None = None  # why it stopped early: the signal, or train.exit_at_step
 
 
 @dataclass
@@ -97,8 +111,7 @@ def _setup(cfg: Config) -> _Session:
             raise ValueError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
                              f"vocabulary ({data.vocab_size}) of data.path={cfg.data.path}; set model.vocab_size=0 "
                              f"(taken from the tokenizer) or at least {data.vocab_size}")
-    plan = build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, seed, cfg.train.max_steps, model=cfg.model,
-                      tokens_per_step=cfg.global_batch_size(env.world_size) * data.seq_len)
+    plan = _plan_of(cfg, env.world_size, data.seq_len)
     run = RunDir(Path(cfg.run.out_dir) / cfg.run.name)
     resume_from = run.resume_source(cfg.checkpoint.resume)
     counters = Counters()
@@ -106,10 +119,11 @@ def _setup(cfg: Config) -> _Session:
     full_state = None
     model_cfg = replace(cfg.model, **plan.arch_at(0))
     on_rank0 = resume_from is not None and full_state_on_rank0(cfg, env.world_size)
+    verdict, notes = Verdict(()), []
     if resume_from is not None:
-        if on_rank0 and not env.is_main:
-            meta = load_checkpoint_meta(resume_from)  # rank 0 reads the tensors and broadcasts them
-        else:
+        meta = load_checkpoint_meta(resume_from)
+        verdict, notes = _check_resume(cfg, env.world_size, data.seq_len, plan, meta, run, resume_from)  # or refuse
+        if not (on_rank0 and not env.is_main):  # else rank 0 reads the tensors and broadcasts them
             full_state, meta = load_checkpoint(resume_from)
         model_cfg = ModelConfig(**meta["model"])  # the architecture the checkpoint was written with
         plan.load_state_tensors(load_plan_tensors(resume_from))
@@ -124,7 +138,16 @@ def _setup(cfg: Config) -> _Session:
             print(f"[megagrow] warning: {warning}", file=sys.stderr, flush=True)
         plan.load_state_dict(meta["plan"])
     if env.is_main:
-        run.prepare(cfg, deepspeed_config(cfg, env.world_size), counters.step if resume_from else None)
+        entry = None
+        if resume_from is not None:
+            lines = [_resume_line(resume_from, meta, counters.step, cfg, plan, model_cfg), *notes]
+            print("\n".join(lines), file=sys.stderr, flush=True)
+            entry = history_entry(verdict, counters.step, resume_from.name,
+                                  datetime.now(UTC).isoformat(timespec="seconds"))
+        for w in warnings_for(cfg):
+            print(f"[megagrow] warning: {w}", file=sys.stderr, flush=True)
+        run.prepare(cfg, deepspeed_config(cfg, env.world_size), counters.step if resume_from else None,
+                    original=meta["config"] if resume_from is not None else None, changes=entry)
     barrier()
     steps = checkpoint_steps(meta)[1] if resume_from is not None else None  # every rank has the meta
     engine = build_engine(model, cfg, env.world_size, steps=steps)
@@ -143,6 +166,65 @@ def _setup(cfg: Config) -> _Session:
     scheduler = StepScheduler(plan, env.rank, env.world_size, cfg.model.n_layers, cfg.distributed.check_decisions)
     return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, scheduler, counters,
                     guard)
+
+
+def _plan_of(cfg: Config, world_size: int, seq_len: int) -> Plan:
+    return build_plan(cfg.growth.plan, cfg.model.n_layers, cfg.growth, cfg.run.seed, cfg.train.max_steps,
+                      model=cfg.model, tokens_per_step=cfg.global_batch_size(world_size) * seq_len)
+
+
+def _lr_policy(cfg: Config, plan: Plan) -> str:
+    return plan.lr_policy if cfg.growth.lr_policy == "auto" else cfg.growth.lr_policy
+
+
+def _scheduled_lr(cfg: Config, plan: Plan, step: int) -> float:
+    """The LR of optimizer step ``step``: the plan's multiplier times the (phase-aware) schedule."""
+    o = cfg.optim
+    return plan.lr_scale(step) * phase_lr(step, starts=plan.starts, max_steps=cfg.train.max_steps,
+                                          policy=_lr_policy(cfg, plan), peak=o.lr, warmup_steps=o.warmup_steps,
+                                          schedule=o.schedule, min_lr_ratio=o.min_lr_ratio,
+                                          decay_fraction=o.decay_fraction, wsd_decay_shape=o.wsd_decay_shape)
+
+
+def _check_resume(cfg: Config, world: int, seq_len: int, plan: Plan, meta: dict[str, Any], run: RunDir,
+                  ckpt: Path) -> tuple[Verdict, list[str]]:
+    """Compare the run's resolved config with the checkpoint's (:mod:`megagrow.resume`): raise
+    :class:`ResumeRefused` naming every change that cannot be honoured, else return the verdict and the
+    lines that state the honoured ones (with the LR's behaviour at the resume step when it changes)."""
+    old_world = int(meta.get("world_size", 1))
+    old_cfg = config_from_meta(meta["config"])
+    try:
+        old_plan = _plan_of(old_cfg, old_world, seq_len)
+    except ValueError:
+        old_plan = None  # cannot be rebuilt here: its schedule is not compared (the plan name still is)
+    old = resume_view(meta["config"], old_world, schedule_signature(old_plan) if old_plan is not None else None)
+    new = resume_view(asdict(cfg), world, schedule_signature(plan))
+    verdict = compare(old, new, cfg.checkpoint.allow_changes)
+    if verdict.refused:
+        raise ResumeRefused(refusal_message(verdict, str(run.path), str(ckpt)))
+    if not verdict.honoured:
+        return verdict, []
+    lines = [f"[megagrow] resume: honouring {len(verdict.honoured)} config change(s), recorded in {run.history}:"]
+    lines += [f"  - {c.line()}" for c in verdict.honoured]
+    step = int(meta["counters"]["step"])
+    if verdict.lr_changed and old_plan is not None:
+        o = cfg.optim
+        schedule = o.schedule + ("" if o.schedule == "constant" else f" to {o.min_lr_ratio:g}x")
+        lines.append("  - " + lr_line(step, _scheduled_lr(old_cfg, old_plan, step), _scheduled_lr(cfg, plan, step),
+                                      schedule, cfg.train.max_steps, _lr_policy(cfg, plan)))
+    return verdict, lines
+
+
+def _resume_line(ckpt: Path, meta: dict[str, Any], step: int, cfg: Config, plan: Plan, arch: ModelConfig) -> str:
+    """One line: the checkpoint, its step, phase and architecture."""
+    phase = plan.decide(max(0, step - 1), 0).phase
+    target = cfg.model
+    shape = f"{arch.family} {arch.n_layers} layers, hidden {arch.hidden}"
+    if (arch.n_layers, arch.hidden) != (target.n_layers, target.hidden):
+        shape += f" (target {target.n_layers} layers, hidden {target.hidden})"
+    ranks = int(meta.get("world_size", 1))
+    return (f"[megagrow] resuming from {ckpt} (written by {ranks} rank{'s' if ranks != 1 else ''}): step {step} of "
+            f"{cfg.train.max_steps}, phase {phase}, {shape}")
 
 
 def _evaluate(s: _Session) -> float:
@@ -168,13 +250,7 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     if transition is not None:
         charge = apply_transition(s, transition, lambda key: _next_batch(s, step, key))
     engine = s.engine
-    o = cfg.optim
-    policy = s.plan.lr_policy if cfg.growth.lr_policy == "auto" else cfg.growth.lr_policy
-    set_lr(engine, s.plan.lr_scale(step) * phase_lr(step, starts=s.plan.starts, max_steps=cfg.train.max_steps,
-                                                    policy=policy, peak=o.lr, warmup_steps=o.warmup_steps,
-                                                    schedule=o.schedule, min_lr_ratio=o.min_lr_ratio,
-                                                    decay_fraction=o.decay_fraction,
-                                                    wsd_decay_shape=o.wsd_decay_shape))
+    set_lr(engine, _scheduled_lr(cfg, s.plan, step))
     loss_sum, flops, depth_sum, tokens = 0.0, charge.flops, 0, charge.tokens
     decisions = s.scheduler.decisions(step, cfg.train.grad_accum)  # collective: rank 0's layer maps
     frozen = SkippedSlots(engine, s.model.blocks, [d.layer_map for d in decisions])  # slots no micro-batch runs
@@ -251,17 +327,38 @@ def _checkpoint(s: _Session) -> None:
                             extra_tensors=s.plan.state_tensors(), param_steps=state.param_steps)
     barrier()
 
+
+def _cost_profile(cfg: Config, world: int) -> CostProfile | None:
+    """Expected FLOPs per step over the run (``megagrow plan show``'s numbers) for a growth-aware ETA."""
+    from megagrow.plan_show import summarize
+
+    try:
+        return CostProfile.from_summary(summarize(cfg, world_size=world))
+    except ValueError:
+        return None  # the ETA falls back to the step rate
+
+
+def _stop_reason(stop: StopFlag, step: int, cfg: Config) -> str:
+    if cfg.train.exit_at_step and step == cfg.train.exit_at_step:
+        return f"train.exit_at_step={step}"
+    if stop.requested:
+        return f"{stop.signal_name or 'a signal'} received"
+    return "another rank received a stop signal"
+
+
 def train(cfg: Config) -> TrainResult:
     s = _setup(cfg)
     main = s.env.is_main
     writer = MetricsWriter(s.run.path, cfg.logging.tensorboard) if main else None
-    show = cfg.logging.progress == "on" or (cfg.logging.progress == "auto" and sys.stderr.isatty())
-    progress = Progress(cfg.train.max_steps, s.counters.step, bar=show, main=main)
+    progress = Progress(cfg.train.max_steps, s.counters.step, progress_mode(cfg.logging.progress, sys.stderr.isatty()),
+                        main=main)
     s.log = progress.write
+    profile = _cost_profile(cfg, s.env.world_size) if main else None
     peak = peak_flops_per_device(cfg.train.precision)
-    last: dict[str, float | None] = {"loss": None, "val_loss": None, "tokens_per_s": None}
+    last: dict[str, float | None] = {"loss": None, "val_loss": None}
     stop = StopFlag()
     stopped = False
+    reason = None
     try:
         s.engine.train()
         interval = Interval()
@@ -278,13 +375,18 @@ def train(cfg: Config) -> TrainResult:
                 if is_eval:
                     rec["val_loss"] = last["val_loss"] = _evaluate(s)
                     progress.write(f"step {step}: loss {rec['loss']:.4f}  val_loss {rec['val_loss']:.4f}")
-                last["loss"], last["tokens_per_s"] = rec["loss"], rec["tokens_per_s"]
+                last["loss"] = rec["loss"]
                 if writer:
                     writer.write(rec)
+                eta = eta_seconds(profile, interval.wall, (step - interval.steps, step), step, cfg.train.max_steps)
                 interval = Interval()
                 speed = f"{rec['mfu']:.1%} MFU" if "mfu" in rec else f"{rec['gflops_per_s']:.1f} GFLOP/s"
-                progress.update(0, loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:,.0f}", speed=speed)
+                progress.report(step, {"loss": f"{rec['loss']:.3f}", "tok/s": f"{rec['tokens_per_s']:,.0f}",
+                                       "speed": speed, "phase": str(rec["phase"]), "eta": format_seconds(eta)})
             progress.update(1)
+            if stopped:
+                reason = _stop_reason(stop, step, cfg)
+                progress.write(f"step {step}: stopping ({reason}); writing a checkpoint")
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and not done:
                 _checkpoint(s)
             if why is not None:
@@ -297,4 +399,6 @@ def train(cfg: Config) -> TrainResult:
         progress.close()
         if writer:
             writer.close()
-    return TrainResult(s.run.path, s.counters.step, last["loss"], last["val_loss"], last["tokens_per_s"], stopped)
+    c = s.counters
+    tokens_per_s = c.tokens / c.wall_s if c.wall_s > 0 else None
+    return TrainResult(s.run.path, c.step, last["loss"], last["val_loss"], tokens_per_s, stopped, reason)

@@ -58,6 +58,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal_name: str | None = None  # the signal that asked, e.g. "SIGTERM"
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def _handle(self, signum: int, frame: object) -> None:  # noqa: ARG002
@@ -65,6 +66,7 @@ class StopFlag:
             self.restore()
             signal.raise_signal(signum)
         self.requested = True
+        self.signal_name = signal.Signals(signum).name
 
     def restore(self) -> None:
         for s, h in self._old.items():
