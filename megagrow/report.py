@@ -96,11 +96,10 @@ def load_run(run_dir: str | Path) -> RunCurves:
     if not points:
         raise ValueError(f"{path}: no evaluation records (val_loss) yet; the report needs at least one")
     config: dict[str, Any] = {}
-    cfg_path = run_dir / "config.yaml"
-    if cfg_path.is_file():
-        import yaml
+    if (run_dir / "config.yaml").is_file():
+        from megagrow.rundir import current_config
 
-        config = yaml.safe_load(cfg_path.read_text()) or {}
+        config = current_config(run_dir)  # config.yaml with the changes of later resumes applied
     plan = (config.get("growth") or {}).get("plan", "?")
     seed = (config.get("run") or {}).get("seed")
     return RunCurves(run_dir.name, run_dir, plan, seed, points, records, config)

@@ -194,10 +194,10 @@ class Runner:
 
 def _finished(run_dir: Path) -> bool:
     """The run's last metrics record is at its config's train.max_steps and carries a validation loss."""
-    import yaml
+    from megagrow.rundir import current_config
 
     try:
-        max_steps = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["max_steps"]
+        max_steps = current_config(run_dir)["train"]["max_steps"]
         last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     except (OSError, KeyError, IndexError, TypeError, json.JSONDecodeError):
         return False
