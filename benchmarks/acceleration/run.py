@@ -68,7 +68,9 @@ def machine(threads: int) -> dict[str, object]:
 
 
 def lr_tag(lr: float) -> str:
-    return f"{lr:.0e}".replace("e-0", "e-")
+    """A run-name tag for an LR, lossless to 2 significant digits: 0.004 -> '4e-3', 0.016 -> '1.6e-2'."""
+    mantissa, exp = f"{lr:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exp)}"
 
 
 @dataclasses.dataclass
