@@ -196,7 +196,13 @@ class Runner:
 
 def _finished(run_dir: Path) -> bool:
     """The run's last metrics record is at its config's train.max_steps and carries a validation loss."""
-    from megagrow.rundir import current_config
+    try:
+        from megagrow.rundir import current_config
+    except ImportError:  # a checkout from before config histories: config.yaml is the config in effect
+        import yaml
+
+        def current_config(d: Path) -> dict:
+            return yaml.safe_load((d / "config.yaml").read_text())
 
     try:
         max_steps = current_config(run_dir)["train"]["max_steps"]
