@@ -289,11 +289,13 @@ def run_suite(r: Runner, only: str | None, report_only: bool) -> None:
             half = half_model_overrides(r)
             base_dir = None if r.dry_run else r.runs_dir / f"scratch-lr{lr_tag(best)}"
             steps = credibility_steps(r, base_dir, half)
-            specs += [(f"half-lr{lr_tag(best * m)}", "credibility", None,
-                       [*half, f"--optim.lr={best * m:g}", f"--train.max_steps={steps}"],
-                       f"half width and depth, {steps} steps = the best scratch run's FLOPs")
-                      for m in s.credibility_lr_mults]
-            specs += [(p.name, "plan", p.plan_file, [f"--optim.lr={best:g}", *p.overrides], p.note) for p in s.plans]
+            plans = [(p.name, "plan", p.plan_file, [f"--optim.lr={best:g}", *p.overrides], p.note) for p in s.plans]
+            credibility = [(f"half-lr{lr_tag(best * m)}", "credibility", None,
+                            [*half, f"--optim.lr={best * m:g}", f"--train.max_steps={steps}"],
+                            f"half width and depth, {steps} steps = the best scratch run's FLOPs")
+                           for m in s.credibility_lr_mults]
+            # the papers' two methods first, then the (long) credibility runs, then the rest
+            specs += [*plans[:s.early_plans], *credibility, *plans[s.early_plans:]]
         r.train_all(specs)
     if not r.dry_run:
         write_report(r)
