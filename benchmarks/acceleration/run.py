@@ -317,7 +317,31 @@ def write_report(r: Runner) -> None:
     report = build_report(runs, baseline.name)
     report["suite"] = suite_summary(r, runs, baseline)
     write_outputs(report, runs, r.results_dir)
+    write_commands(r, [d.name for d in finished])
     print(f"[suite] report: {r.results_dir / 'report.md'}", flush=True)
+
+
+def write_commands(r: Runner, names: list[str]) -> None:
+    """``commands.md``: how the suite was run and every finished run's exact command, commit and machine."""
+    lines = [f"# {r.suite.name} suite: the exact commands", "",
+             "Prepared data (once): see benchmarks/README.md (bench_corpus.py, megagrow-prep build ... --vocab-size "
+             "2048, megagrow-prep images mnist). The suite, resumable:", "",
+             "```sh", f"python benchmarks/acceleration/run.py {r.suite.name} --threads {r.threads} --jobs 2", "```", "",
+             f"Each run, from the repository root with `OMP_NUM_THREADS={r.threads} DS_ACCELERATOR=cpu`:", "",
+             "| run | group | command | commit | last invocation s | jobs | load before/after | quiet |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        st = r.status(name) or {}
+        commit = (st.get("git_commit") or "")[:10] + (" (dirty)" if st.get("git_dirty") else "")
+        lines.append(f"| {name} | {st.get('group', '')} | `{st.get('command', '')}` | {commit} | "
+                     f"{st.get('duration_s', '')} | {st.get('jobs', '')} | {st.get('loadavg_before', 0):.1f} / "
+                     f"{st.get('loadavg_after', 0):.1f} | {bool(st.get('quiet'))} |")
+    m = next(((r.status(n) or {}).get("machine") for n in names if (r.status(n) or {}).get("machine")), None)
+    if m:
+        lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items())]
+    from megagrow.checkpoint import atomic_write_text
+
+    atomic_write_text(r.results_dir / "commands.md", "\n".join(lines) + "\n")
 
 
 def _group(r: Runner, name: str) -> str:
