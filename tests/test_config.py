@@ -188,3 +188,17 @@ def test_config_comments_name_only_real_flags() -> None:
             comment = line.partition("#")[2]
             for flag in re.findall(r"--([\w.-]+)", comment):
                 assert flag.rstrip(".") in known, f"{path.name}: comment names --{flag}, which megagrow does not have"
+
+
+def test_cli_output_into_a_closed_pipe_is_not_an_error() -> None:
+    """`megagrow config --docs | head -1`: the reader leaves before the output is written; exit 0, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before megagrow writes anything
+    p = subprocess.run([sys.executable, "-m", "megagrow.cli", "config", "--docs"], stdout=w, stderr=subprocess.PIPE,
+                       text=True, env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    os.close(w)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
