@@ -294,8 +294,9 @@ def run_suite(r: Runner, only: str | None, report_only: bool) -> None:
                             [*half, f"--optim.lr={best * m:g}", f"--train.max_steps={steps}"],
                             f"half width and depth, {steps} steps = the best scratch run's FLOPs")
                            for m in s.credibility_lr_mults]
-            # the papers' two methods first, then the (long) credibility runs, then the rest
-            specs += [*plans[:s.early_plans], *credibility, *plans[s.early_plans:]]
+            # the early plans (the papers' two methods) first, then the (long) credibility runs, then the rest
+            early = [x for x in plans if x[0] in s.early_plans]
+            specs += [*early, *credibility, *[x for x in plans if x[0] not in s.early_plans]]
         r.train_all(specs)
     if not r.dry_run:
         write_report(r)

@@ -6,8 +6,8 @@ one change). Every run has the same data order (same seed, batch and world size)
 the noise band, which change both the data order and the initialization.
 
 Order of work (``run.py``): the scratch LR sweep (extended by ``sweep_factor`` until the best LR is interior),
-then the seeds of the best LR, the first ``early_plans`` plans, the credibility check (a half-width, half-depth
-model for the same FLOPs as scratch) and the other plans, all plans at the tuned scratch LR.
+then the seeds of the best LR, the ``early_plans`` (Apollo, Multi-level), the credibility check (a half-width,
+half-depth model for the same FLOPs as scratch) and the other plans, all plans at the tuned scratch LR.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Suite:
     credibility_lr_mults: tuple[float, ...] = (1.0, 2.0)  # the half-size model at these multiples of the best LR
     plans: tuple[PlanRun, ...] = field(default_factory=tuple)
     extra_overrides: tuple[str, ...] = ()  # applied to every run of the suite
-    early_plans: int = 2  # plans trained before the credibility runs (the rest after them)
+    early_plans: tuple[str, ...] = ("apollo", "multilevel")  # trained before the credibility runs, the rest after
 
 
 _GPT_PLANS = (
