@@ -315,7 +315,7 @@ def write_report(r: Runner) -> None:
         print("[suite] no finished scratch run yet: no report", flush=True)
         return
     baseline = min(sweep_runs, key=lambda x: x.final_val_loss)
-    report = build_report(runs, baseline.name)
+    report = build_report(runs, baseline.name, r.suite.report_ema)
     report["suite"] = suite_summary(r, runs, baseline)
     write_outputs(report, runs, r.results_dir)
     write_commands(r, [d.name for d in finished])
