@@ -410,6 +410,11 @@ def _suite_lines(s: dict[str, Any]) -> list[str]:
     band = s.get("noise_band")
     out.append(f"- Seeds of the best LR: {seeds}; noise band {_num(band, '{:.4f}')} "
                "(a saving or gap smaller than this is within noise).")
+    for lr, per_seed in sorted((s.get("seeds_by_lr") or {}).items(), key=lambda kv: float(kv[0])):
+        if float(lr) != float(s["best_lr"]):
+            vals = ", ".join(f"seed {k}: {v:.4f}" for k, v in per_seed.items())
+            spread = max(per_seed.values()) - min(per_seed.values())
+            out.append(f"- Seeds at LR {float(lr):g}: {vals}; band {spread:.4f}.")
     out.append(f"- Budget: {s['tokens']:,.0f} tokens for {s['non_embedding_params']:,} non-embedding parameters = "
                f"**{s['tokens_per_non_embedding_param']:.1f} tokens per non-embedding parameter**.")
     quiet = s.get("wall_quiet")

@@ -285,6 +285,12 @@ def run_suite(r: Runner, only: str | None, report_only: bool) -> None:
               f"best {best:g}", flush=True)
         specs: list[tuple] = [(f"scratch-lr{lr_tag(best)}-s{seed}", "seed", None,
                                [f"--optim.lr={best:g}", f"--run.seed={seed}"]) for seed in s.seeds[1:]]
+        if s.seed_safer_lr:  # is the best LR robust? the next lower LR of the sweep under the same seeds
+            lower = [lr for lr in table if lr < best]
+            if lower:
+                safer = max(lower)
+                specs += [(f"scratch-lr{lr_tag(safer)}-s{seed}", "seed", None,
+                           [f"--optim.lr={safer:g}", f"--run.seed={seed}"]) for seed in s.seeds[1:]]
         if only != "scratch":
             half = half_model_overrides(r)
             base_dir = None if r.dry_run else r.runs_dir / f"scratch-lr{lr_tag(best)}"
@@ -362,6 +368,9 @@ def suite_summary(r: Runner, runs: list, baseline) -> dict:
     seeds = [baseline, *[x for x in by_group.get("seed", []) if x.config["optim"]["lr"] == best_lr]]
     seed_losses = {str(x.seed): x.final_val_loss for x in seeds}
     band = max(seed_losses.values()) - min(seed_losses.values()) if len(seed_losses) > 1 else None
+    by_lr: dict[str, dict[str, float]] = {}  # every LR trained with several seeds: is the best one robust?
+    for x in [*by_group.get("sweep", []), *by_group.get("seed", [])]:
+        by_lr.setdefault(str(x.config["optim"]["lr"]), {})[str(x.seed)] = x.final_val_loss
     vocab = baseline.config["model"]["vocab_size"]
     cfg = load_config(str(r.base), [*r.suite.extra_overrides, f"--model.vocab_size={vocab}"])
     from megagrow.models import build_model
@@ -376,6 +385,7 @@ def suite_summary(r: Runner, runs: list, baseline) -> dict:
         "best_lr_interior": _interior(baseline.config["optim"]["lr"], [float(k) for k in sweep_table]),
         "seed_val_losses": seed_losses,
         "noise_band": band,
+        "seeds_by_lr": {lr: v for lr, v in by_lr.items() if len(v) > 1},
         "non_embedding_params": non_embedding,
         "tokens": baseline.points[-1].tokens,
         "tokens_per_non_embedding_param": baseline.points[-1].tokens / non_embedding,
