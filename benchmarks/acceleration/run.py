@@ -115,12 +115,22 @@ class Runner:
                 f"--run.out_dir={os.path.relpath(self.runs_dir, ROOT)}", *self.suite.extra_overrides, *overrides]
 
     def status(self, name: str) -> dict | None:
-        path = self.runs_dir / name / "run.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        """The run's ``run.json``: from its run directory, else from the committed results (a fresh clone)."""
+        for path in (self.runs_dir / name / "run.json", self.results_dir / "runs" / name / "run.json"):
+            if path.is_file():
+                return json.loads(path.read_text())
+        return None
 
     def done(self, name: str) -> bool:
         st = self.status(name)
         return bool(st and st.get("status") == "done")
+
+    def finished_dir(self, name: str) -> Path:
+        """Where a finished run's metrics are: its run directory, or its published copy in the results."""
+        local = self.runs_dir / name
+        if (local / "run.json").is_file() and (local / "metrics.jsonl").is_file():
+            return local
+        return self.results_dir / "runs" / name
 
     def train(self, name: str, group: str, plan_file: str | None, overrides: list[str], note: str = "") -> Path:
         """Train one run unless it finished before; returns its run directory."""
@@ -128,7 +138,7 @@ class Runner:
         cmd = self.command(name, plan_file, overrides)
         if self.done(name):
             print(f"[suite] {name}: done before, skipped", flush=True)
-            return run_dir
+            return self.finished_dir(name)
         print(f"[suite] {name}: {shlex.join(cmd)}", flush=True)
         if self.dry_run:
             return run_dir
@@ -188,6 +198,8 @@ class Runner:
     def publish(self, name: str) -> None:
         """Copy a finished run's metrics, config and run.json into the results directory."""
         src, dst = self.runs_dir / name, self.results_dir / "runs" / name
+        if not src.is_dir():  # known only from the committed results: nothing newer to copy
+            return
         dst.mkdir(parents=True, exist_ok=True)
         for f in ("metrics.jsonl", "config.yaml", "run.json"):
             if (src / f).is_file():
@@ -293,7 +305,7 @@ def run_suite(r: Runner, only: str | None, report_only: bool) -> None:
                            [f"--optim.lr={safer:g}", f"--run.seed={seed}"]) for seed in s.seeds[1:]]
         if only != "scratch":
             half = half_model_overrides(r)
-            base_dir = None if r.dry_run else r.runs_dir / f"scratch-lr{lr_tag(best)}"
+            base_dir = None if r.dry_run else r.finished_dir(f"scratch-lr{lr_tag(best)}")
             steps = credibility_steps(r, base_dir, half)
             plans = [(p.name, "plan", p.plan_file, [f"--optim.lr={best:g}", *p.overrides], p.note) for p in s.plans]
             credibility = [(f"half-lr{lr_tag(best * m)}", "credibility", None,
@@ -312,10 +324,11 @@ def write_report(r: Runner) -> None:
     """``megagrow report`` over every finished run against the best scratch run, plus the suite summary."""
     from megagrow.report import build_report, load_run, write_outputs
 
-    finished = sorted(p.parent for p in r.runs_dir.glob("*/run.json") if json.loads(p.read_text())["status"] == "done")
-    for d in finished:
-        r.publish(d.name)
-    runs = [load_run(r.results_dir / "runs" / d.name) for d in finished]
+    names = {p.parent.name for base in (r.runs_dir, r.results_dir / "runs") for p in base.glob("*/run.json")}
+    finished = sorted(n for n in names if r.done(n))
+    for n in finished:
+        r.publish(n)
+    runs = [load_run(r.results_dir / "runs" / n) for n in finished]
     sweep_runs = [x for x in runs if _group(r, x.name) == "sweep"]
     if not sweep_runs:
         print("[suite] no finished scratch run yet: no report", flush=True)
@@ -324,7 +337,7 @@ def write_report(r: Runner) -> None:
     report = build_report(runs, baseline.name, r.suite.report_ema)
     report["suite"] = suite_summary(r, runs, baseline)
     write_outputs(report, runs, r.results_dir)
-    write_commands(r, [d.name for d in finished])
+    write_commands(r, finished)
     print(f"[suite] report: {r.results_dir / 'report.md'}", flush=True)
 
 
