@@ -146,7 +146,9 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(json.dumps(deepspeed_config(cfg, args.world_size), indent=2) if args.deepspeed else dump_yaml(cfg))
         return 0
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from megagrow.distributed.engine import choose_deepspeed_accelerator
+
+    choose_deepspeed_accelerator()  # before anything imports deepspeed: it fixes its accelerator at import
     warnings.filterwarnings("ignore", category=FutureWarning)
     from megagrow.faults import EXIT_NONFINITE, EXIT_PEER, NonFiniteStop, peer_failure
     from megagrow.train import train

@@ -152,6 +152,10 @@ class TrainConfig:
         "max_consecutive_skips), stop = checkpoint the last good state and exit with code 3", "skip")
     max_consecutive_skips: int = doc("nonfinite=skip: this many skipped steps in a row checkpoint and exit (code 3)",
                                      5)
+    compile: bool = doc(
+        "torch.compile the model in place (parameter names unchanged; one compiled variant per layer map, so a "
+        "sampled depth compiles once, not every micro-batch); ZeRO 0-2 only. Measured: benchmarks/throughput",
+        False)
 
 
 @dataclass
@@ -248,6 +252,9 @@ def validate(cfg: Config) -> list[str]:
     for name, v in (("optim.beta1", cfg.optim.beta1), ("optim.beta2", cfg.optim.beta2)):
         if not 0 <= v < 1:
             p.append(f"{name}={v}: must be in [0, 1)")
+    if cfg.train.compile and cfg.distributed.zero_stage == 3:
+        p.append("train.compile=true with distributed.zero_stage=3: compile works with ZeRO 0-2 (ZeRO-3's parameter "
+                 "hooks break the compiled graph); set one of them differently")
     if not 0 < cfg.optim.decay_fraction <= 1:
         p.append(f"optim.decay_fraction={cfg.optim.decay_fraction}: must be in (0, 1]")
     if not 0 <= cfg.optim.min_lr_ratio <= 1:

@@ -90,6 +90,7 @@ RULES: tuple[Rule, ...] = (
     Rule("checkpoint.save_final", H, "final checkpoint"),
     Rule("train.nonfinite", H, "non-finite step policy"),
     Rule("train.max_consecutive_skips", H, "non-finite step policy"),
+    Rule("train.compile", H, "torch.compile: the same math, fused (rounding may differ)"),
     Rule("optim.lr", H, "peak LR"),
     Rule("optim.min_lr_ratio", H, "LR floor"),
     Rule("optim.schedule", H, "LR schedule"),

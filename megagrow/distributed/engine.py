@@ -18,15 +18,18 @@ from megagrow.distributed.threads import apply_cpu_threads
 _NO_DECAY_SUFFIXES = ("bias", "cls_token", "dist_token", "pos_embed")
 
 
-def _prepare_deepspeed_import() -> None:
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+def choose_deepspeed_accelerator() -> None:
+    """Pick DeepSpeed's accelerator from what torch sees, unless DS_ACCELERATOR says otherwise: a DeepSpeed
+    installed on a machine without a GPU records ``accelerator_name='cpu'`` and would otherwise keep the model on
+    the CPU of a GPU machine (its first broadcast then fails: "No backend type associated with device type cpu").
+    Must run before the first ``import deepspeed`` of the process (DeepSpeed picks its accelerator once)."""
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def init_distributed(cfg: Config) -> DistEnv:
     """Resolve rank/world from any launcher, give each rank its share of the CPU cores (see
     :mod:`~megagrow.distributed.threads`) and initialise torch.distributed through DeepSpeed."""
-    _prepare_deepspeed_import()
+    choose_deepspeed_accelerator()
     env = resolve_dist_env()
     apply_cpu_threads(env.local_world_size, torch.cuda.is_available(), _main_log if env.is_main else None)
     import deepspeed
@@ -96,6 +99,23 @@ def _fused_supported() -> bool:
     return hasattr(torch, "_fused_adamw_")
 
 
+COMPILE_VARIANTS = 64  # compiled variants kept per model: one per distinct layer map (Apollo: one per depth)
+
+
+def compile_in_place(model: torch.nn.Module) -> None:
+    """``torch.compile`` the model's forward in place (``nn.Module.compile``): parameter names, state dicts and
+    checkpoints are unchanged. Dynamo guards on the layer map (a list of ints), so each distinct map compiles once
+    and is reused; the recompile limit is raised so that a plan's depths (Apollo samples up to 12) all stay
+    compiled instead of falling back to eager after the default 8."""
+    import torch._dynamo
+
+    limit = max(int(torch._dynamo.config.recompile_limit), COMPILE_VARIANTS)
+    torch._dynamo.config.recompile_limit = limit
+    torch._dynamo.config.accumulated_recompile_limit = max(int(torch._dynamo.config.accumulated_recompile_limit),
+                                                           4 * limit)
+    model.compile(dynamic=False)
+
+
 def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Mapping[str, int] | None = None):
     """``deepspeed.initialize`` with torch AdamW (fused where supported) and the generated config.
 
@@ -109,6 +129,8 @@ def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Ma
     fused = o.fused == "on" or (o.fused == "auto" and _fused_supported())
     if torch.cuda.is_available():
         model = model.cuda()
+    if cfg.train.compile:
+        compile_in_place(model)
     optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay, steps), lr=o.lr, betas=(o.beta1, o.beta2),
                                   eps=o.eps, fused=fused)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer,

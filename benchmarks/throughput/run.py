@@ -1,0 +1,369 @@
+"""Throughput: megagrow's training step against a plain PyTorch loop, interleaved, per model size.
+
+    python benchmarks/throughput/run.py --sizes bench tiny 100m --rounds 3            # CPU, fp32
+    python benchmarks/throughput/run.py --device cuda --precision bf16 --sizes gpt-base \\
+        --variants plain plain-compile megagrow-z0 megagrow-z0-compile megagrow-z2 --data DIR   # one GPU
+
+Variants (each a fresh process, so that no variant inherits another's allocator or compiled state):
+
+* ``plain``: a training loop written here over megagrow's model modules (the same math and shapes), the same
+  samples (collated up front), torch AdamW (fused) over the same parameter groups, the same gradient clipping;
+  bf16 through ``torch.autocast`` with fp32 weights (the plain PyTorch way). It reads the loss back only at the end:
+  the floor a hand-written loop reaches.
+* ``plain-compile``: the same with ``torch.compile`` of the model.
+* ``megagrow-z0`` / ``-z2``: the real ``megagrow train`` path (config loading, the plan, the data loader, the
+  DeepSpeed engine at ZeRO-0 / ZeRO-2, the per-step bookkeeping and metrics) on one rank; bf16 is DeepSpeed's bf16
+  (bf16 weights and activations, fp32 master weights). Its tokens/s are read from ``metrics.jsonl`` over the steps
+  after the warmup.
+* ``megagrow-z0-compile``: ``megagrow train`` with ``train.compile=true``.
+
+Every variant runs ``--warmup`` steps, then ``--steps`` timed steps; ``--rounds`` repeats the whole set of variants
+in turn (interleaved: A B C A B C ...) so that a noisy machine slows every variant alike. Reported: the median
+tokens/s of each variant over the rounds, its ratio to ``plain``'s median (the overhead is ``1 - ratio``), the
+achieved model FLOP/s (megagrow.flops, the convention of the rest of megagrow) as a fraction of a large matmul's
+FLOP/s measured here (the practical peak) and, on a GPU with a datasheet entry, of the datasheet peak (MFU).
+Results go to ``--out`` (JSON, rewritten after every measurement) and a PNG beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout: megagrow importable without an install
+BASE = ROOT / "benchmarks" / "throughput" / "configs" / "gpt.yaml"
+_NO_DROPOUT = ("--model.dropout=0", "--model.attn_dropout=0")
+
+
+@dataclass(frozen=True)
+class Size:
+    overrides: tuple[str, ...]
+    note: str
+
+
+SIZES: dict[str, Size] = {
+    "bench": Size((), "the acceleration suites' GPT (gpt-bench, 12 x 56), vocab 2048, 16 x 128 tokens per step"),
+    "tiny": Size(("--model.size=gpt-tiny", *_NO_DROPOUT),
+                 "gpt-tiny (12 x 256), vocab 2048, 16 x 128 tokens per step"),
+    "100m": Size(("--model.size=gpt-base", *_NO_DROPOUT, "--data.seq_len=256", "--data.micro_batch_size=4"),
+                 "GPT 12 x 768 (gpt-base; 87M parameters with vocab 2048), 4 x 256 tokens per step"),
+    "gpt-base": Size(("--model.size=gpt-base", *_NO_DROPOUT, "--data.seq_len=1024", "--data.micro_batch_size=16"),
+                     "GPT-Base 12 x 768, seq 1024, 16 x 1024 tokens per step (GPU; --data a 32k-vocab dataset)"),
+}
+VARIANTS = ("plain", "plain-compile", "megagrow-z0", "megagrow-z2", "megagrow-z0-compile")
+
+
+def size_overrides(size: str, data: str | None, precision: str) -> list[str]:
+    out = [*SIZES[size].overrides, f"--train.precision={precision}"]
+    if data:
+        out.append(f"--data.path={data}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- the plain loop
+
+
+def plain_worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    from megagrow.config import load_config
+    from megagrow.data.factory import build_data
+    from megagrow.data.loader import GlobalBatchLoader
+    from megagrow.distributed.engine import compile_in_place, param_groups
+    from megagrow.flops import train_flops
+    from megagrow.models import build_model
+
+    cfg = load_config(str(BASE), size_overrides(args.size, args.data, args.precision))
+    torch.manual_seed(cfg.run.seed)
+    data = build_data(cfg.data, cfg.model, cfg.run.seed)
+    if cfg.model.vocab_size == 0:
+        cfg.model.vocab_size = data.vocab_size
+    device = torch.device(args.device)
+    model = build_model(cfg.model).to(device)
+    if args.worker == "plain-compile":
+        compile_in_place(model)
+    o = cfg.optim
+    opt = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                            fused=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    loader = GlobalBatchLoader(data.train, cfg.data.micro_batch_size, 1, 0, cfg.run.seed)
+    n = args.warmup + args.steps
+    pin = device.type == "cuda"
+    batches = [{k: (v.pin_memory() if pin else v) for k, v in loader.next_micro_batch().items()} for _ in range(n)]
+    layer_map = model.full_layer_map()
+    bf16 = args.precision == "bf16"
+
+    def step(batch: dict) -> torch.Tensor:
+        b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(b, layer_map)
+        out.loss.backward()
+        if o.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return out.loss.detach()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    model.train()
+    for b in batches[: args.warmup]:
+        step(b)
+    sync()
+    t0 = time.perf_counter()
+    losses = [step(b) for b in batches[args.warmup:]]
+    sync()
+    wall = time.perf_counter() - t0
+    tokens = args.steps * cfg.data.micro_batch_size * data.seq_len
+    flops = train_flops(model.arch(), len(layer_map), cfg.data.micro_batch_size, data.seq_len,
+                        cfg.data.micro_batch_size * data.seq_len)
+    return {"tokens_per_s": tokens / wall, "flops_per_step": flops, "steps": args.steps, "wall_s": wall,
+            "final_loss": float(losses[-1]), "params": sum(p.numel() for p in params)}
+
+
+# ------------------------------------------------------------------------------------------- the megagrow path
+
+
+def megagrow_run(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
+    """``megagrow train`` as a user runs it; tokens/s and FLOPs from its metrics.jsonl after the warmup."""
+    zero = 2 if "-z2" in variant else 0
+    name = f"{args.size}-{variant}"
+    cmd = [sys.executable, "-m", "megagrow.cli", "train", str(BASE), f"--run.out_dir={tmp}", f"--run.name={name}",
+           *size_overrides(args.size, args.data, args.precision), f"--distributed.zero_stage={zero}",
+           f"--train.max_steps={args.warmup + args.steps}", f"--logging.log_every={args.log_every}",
+           f"--train.compile={'true' if variant.endswith('-compile') else 'false'}"]
+    proc = _run(cmd, args)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name}: megagrow train exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
+                           f"{proc.stderr[-3000:]}")
+    records = [json.loads(line) for line in (tmp / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = [r for r in records if "tokens_per_s" in r]
+    prev_tokens, tokens, wall, flops, steps = 0, 0, 0.0, 0, 0
+    last: dict = {}
+    for r in records:
+        d_tokens = r["tokens"] - prev_tokens
+        if r["step"] > args.warmup:
+            tokens += d_tokens
+            wall += d_tokens / r["tokens_per_s"]
+            flops += r["flops"] - last.get("flops", 0)
+            steps += r["step"] - last.get("step", 0)
+        prev_tokens, last = r["tokens"], r
+    if steps != args.steps:
+        raise RuntimeError(f"{name}: metrics.jsonl covers {steps} steps after the warmup, expected {args.steps} "
+                           f"(--warmup and --steps must be multiples of --log-every)")
+    return {"tokens_per_s": tokens / wall, "flops_per_step": flops // steps, "steps": steps, "wall_s": wall,
+            "final_loss": last["loss"]}
+
+
+# ------------------------------------------------------------------------------------------------- the peak
+
+
+def matmul_peak(device: str, precision: str, threads: int) -> dict:
+    """FLOP/s of a large square matmul in the training precision: the practical peak of this machine."""
+    import torch
+
+    torch.set_num_threads(threads)
+    n = 8192 if device == "cuda" else 2048
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    reps = 20 if device == "cuda" else 5
+    times = []
+    for _ in range(3 + reps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times[3:])
+    return {"n": n, "dtype": str(dtype), "flops_per_s": 2 * n**3 / t}
+
+
+# ---------------------------------------------------------------------------------------------------- driver
+
+
+def _env(args: argparse.Namespace) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
+    if args.device == "cpu":
+        env["DS_ACCELERATOR"] = "cpu"
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def _run(cmd: list[str], args: argparse.Namespace) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, cwd=ROOT, env=_env(args), capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired as e:
+        raise RuntimeError(f"timed out after {args.timeout} s: {shlex.join(cmd)}") from e
+
+
+def measure(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
+    if variant.startswith("megagrow"):
+        return megagrow_run(args, variant, tmp)
+    cmd = [sys.executable, __file__, "--worker", variant, "--size", args.size, "--device", args.device,
+           "--precision", args.precision, "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--threads", str(args.threads), *(["--data", args.data] if args.data else [])]
+    proc = _run(cmd, args)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{variant}: worker exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def machine(args: argparse.Namespace) -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "device": args.device, "threads": args.threads, "cpus": os.cpu_count()}
+    if args.device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def summarize(result: dict, peak: dict, datasheet: float | None) -> None:
+    for size_res in result["sizes"].values():
+        runs = size_res["variants"]
+        base = statistics.median(runs["plain"]["tokens_per_s"]) if runs.get("plain", {}).get("tokens_per_s") else None
+        for v in runs.values():
+            if not v["tokens_per_s"]:
+                continue
+            med = statistics.median(v["tokens_per_s"])
+            v["median_tokens_per_s"] = med
+            v["ratio_to_plain"] = med / base if base else None
+            flops_per_s = med / size_res["tokens_per_step"] * v["flops_per_step"]
+            v["model_flops_per_s"] = flops_per_s
+            v["fraction_of_matmul_peak"] = flops_per_s / peak["flops_per_s"]
+            v["mfu"] = flops_per_s / datasheet if datasheet else None
+
+
+def table(result: dict) -> str:
+    lines = [f"{'size':<9} {'variant':<21} {'tokens/s':>12} {'vs plain':>9} {'GFLOP/s':>10} {'of matmul':>10} "
+             f"{'MFU':>6}  rounds"]
+    for size, sr in result["sizes"].items():
+        for name, v in sr["variants"].items():
+            if "median_tokens_per_s" not in v:
+                lines.append(f"{size:<9} {name:<21} {'failed' if v.get('error') else '-':>12}")
+                continue
+            ratio = f"{v['ratio_to_plain']:.3f}" if v["ratio_to_plain"] else "-"
+            mfu = f"{v['mfu']:.1%}" if v.get("mfu") else "-"
+            rounds = " ".join(f"{x:,.0f}" for x in v["tokens_per_s"])
+            lines.append(f"{size:<9} {name:<21} {v['median_tokens_per_s']:>12,.0f} {ratio:>9} "
+                         f"{v['model_flops_per_s'] / 1e9:>10,.1f} {v['fraction_of_matmul_peak']:>10.1%} {mfu:>6}  "
+                         f"{rounds}")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = list(result["sizes"])
+    variants = [v for v in VARIANTS if any(v in result["sizes"][s]["variants"] for s in sizes)]
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(sizes), 4))
+    width = 0.8 / max(1, len(variants))
+    for i, v in enumerate(variants):
+        ys = [result["sizes"][s]["variants"].get(v, {}).get("ratio_to_plain") or 0.0 for s in sizes]
+        ax.bar([j + i * width for j in range(len(sizes))], ys, width, label=v)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.axhline(0.95, color="r", lw=0.8, ls="--", label="5% overhead")
+    ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(sizes))], sizes)
+    ax.set_ylabel("tokens/s relative to the plain PyTorch loop")
+    m = result["machine"]
+    ax.set_title(f"megagrow step vs plain loop ({m.get('gpu', 'CPU')}, {result['precision']})", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="+", default=["bench", "tiny", "100m"], choices=sorted(SIZES))
+    p.add_argument("--variants", nargs="+", default=["plain", "megagrow-z0", "megagrow-z2"], choices=VARIANTS)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--data", default=None, help="dataset directory (default: the base config's data.path)")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per measurement (multiple of --log-every)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first (multiple of --log-every)")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads of every variant (CPU)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds one measurement may take")
+    p.add_argument("--out", default=None, help="result JSON (default benchmarks/results/throughput-<device>.json)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--size", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print("RESULT " + json.dumps(plain_worker(args)), flush=True)
+        return 0
+    if args.steps % args.log_every or args.warmup % args.log_every:
+        p.error(f"--steps {args.steps} and --warmup {args.warmup} must be multiples of --log-every {args.log_every}")
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"throughput-{args.device}.json")
+    from megagrow.metrics import peak_flops_per_device
+
+    peak = matmul_peak(args.device, args.precision, args.threads)
+    datasheet = peak_flops_per_device(args.precision) if args.device == "cuda" else None
+    result = {"command": "python benchmarks/throughput/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "machine": machine(args), "precision": args.precision, "steps": args.steps, "warmup": args.warmup,
+              "rounds": args.rounds, "matmul_peak": peak, "datasheet_peak_flops_per_s": datasheet,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": {}}
+    print(f"matmul peak: {peak['flops_per_s'] / 1e9:,.1f} GFLOP/s ({peak['dtype']}, n={peak['n']})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="megagrow-throughput-") as tmp_s:
+        tmp = Path(tmp_s)
+        for size in args.sizes:
+            args.size = size
+            sr = result["sizes"].setdefault(size, {"note": SIZES[size].note, "variants": {}})
+            for r in range(args.rounds):
+                for variant in args.variants:
+                    v = sr["variants"].setdefault(variant, {"tokens_per_s": []})
+                    t0 = time.time()
+                    try:
+                        m = measure(args, variant, tmp)
+                    except RuntimeError as e:
+                        v["error"] = str(e)[-4000:]
+                        print(f"[{size} round {r + 1}] {variant}: FAILED\n{e}", flush=True)
+                        continue
+                    v["tokens_per_s"].append(m["tokens_per_s"])
+                    v["flops_per_step"] = m["flops_per_step"]
+                    v.setdefault("final_loss", []).append(m["final_loss"])
+                    sr["tokens_per_step"] = m["tokens_per_s"] * m["wall_s"] / m["steps"]
+                    if "params" in m:
+                        sr["params"] = m["params"]
+                    print(f"[{size} round {r + 1}] {variant}: {m['tokens_per_s']:,.0f} tokens/s "
+                          f"({time.time() - t0:.0f} s)", flush=True)
+                    summarize(result, peak, datasheet)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    tmp_out = out.with_suffix(".json.tmp")
+                    tmp_out.write_text(json.dumps(result, indent=1) + "\n")
+                    tmp_out.replace(out)
+    result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    summarize(result, peak, datasheet)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    plot(result, out.with_suffix(".png"))
+    print(table(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
