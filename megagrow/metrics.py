@@ -38,7 +38,7 @@ def peak_flops_per_device(precision: str) -> float | None:
     for key, peak in PEAK_BF16_FLOPS.items():
         if key in name:
             # fp32 training on tensor cores runs as TF32 at half the bf16 rate on these parts.
-            return peak if precision == "bf16" else peak / 2
+            return peak if precision.startswith("bf16") else peak / 2
     return None
 
 

@@ -70,7 +70,7 @@ def test_unknown_key_suggests_close_match() -> None:
 def test_unknown_section_and_bad_choices() -> None:
     msg = _problems(None, ["--optimizer.lr=1", "--train.precision=fp16", "--distributed.zero_stage=4"])
     assert "unknown config key 'optimizer'" in msg and "did you mean 'optim'?" in msg
-    assert "train.precision='fp16': expected one of ['fp32', 'bf16']" in msg
+    assert "train.precision='fp16': expected one of ['fp32', 'bf16', 'bf16-autocast']" in msg
     msg = _problems(None, ["--distributed.zero_stage=4"])
     assert "distributed.zero_stage=4: must be one of 0, 1, 2, 3" in msg
 
@@ -118,7 +118,10 @@ def test_deepspeed_json_is_generated_from_the_tree() -> None:
     assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["gradient_accumulation_steps"] == 3
     assert ds["zero_optimization"]["stage"] == 2
     assert ds["bf16"]["enabled"] is True and ds["fp16"]["enabled"] is False
+    assert ds["torch_autocast"]["enabled"] is False
     assert ds["gradient_clipping"] == 0.5
+    auto = deepspeed_config(load_config(None, ["--model.size=gpt-tiny", "--train.precision=bf16-autocast"]), 1)
+    assert auto["bf16"]["enabled"] is False and auto["torch_autocast"] == {"enabled": True, "dtype": "torch.bfloat16"}
 
 
 def test_every_field_is_documented() -> None:

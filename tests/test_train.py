@@ -109,9 +109,10 @@ def test_grad_accumulation_matches_larger_micro_batch(tmp_path: Path, text_data:
     assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-5)
 
 
-@pytest.mark.parametrize("zero_stage", [0, 2])
-def test_bf16_trains_and_resumes(tmp_path: Path, text_data: Path, zero_stage: int) -> None:
-    common = ["--train.precision=bf16", f"--distributed.zero_stage={zero_stage}", "--train.max_steps=12"]
+@pytest.mark.parametrize(("zero_stage", "precision"), [(0, "bf16"), (2, "bf16"), (0, "bf16-autocast"),
+                                                       (2, "bf16-autocast")])
+def test_bf16_trains_and_resumes(tmp_path: Path, text_data: Path, zero_stage: int, precision: str) -> None:
+    common = [f"--train.precision={precision}", f"--distributed.zero_stage={zero_stage}", "--train.max_steps=12"]
     cut = run(tiny_config("gpt", tmp_path, "bf16", *common, "--train.exit_at_step=6", data_path=text_data))
     assert cut.step == 6
     state, _ = load_checkpoint(latest_checkpoint(cut.run_dir / "checkpoints"))

@@ -15,5 +15,6 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit -
 python3 -c "import torch, deepspeed; print('torch', torch.__version__, 'deepspeed', deepspeed.__version__)"
 export PYTHONUNBUFFERED=1
 python3 "$(dirname "$0")/run.py" --device cuda --precision bf16 --sizes gpt-base --data "$data" \
-  --variants plain megagrow-z0 plain-compile megagrow-z0-compile megagrow-z2 \
+  --variants ${VARIANTS:-plain megagrow-z0 plain-compile megagrow-z0-compile megagrow-z2 megagrow-z0-autocast \
+              megagrow-z2-autocast megagrow-z0-autocast-compile} \
   --rounds 1 --warmup 20 --steps 100 --timeout 200 --threads 8 --out "$out"

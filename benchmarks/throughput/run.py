@@ -16,6 +16,9 @@ Variants (each a fresh process, so that no variant inherits another's allocator 
   (bf16 weights and activations, fp32 master weights). Its tokens/s are read from ``metrics.jsonl`` over the steps
   after the warmup.
 * ``megagrow-z0-compile``: ``megagrow train`` with ``train.compile=true``.
+* ``megagrow-z0-autocast`` / ``-z2-autocast`` / ``-z0-autocast-compile`` (with ``--precision bf16``): ``megagrow train``
+  with ``train.precision=bf16-autocast`` (fp32 weights, bf16 matmuls under torch.autocast, the optimizer is torch
+  AdamW itself) instead of DeepSpeed's bf16 optimizer wrapper.
 
 Every variant runs ``--warmup`` steps, then ``--steps`` timed steps; ``--rounds`` repeats the whole set of variants
 in turn (interleaved: A B C A B C ...) so that a noisy machine slows every variant alike. Reported: the median
@@ -61,7 +64,8 @@ SIZES: dict[str, Size] = {
     "gpt-base": Size(("--model.size=gpt-base", *_NO_DROPOUT, "--data.seq_len=1024", "--data.micro_batch_size=16"),
                      "GPT-Base 12 x 768, seq 1024, 16 x 1024 tokens per step (GPU; --data a 32k-vocab dataset)"),
 }
-VARIANTS = ("plain", "plain-compile", "megagrow-z0", "megagrow-z2", "megagrow-z0-compile")
+VARIANTS = ("plain", "plain-compile", "megagrow-z0", "megagrow-z2", "megagrow-z0-compile", "megagrow-z0-autocast",
+            "megagrow-z2-autocast", "megagrow-z0-autocast-compile")
 
 
 def size_overrides(size: str, data: str | None, precision: str) -> list[str]:
@@ -102,7 +106,7 @@ def plain_worker(args: argparse.Namespace) -> dict:
     pin = device.type == "cuda"
     batches = [{k: (v.pin_memory() if pin else v) for k, v in loader.next_micro_batch().items()} for _ in range(n)]
     layer_map = model.full_layer_map()
-    bf16 = args.precision == "bf16"
+    bf16 = args.precision.startswith("bf16")
 
     def step(batch: dict) -> torch.Tensor:
         b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -141,8 +145,13 @@ def megagrow_run(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
     """``megagrow train`` as a user runs it; tokens/s and FLOPs from its metrics.jsonl after the warmup."""
     zero = 2 if "-z2" in variant else 0
     name = f"{args.size}-{variant}"
+    precision = args.precision
+    if "-autocast" in variant:
+        if precision == "fp32":
+            raise RuntimeError(f"{variant}: needs --precision bf16")
+        precision = "bf16-autocast"
     cmd = [sys.executable, "-m", "megagrow.cli", "train", str(BASE), f"--run.out_dir={tmp}", f"--run.name={name}",
-           *size_overrides(args.size, args.data, args.precision), f"--distributed.zero_stage={zero}",
+           *size_overrides(args.size, args.data, precision), f"--distributed.zero_stage={zero}",
            f"--train.max_steps={args.warmup + args.steps}", f"--logging.log_every={args.log_every}",
            f"--train.compile={'true' if variant.endswith('-compile') else 'false'}"]
     proc = _run(cmd, args)
