@@ -611,6 +611,8 @@ def expand_path(path: str) -> Path:
 def deepspeed_config(cfg: Config, world_size: int) -> dict[str, Any]:
     """The DeepSpeed config for this run. The optimizer and LR schedule are ours (torch AdamW, set
     per step from :mod:`megagrow.schedule`), so they do not appear here."""
+    from megagrow.faults import owns_step
+
     stage = cfg.distributed.zero_stage
     zero: dict[str, Any] = {"stage": stage}
     if stage >= 2:
@@ -621,7 +623,8 @@ def deepspeed_config(cfg: Config, world_size: int) -> dict[str, Any]:
         "train_batch_size": cfg.global_batch_size(world_size),
         "train_micro_batch_size_per_gpu": cfg.data.micro_batch_size,
         "gradient_accumulation_steps": cfg.train.grad_accum,
-        "gradient_clipping": cfg.optim.grad_clip,
+        # ZeRO-0 without DeepSpeed's bf16 wrapper: megagrow clips (faults.clip_owned: fused, no per-parameter norms)
+        "gradient_clipping": 0.0 if owns_step(stage, cfg.train.precision) else cfg.optim.grad_clip,
         "zero_optimization": zero,
         "bf16": {"enabled": cfg.train.precision == "bf16"},
         "torch_autocast": {"enabled": cfg.train.precision == "bf16-autocast", "dtype": "torch.bfloat16"},

@@ -1,10 +1,11 @@
 """Fault handling in the training loop: non-finite losses and gradients, and fault injection for tests.
 
 **Non-finite steps.** Every optimizer step, each rank flags a non-finite loss (and, where megagrow owns
-the optimizer step — ZeRO-0 in fp32 — a non-finite gradient); the flags are summed with the step's other
-statistics (no extra collective), so all ranks agree. A flagged step is *skipped*: no parameter, moment or
-Adam step count moves. Under ZeRO-0/fp32 the gradients are dropped before the step (torch AdamW skips
-tensors without a gradient); under ZeRO 1-3 and bf16, DeepSpeed's optimizers already refuse a step whose
+the optimizer step — ZeRO-0 in fp32 or bf16-autocast — a non-finite gradient, seen in the norm that its
+clipping computes); the flags are summed with the step's other statistics (no extra collective, one host
+sync per step), so all ranks agree. A flagged step is *skipped*: no parameter, moment or Adam step count
+moves. Where megagrow owns the step the gradients are dropped before it (torch AdamW skips tensors without a
+gradient); under ZeRO 1-3 and DeepSpeed's bf16, DeepSpeed's optimizers already refuse a step whose
 gradient norm is not finite (``engine.skipped_steps``), which also catches a non-finite gradient behind a
 finite loss. Then ``train.nonfinite`` decides: ``skip`` counts it (``skipped_steps`` in the metrics) and
 goes on, stopping with a checkpoint after ``train.max_consecutive_skips`` in a row; ``stop`` checkpoints
@@ -17,7 +18,6 @@ a given step (``transition``, ``checkpoint``) so a test can ``kill -9`` the job 
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -32,20 +32,39 @@ class NonFiniteStop(RuntimeError):
     """Raised after the checkpoint when non-finite steps end the run."""
 
 
+def owns_step(zero_stage: int, precision: str) -> bool:
+    """ZeRO-0 without DeepSpeed's bf16 wrapper (fp32, bf16-autocast): the torch optimizer steps the module
+    parameters directly and megagrow clips the gradients and checks them (DeepSpeed's clipping is off,
+    see :func:`~megagrow.config.deepspeed_config`)."""
+    return zero_stage == 0 and precision != "bf16"
+
+
 def _owns_step(engine) -> bool:
-    """ZeRO-0 in fp32: the torch optimizer steps the module parameters directly, no DeepSpeed overflow check."""
     return engine.zero_optimization_stage() == 0 and not engine.bfloat16_enabled()
 
 
-def local_bad(engine, loss_sum: float) -> bool:
-    """This rank's flag: a non-finite loss, or (when megagrow owns the step) a non-finite gradient."""
-    if not math.isfinite(loss_sum):
-        return True
-    if _owns_step(engine):
-        grads = [p.grad for p in engine.module.parameters() if p.grad is not None]
-        if grads and not bool(torch.stack([g.isfinite().all() for g in grads]).all()):
-            return True
-    return False
+def clip_owned(engine, max_norm: float) -> torch.Tensor | None:
+    """Where megagrow owns the step: clip the (already all-reduced) gradients to ``max_norm`` (0 = no clipping)
+    and return their global norm, a 0-d tensor on the device. Fused (``foreach``) and without a host sync, unlike
+    DeepSpeed's ZeRO-0 clipping (one norm per parameter); the same formula (``max_norm / (norm + 1e-6)``, applied
+    only below 1). None where DeepSpeed's optimizer clips and checks (ZeRO 1-3, DeepSpeed's bf16)."""
+    if not _owns_step(engine):
+        return None
+    params = [p for p in engine.module.parameters() if p.grad is not None]
+    if not params:
+        return None
+    if max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    return torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+
+
+def local_bad(loss_sum: torch.Tensor, grad_norm: torch.Tensor | None) -> torch.Tensor:
+    """This rank's flag as a 0-d float tensor (1 = bad), computed on the device without a host sync: a non-finite
+    loss, or (where megagrow owns the step, ``grad_norm`` from :func:`clip_owned`) a non-finite gradient."""
+    bad = ~torch.isfinite(loss_sum)
+    if grad_norm is not None:
+        bad = bad | ~torch.isfinite(grad_norm.to(loss_sum.device))
+    return bad.to(torch.float64)
 
 
 @dataclass

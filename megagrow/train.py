@@ -46,7 +46,7 @@ from megagrow.distributed.scheduler import StepScheduler
 from megagrow.distributed.state import gather_full_state, scatter_full_state
 from megagrow.eta import CostProfile, eta_seconds, format_seconds
 from megagrow.evaluation import eval_layout
-from megagrow.faults import NonFiniteGuard, NonFiniteStop, fault, local_bad
+from megagrow.faults import NonFiniteGuard, NonFiniteStop, clip_owned, fault, local_bad
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Plan, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, progress_mode
@@ -251,7 +251,8 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         charge = apply_transition(s, transition, lambda key: _next_batch(s, step, key))
     engine = s.engine
     set_lr(engine, _scheduled_lr(cfg, s.plan, step))
-    loss_sum, flops, depth_sum, tokens = 0.0, charge.flops, 0, charge.tokens
+    flops, depth_sum, tokens = charge.flops, 0, charge.tokens
+    loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)  # read back once, in the all-reduce
     decisions = s.scheduler.decisions(step, cfg.train.grad_accum)  # collective: rank 0's layer maps
     frozen = SkippedSlots(engine, s.model.blocks, [d.layer_map for d in decisions])  # slots no micro-batch runs
     for micro, decision in enumerate(decisions):
@@ -263,15 +264,16 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         frozen.backward(loss, micro)
         if micro < cfg.train.grad_accum - 1:
             engine.step()  # the last one is the optimizer step: after the ranks agree it is finite
-        loss_sum += float(loss.detach())
+        loss_sum += loss.detach().float()
         flops += train_flops(s.model.arch(), decision.depth, cfg.data.micro_batch_size, s.data.seq_len,
                              out.n_predictions)
         depth_sum += decision.depth
         interval.phase = decision.phase
     exit_now = stop_requested or step + 1 == cfg.train.exit_at_step
-    g_loss, g_flops, g_stop, g_tokens, g_extra, g_bad = all_reduce_sum(
+    grad_norm = clip_owned(engine, cfg.optim.grad_clip)  # None where DeepSpeed's optimizer clips and checks
+    g_loss, g_flops, g_stop, g_tokens, g_extra, g_bad = all_reduce_sum(  # the step's one host sync
         [loss_sum, float(flops), float(exit_now), float(tokens), float(charge.micro_batches),
-         float(local_bad(engine, loss_sum))], engine.device)
+         local_bad(loss_sum, grad_norm)], engine.device)
     skipped = frozen.step(lambda: s.guard.step(engine, g_bad > 0, step))  # skipped slots restored around it
     dt = time.perf_counter() - t0
     tokens = int(g_tokens)  # real tokens: padding of BERT sentence pairs is not counted

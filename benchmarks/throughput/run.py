@@ -56,6 +56,10 @@ class Size:
 
 
 SIZES: dict[str, Size] = {
+    "micro": Size(("--model.n_layers=12", "--model.hidden=32", "--model.n_heads=2", "--model.ffn=64",
+                   "--data.seq_len=16", "--data.micro_batch_size=2"),
+                  "a host-overhead probe: GPT 12 x 32, 2 x 16 tokens per step; the model's math is negligible, so a "
+                  "step's time is what a GPU step costs the host (Python, dispatch, DeepSpeed, bookkeeping)"),
     "bench": Size((), "the acceleration suites' GPT (gpt-bench, 12 x 56), vocab 2048, 16 x 128 tokens per step"),
     "tiny": Size(("--model.size=gpt-tiny", *_NO_DROPOUT),
                  "gpt-tiny (12 x 256), vocab 2048, 16 x 128 tokens per step"),

@@ -6,7 +6,7 @@ import contextlib
 import gc
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import torch
@@ -221,12 +221,19 @@ def set_lr(engine, lr: float) -> None:
         g["lr"] = lr
 
 
-def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    """Sum small scalars over ranks (one collective)."""
-    t = torch.tensor(values, dtype=torch.float64, device=device)
+def all_reduce_sum(values: Sequence[float | torch.Tensor], device: torch.device) -> list[float]:
+    """Sum small scalars over ranks (one collective, one host sync). Values may be Python numbers or 0-d tensors
+    still being computed on the device (the step's loss, its non-finite flag): they are read back only here."""
+    host = [float(v) for v in values if not isinstance(v, torch.Tensor)]
+    t = torch.tensor(host, dtype=torch.float64, device=device)
+    dev = [v.detach().reshape(1).to(device=device, dtype=torch.float64) for v in values if isinstance(v, torch.Tensor)]
+    if dev:
+        t = torch.cat([t, *dev])
     if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
         torch.distributed.all_reduce(t)
-    return t.tolist()
+    flat = t.tolist()
+    it_host, it_dev = iter(flat[: len(host)]), iter(flat[len(host):])
+    return [next(it_dev) if isinstance(v, torch.Tensor) else next(it_host) for v in values]
 
 
 def barrier() -> None:
