@@ -135,6 +135,10 @@ def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Ma
                                   eps=o.eps, fused=fused)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer,
                                       config=deepspeed_config(cfg, world_size))
+    if world_size == 1 and cfg.distributed.zero_stage == 0:
+        # one rank has nothing to all-reduce, but DeepSpeed's ZeRO-0 still flattens every gradient into a bucket,
+        # "all-reduces" it and copies it back after each backward (2.5 ms of a 13 ms step of a small model on CPU)
+        engine.enable_backward_allreduce = False
     return engine
 
 
