@@ -12,7 +12,7 @@ from datetime import timedelta
 import torch
 
 from megagrow.config import Config, deepspeed_config
-from megagrow.distributed.env import DistEnv, resolve_dist_env
+from megagrow.distributed.env import DistEnv, check_reachable, resolve_dist_env
 from megagrow.distributed.threads import apply_cpu_threads
 
 _NO_DECAY_SUFFIXES = ("bias", "cls_token", "dist_token", "pos_embed")
@@ -41,6 +41,11 @@ def init_distributed(cfg: Config) -> DistEnv:
     backend = cfg.distributed.backend
     if backend == "auto":
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+    check_reachable(env, backend)  # a multi-host job on loopback: a clear error now, not a hang later
+    if env.is_main and env.world_size > 1:
+        iface = " ".join(f"{k}={os.environ[k]}" for k in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")
+                         if k in os.environ)
+        _main_log(f"distributed: {env.describe()}; backend {backend}" + (f", {iface}" if iface else ""))
     if torch.cuda.is_available():
         torch.cuda.set_device(env.local_rank)
     timeout = timedelta(minutes=cfg.distributed.timeout_minutes)
