@@ -5,6 +5,7 @@
     python benchmarks/acceleration/run.py gpt --only scratch  # stop after the scratch sweep and its seeds
     python benchmarks/acceleration/run.py gpt --report-only   # re-make the report from what has finished
     python benchmarks/acceleration/run.py gpt --retime scratch-lr4e-3 apollo   # re-train alone for wall time
+    python benchmarks/acceleration/run.py gpt --study multilevel-diag  # controlled runs of one question (suites.py)
 
 A run that finished (``run.json`` says ``done``) is skipped; one that was interrupted resumes from its last
 checkpoint (``checkpoint.resume: auto``), so killing the suite loses at most ``checkpoint.every`` steps.
@@ -43,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suites import SUITES, Suite  # noqa: E402
+from suites import STUDIES, SUITES, Study, Suite  # noqa: E402
 
 
 def _git(*args: str) -> str:
@@ -132,10 +133,12 @@ class Runner:
             return local
         return self.results_dir / "runs" / name
 
-    def train(self, name: str, group: str, plan_file: str | None, overrides: list[str], note: str = "") -> Path:
-        """Train one run unless it finished before; returns its run directory."""
+    def train(self, name: str, group: str, plan_file: str | None, overrides: list[str], note: str = "",
+              stop_at: int | None = None) -> Path:
+        """Train one run unless it finished before; returns its run directory. ``stop_at``: a probe, stopped after
+        that step of the full run's schedule (``train.exit_at_step``: the schedule is the full run's)."""
         run_dir = self.runs_dir / name
-        cmd = self.command(name, plan_file, overrides)
+        cmd = self.command(name, plan_file, [*overrides, *([f"--train.exit_at_step={stop_at}"] if stop_at else [])])
         if self.done(name):
             print(f"[suite] {name}: done before, skipped", flush=True)
             return self.finished_dir(name)
@@ -146,6 +149,7 @@ class Runner:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "DS_ACCELERATOR": "cpu",
                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         meta = {"name": name, "group": group, "note": note, "suite": self.suite.name, "command": shlex.join(cmd),
+                "stop_at": stop_at,
                 "jobs": self.jobs,
                 "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--",
                                                                                  "megagrow", "configs")),
@@ -156,7 +160,7 @@ class Runner:
         full = [sys.executable, "-m", "megagrow.cli", *cmd[1:]]
         with (run_dir / "train.log").open("a") as log:
             rc = subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-        finished = rc == 0 and _finished(run_dir)  # exit 0 also follows SIGTERM (checkpoint, resume later)
+        finished = rc == 0 and _finished(run_dir, stop_at)  # exit 0 also follows SIGTERM (checkpoint, resume later)
         meta.update(exit_code=rc, duration_s=round(time.time() - t0, 1), loadavg_after=os.getloadavg()[0],
                     ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     status="done" if finished else "interrupted" if rc == 0 else "failed")
@@ -180,7 +184,8 @@ class Runner:
                 raise SystemExit(f"--retime {name}: no finished run of that name in {self.runs_dir}")
             old = json.loads(json.dumps(st))
             args = shlex.split(st["command"])[3:]  # megagrow train ENTRY ...
-            overrides = [a for a in args if not a.startswith(("--run.name=", "--run.out_dir="))]
+            own = ("--run.name=", "--run.out_dir=", "--train.exit_at_step=")
+            overrides = [a for a in args if not a.startswith(own)]
             if self.dry_run:
                 print(f"[suite] retime {name}: {st['command']}", flush=True)
                 continue
@@ -188,7 +193,7 @@ class Runner:
             entry = ROOT / shlex.split(st["command"])[2]
             plan_file = _plan_include(entry)
             self.train(name, st["group"], plan_file, [a for a in overrides if a not in self.suite.extra_overrides],
-                       st.get("note", ""))
+                       st.get("note", ""), st.get("stop_at"))
             new = self.status(name) or {}
             new["previous_timing"] = {k: old.get(k) for k in ("duration_s", "jobs", "loadavg_before", "loadavg_after",
                                                                "git_commit", "started")}
@@ -206,8 +211,9 @@ class Runner:
                 shutil.copy2(src / f, dst / f)
 
 
-def _finished(run_dir: Path) -> bool:
-    """The run's last metrics record is at its config's train.max_steps and carries a validation loss."""
+def _finished(run_dir: Path, stop_at: int | None = None) -> bool:
+    """The run's last metrics record is at its config's train.max_steps (a probe's ``stop_at``) and carries a
+    validation loss."""
     try:
         from megagrow.rundir import current_config
     except ImportError:  # a checkout from before config histories: config.yaml is the config in effect
@@ -221,7 +227,7 @@ def _finished(run_dir: Path) -> bool:
         last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     except (OSError, KeyError, IndexError, TypeError, json.JSONDecodeError):
         return False
-    return last.get("step") == max_steps and "val_loss" in last
+    return last.get("step") == (stop_at or max_steps) and "val_loss" in last
 
 
 def _plan_include(entry: Path) -> str | None:
@@ -341,6 +347,51 @@ def write_report(r: Runner) -> None:
     print(f"[suite] report: {r.results_dir / 'report.md'}", flush=True)
 
 
+def suite_baseline(results_dir: Path):
+    """The suite's baseline: its best finished scratch-sweep run (from the committed results)."""
+    from megagrow.report import load_run
+
+    sweep = []
+    for rj in sorted((results_dir / "runs").glob("*/run.json")):
+        st = json.loads(rj.read_text())
+        if st.get("group") == "sweep" and st.get("status") == "done":
+            sweep.append(load_run(rj.parent))
+    if not sweep:
+        raise SystemExit(f"no finished scratch-sweep run in {results_dir / 'runs'}: run the suite first")
+    return min(sweep, key=lambda x: x.final_val_loss)
+
+
+def run_study(r: Runner, study: Study, suite_results: Path, report_only: bool) -> None:
+    """A study's controlled runs (each one change against a reference run of the suite), at the suite's tuned LR
+    unless a run sets its own, then their report against the suite's baseline and the references."""
+    baseline = suite_baseline(suite_results)
+    best = baseline.config["optim"]["lr"]
+    print(f"[study] {study.name}: {study.question}\n[study] baseline {baseline.name} "
+          f"(val loss {baseline.final_val_loss:.4f}), LR {best:g}", flush=True)
+    specs = [(p.name, "study", p.plan_file, [f"--optim.lr={best:g}", *p.overrides], p.note, p.stop_at)
+             for p in study.runs]
+    if not report_only:
+        r.train_all(specs)
+    if r.dry_run:
+        return
+    from megagrow.report import build_report, load_run, write_outputs
+
+    names = [p.name for p in study.runs if r.done(p.name)]
+    for n in names:
+        r.publish(n)
+    refs = [load_run(suite_results / "runs" / n) for n in study.references
+            if (suite_results / "runs" / n / "metrics.jsonl").is_file()]
+    runs = [baseline, *refs, *[load_run(r.results_dir / "runs" / n) for n in names]]
+    report = build_report(runs, baseline.name, r.suite.report_ema)
+    report["study"] = {"name": study.name, "question": study.question, "baseline_from": str(suite_results),
+                       "references": [x.name for x in refs],
+                       "runs": {p.name: {"note": p.note, "overrides": list(p.overrides), "stop_at": p.stop_at,
+                                         "finished": p.name in names} for p in study.runs}}
+    write_outputs(report, runs, r.results_dir)
+    write_commands(r, names)
+    print(f"[study] report: {r.results_dir / 'report.md'}", flush=True)
+
+
 def write_commands(r: Runner, names: list[str]) -> None:
     """``commands.md``: how the suite was run and every finished run's exact command, commit and machine."""
     lines = [f"# {r.suite.name} suite: the exact commands", "",
@@ -426,10 +477,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=["scratch"], default=None, help="stop after the scratch sweep and seeds")
     p.add_argument("--report-only", action="store_true", help="train nothing; report what has finished")
     p.add_argument("--dry-run", action="store_true", help="print the commands; train nothing")
+    p.add_argument("--study", default=None, choices=sorted(STUDIES),
+                   help="train a study's controlled runs (suites.py STUDIES) and report them against the suite's "
+                        "baseline, into benchmarks/results/studies/<study>/")
     p.add_argument("--retime", nargs="+", default=None, metavar="NAME",
                    help="train these finished runs again, alone, for their wall time (then report)")
     a = p.parse_args(argv)
     s = SUITES[a.suite]
+    if a.study:
+        study = STUDIES[a.study]
+        if study.suite != s.name:
+            p.error(f"study {study.name} belongs to the {study.suite} suite, not {s.name}")
+        suite_results = ROOT / "benchmarks" / "results" / f"acceleration-{s.name}"
+        runner = Runner(s, Path(a.runs_dir or ROOT / "runs" / f"study-{study.name}").resolve(),
+                        Path(a.results_dir or ROOT / "benchmarks" / "results" / "studies" / study.name).resolve(),
+                        a.threads, a.dry_run, a.jobs)
+        if a.retime:
+            runner.retime(a.retime)
+        run_study(runner, study, suite_results, a.report_only or bool(a.retime))
+        return 0
     runner = Runner(s, Path(a.runs_dir or ROOT / "runs" / f"acceleration-{s.name}").resolve(),
                     Path(a.results_dir or ROOT / "benchmarks" / "results" / f"acceleration-{s.name}").resolve(),
                     a.threads, a.dry_run, a.jobs)

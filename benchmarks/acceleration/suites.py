@@ -20,9 +20,10 @@ class PlanRun:
     """A growth run: the shipped plan config plus overrides (empty = the shipped config as is)."""
 
     name: str
-    plan_file: str  # under configs/plans/
+    plan_file: str | None  # under configs/plans/; None = scratch
     overrides: tuple[str, ...] = ()
     note: str = ""
+    stop_at: int | None = None  # a probe: stop after this step of the full run's schedule (train.exit_at_step)
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,59 @@ SUITES: dict[str, Suite] = {
         plans=(PlanRun("multilevel", "multilevel.yaml", note="2 levels (shipped)"),),
     ),
 }
+
+
+@dataclass(frozen=True)
+class Study:
+    """Controlled runs for one question: each run is a suite run (the suite's base config, a shipped plan, the
+    suite's tuned scratch LR) plus overrides that change ONE thing against a reference run of the suite. Trained by
+    ``run.py SUITE --study NAME`` into ``benchmarks/results/studies/NAME/`` and reported against the suite's
+    baseline with the references alongside."""
+
+    name: str
+    suite: str
+    question: str
+    references: tuple[str, ...]  # suite runs (in its committed results) each variant is compared with
+    runs: tuple[PlanRun, ...]
+
+
+_GPT_STEPS = 3400  # the gpt suite's train.max_steps (benchmarks/acceleration/configs/gpt.yaml)
+
+STUDIES: dict[str, Study] = {s.name: s for s in (
+    Study(
+        "multilevel-diag", "gpt",
+        "Multi-level: its coarse phase runs ahead of scratch at equal FLOPs like a half-size model, then the lead is "
+        "lost at de-coalescing and after it. Is it the interpolation with the pre-coalescing weights, the per-phase "
+        "LR reset, the moments reset, or too early a de-coalescing? And does it pay at equal FLOPs?",
+        ("multilevel",),
+        (
+            PlanRun("ml-alpha0", "multilevel.yaml", ("--growth.alpha=0",),
+                    "no interpolation: the de-coalesced coarse model alone (alpha 0 instead of 0.25)"),
+            PlanRun("ml-lr-continue", "multilevel.yaml", ("--growth.lr_policy=continue",),
+                    "one global LR schedule instead of a fresh schedule per phase"),
+            PlanRun("ml-moments-copy", "multilevel.yaml", ("--growth.moments=copy",),
+                    "AdamW moments de-coalesced with the weights instead of reset"),
+            PlanRun("ml-late", "multilevel.yaml", ("--growth.boundaries=[0.05,0.80]",),
+                    "de-coalesce at 80% of the steps instead of 55%"),
+            PlanRun("ml-equal-flops", "multilevel.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.606)}",),
+                    "the shipped plan with 1/0.606 x the steps: scratch's FLOPs"),
+        ),
+    ),
+    Study(
+        "apollo-diag", "gpt",
+        "Apollo: ahead of scratch in its first stages, behind after growing to 6 and 12 layers, then descending more "
+        "slowly per FLOP. Is it the moments of the grown slots, the LR at growth, the growth schedule? And does it "
+        "pay at equal FLOPs? (The sampler and layer-map ablations are suite runs: apollo-uniform/-full/-stacking.)",
+        ("apollo", "apollo-uniform", "apollo-full", "apollo-stacking"),
+        (
+            PlanRun("ap-moments-fresh", "apollo.yaml", ("--growth.moments=fresh",),
+                    "all AdamW moments and the step reset at each growth instead of copied"),
+            PlanRun("ap-rewarm", "apollo.yaml", ("--growth.lr_policy=rewarm",),
+                    "the LR re-ramped over the warmup after each growth"),
+            PlanRun("ap-late", "apollo.yaml", ("--growth.boundaries=[0.10,0.25,0.50]",),
+                    "grow later: stages start at 10/25/50% instead of 5/10/25%"),
+            PlanRun("ap-equal-flops", "apollo.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.885)}",),
+                    "the shipped plan with 1/0.885 x the steps: scratch's FLOPs"),
+        ),
+    ),
+)}

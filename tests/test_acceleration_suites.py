@@ -1,0 +1,79 @@
+"""The acceleration suites and studies as declared: every run's config is valid; the runner's bookkeeping."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from megagrow.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+_DIR = ROOT / "benchmarks" / "acceleration"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(_DIR))
+    try:
+        spec = importlib.util.spec_from_file_location(f"accel_{name}", _DIR / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses look their module up
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(_DIR))
+
+
+run = _load("run")
+suites = _load("suites")
+
+
+def _all_runs():
+    for s in suites.SUITES.values():
+        for p in s.plans:
+            yield s, p
+    for st in suites.STUDIES.values():
+        for p in st.runs:
+            yield suites.SUITES[st.suite], p
+
+
+@pytest.mark.parametrize(("suite", "plan"), list(_all_runs()), ids=lambda x: getattr(x, "name", ""))
+def test_every_declared_run_is_a_valid_config(tmp_path: Path, suite, plan) -> None:
+    r = run.Runner(suite, tmp_path / "runs", tmp_path / "results", threads=1)
+    entry = r.entry_config(plan.name, plan.plan_file)
+    cfg = load_config(str(entry), [*suite.extra_overrides, "--optim.lr=0.004", *plan.overrides])
+    if plan.plan_file:
+        assert cfg.growth.plan != "scratch", plan.name
+    if plan.stop_at:
+        assert 0 < plan.stop_at < cfg.train.max_steps
+
+
+def test_studies_name_their_runs_apart_from_their_references() -> None:
+    for st in suites.STUDIES.values():
+        suite = suites.SUITES[st.suite]
+        names = [p.name for p in st.runs]
+        assert len(set(names)) == len(names), st.name
+        assert not set(names) & set(st.references), st.name
+        assert set(st.references) <= {p.name for p in suite.plans}, st.name
+
+
+def test_lr_tags_are_lossless_to_two_digits() -> None:
+    assert [run.lr_tag(x) for x in (0.004, 0.016, 0.002, 0.0008)] == ["4e-3", "1.6e-2", "2e-3", "8e-4"]
+
+
+def test_a_run_or_probe_is_finished_only_at_its_last_step_with_a_validation_loss(tmp_path: Path) -> None:
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "config.yaml").write_text("train:\n  max_steps: 100\n")
+    recs = [{"step": 50, "loss": 3.0, "val_loss": 3.1}]
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in recs) + "\n")
+    assert run._finished(d, stop_at=50) and not run._finished(d)
+    recs += [{"step": 100, "loss": 2.0}]
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in recs) + "\n")
+    assert not run._finished(d)  # no validation loss at the last step
+    recs[-1]["val_loss"] = 2.1
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in recs) + "\n")
+    assert run._finished(d)
