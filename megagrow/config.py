@@ -199,6 +199,10 @@ class LoggingConfig:
     progress: Literal["auto", "on", "off"] = doc(
         "console progress: on = a progress bar; auto = the bar when stderr is a terminal, else a plain line every "
         "log_every steps (Slurm logs); off = neither (evaluations, transitions and stops are still printed)", "auto")
+    profile_steps: list[int] = doc(
+        "[first, last]: profile these steps with torch.profiler and write <run>/profile.json (time per phase of the "
+        "step: transition, plan, data, forward, backward, clip, sync, optimizer, other) and profile_trace.json; "
+        "[] = off", [])
 
 
 @dataclass
@@ -251,6 +255,9 @@ def validate(cfg: Config) -> list[str]:
     positive("checkpoint.every", cfg.checkpoint.every, allow_zero=True)
     positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
     positive("logging.log_every", cfg.logging.log_every)
+    ps = cfg.logging.profile_steps
+    if ps and (len(ps) != 2 or not 1 <= ps[0] <= ps[1]):
+        p.append(f"logging.profile_steps={ps}: expected [] or [first, last] with 1 <= first <= last")
     positive("distributed.timeout_minutes", cfg.distributed.timeout_minutes)
     for name, v in (("optim.beta1", cfg.optim.beta1), ("optim.beta2", cfg.optim.beta2)):
         if not 0 <= v < 1:

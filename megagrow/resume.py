@@ -85,6 +85,7 @@ RULES: tuple[Rule, ...] = (
     Rule("data.eval_samples", H, "validation samples per evaluation; val_loss before and after differ in noise"),
     Rule("logging.log_every", H, "logging cadence"),
     Rule("logging.tensorboard", H, "TensorBoard output"),
+    Rule("logging.profile_steps", N, "profiling window"),
     Rule("checkpoint.every", H, "checkpoint cadence"),
     Rule("checkpoint.keep_last", H, "checkpoints kept"),
     Rule("checkpoint.save_final", H, "final checkpoint"),

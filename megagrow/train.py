@@ -51,6 +51,7 @@ from megagrow.flops import train_flops
 from megagrow.growth.plans import Plan, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, progress_mode
 from megagrow.models import ModelConfig, build_model
+from megagrow.profiling import StepProfiler, phase
 from megagrow.resume import (
     ResumeRefused,
     Verdict,
@@ -248,34 +249,43 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     transition = s.plan.transition(step)
     charge = Charge()
     if transition is not None:
-        charge = apply_transition(s, transition, lambda key: _next_batch(s, step, key))
-    engine = s.engine
-    set_lr(engine, _scheduled_lr(cfg, s.plan, step))
+        with phase("transition"):
+            charge = apply_transition(s, transition, lambda key: _next_batch(s, step, key))
+    with phase("plan"):
+        engine = s.engine
+        set_lr(engine, _scheduled_lr(cfg, s.plan, step))
+        decisions = s.scheduler.decisions(step, cfg.train.grad_accum)  # collective: rank 0's layer maps
+        frozen = SkippedSlots(engine, s.model.blocks, [d.layer_map for d in decisions])  # slots no micro-batch runs
     flops, depth_sum, tokens = charge.flops, 0, charge.tokens
     loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)  # read back once, in the all-reduce
-    decisions = s.scheduler.decisions(step, cfg.train.grad_accum)  # collective: rank 0's layer maps
-    frozen = SkippedSlots(engine, s.model.blocks, [d.layer_map for d in decisions])  # slots no micro-batch runs
     for micro, decision in enumerate(decisions):
-        batch, n_tokens = _next_batch(s, step, micro)
+        with phase("data"):
+            batch, n_tokens = _next_batch(s, step, micro)
         tokens += n_tokens
         if s.model_cfg.dropout or s.model_cfg.attn_dropout:  # reseeding costs ~1 ms of host time: only when used
             torch.manual_seed(dropout_seed(cfg.run.seed, step, micro, s.env.rank))
-        out = engine(batch, decision.layer_map, decision.extras.get("masks"))
+        with phase("forward"):
+            out = engine(batch, decision.layer_map, decision.extras.get("masks"))
         loss = out.loss * float("nan") if fault("nan", step, s.env.rank) else out.loss
-        frozen.backward(loss, micro)
+        with phase("backward"):
+            frozen.backward(loss, micro)
         if micro < cfg.train.grad_accum - 1:
-            engine.step()  # the last one is the optimizer step: after the ranks agree it is finite
+            with phase("optimizer"):
+                engine.step()  # the last one is the optimizer step: after the ranks agree it is finite
         loss_sum += loss.detach().float()
         flops += train_flops(s.model.arch(), decision.depth, cfg.data.micro_batch_size, s.data.seq_len,
                              out.n_predictions)
         depth_sum += decision.depth
         interval.phase = decision.phase
     exit_now = stop_requested or step + 1 == cfg.train.exit_at_step
-    grad_norm = clip_owned(engine, cfg.optim.grad_clip)  # None where DeepSpeed's optimizer clips and checks
-    g_loss, g_flops, g_stop, g_tokens, g_extra, g_bad = all_reduce_sum(  # the step's one host sync
-        [loss_sum, float(flops), float(exit_now), float(tokens), float(charge.micro_batches),
-         local_bad(loss_sum, grad_norm)], engine.device)
-    skipped = frozen.step(lambda: s.guard.step(engine, g_bad > 0, step))  # skipped slots restored around it
+    with phase("clip"):
+        grad_norm = clip_owned(engine, cfg.optim.grad_clip)  # None where DeepSpeed's optimizer clips and checks
+        bad = local_bad(loss_sum, grad_norm)
+    with phase("sync"):
+        g_loss, g_flops, g_stop, g_tokens, g_extra, g_bad = all_reduce_sum(  # the step's one host sync
+            [loss_sum, float(flops), float(exit_now), float(tokens), float(charge.micro_batches), bad], engine.device)
+    with phase("optimizer"):
+        skipped = frozen.step(lambda: s.guard.step(engine, g_bad > 0, step))  # skipped slots restored around it
     dt = time.perf_counter() - t0
     tokens = int(g_tokens)  # real tokens: padding of BERT sentence pairs is not counted
     c = s.counters
@@ -358,6 +368,7 @@ def train(cfg: Config) -> TrainResult:
     s.log = progress.write
     profile = _cost_profile(cfg, s.env.world_size) if main else None
     peak = peak_flops_per_device(cfg.train.precision)
+    profiler = StepProfiler(cfg.logging.profile_steps, s.run.path, main)
     last: dict[str, float | None] = {"loss": None, "val_loss": None}
     stop = StopFlag()
     stopped = False
@@ -366,8 +377,10 @@ def train(cfg: Config) -> TrainResult:
         s.engine.train()
         interval = Interval()
         while s.counters.step < cfg.train.max_steps and not stopped:
+            profiler.before(s.counters.step + 1)
             stopped = _train_step(s, interval, stop.requested)
             step = s.counters.step
+            profiler.after(step)
             why = s.guard.verdict(step)  # non-finite steps: stop after this step's record and a checkpoint
             done = step == cfg.train.max_steps or stopped or why is not None
             is_eval = s.eval_loader is not None and (

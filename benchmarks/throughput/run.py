@@ -91,6 +91,7 @@ def plain_worker(args: argparse.Namespace) -> dict:
     from megagrow.distributed.engine import compile_in_place, param_groups
     from megagrow.flops import train_flops
     from megagrow.models import build_model
+    from megagrow.profiling import StepProfiler, phase
 
     cfg = load_config(str(BASE), size_overrides(args.size, args.data, args.precision))
     torch.manual_seed(cfg.run.seed)
@@ -113,14 +114,18 @@ def plain_worker(args: argparse.Namespace) -> dict:
     bf16 = args.precision.startswith("bf16")
 
     def step(batch: dict) -> torch.Tensor:
-        b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with phase("data"):
+            b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with phase("forward"), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(b, layer_map)
-        out.loss.backward()
-        if o.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        with phase("backward"):
+            out.loss.backward()
+        with phase("clip"):
+            if o.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
+        with phase("optimizer"):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
         return out.loss.detach()
 
     def sync() -> None:
@@ -131,6 +136,14 @@ def plain_worker(args: argparse.Namespace) -> dict:
     for b in batches[: args.warmup]:
         step(b)
     sync()
+    if args.profile:
+        with tempfile.TemporaryDirectory() as d:
+            prof = StepProfiler([args.warmup + 1, args.warmup + args.steps], Path(d), True)
+            for i, b in enumerate(batches[args.warmup:], start=args.warmup + 1):
+                prof.before(i)
+                step(b)
+                prof.after(i)
+            return {"profile": json.loads((Path(d) / "profile.json").read_text())}
     t0 = time.perf_counter()
     losses = [step(b) for b in batches[args.warmup:]]
     sync()
@@ -145,10 +158,20 @@ def plain_worker(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------------------- the megagrow path
 
 
-def megagrow_run(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
+def megagrow_profile(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
+    """The step breakdown of a megagrow variant (logging.profile_steps over the steps after the warmup)."""
+    name = f"{args.size}-{variant}-profile"
+    window = f"--logging.profile_steps=[{args.warmup + 1},{args.warmup + args.profile_steps}]"
+    megagrow_run(args, variant, tmp, name=name, extra=[window], steps=args.profile_steps)
+    return json.loads((tmp / name / "profile.json").read_text())
+
+
+def megagrow_run(args: argparse.Namespace, variant: str, tmp: Path, name: str | None = None,
+                 extra: list[str] | None = None, steps: int | None = None) -> dict:
     """``megagrow train`` as a user runs it; tokens/s and FLOPs from its metrics.jsonl after the warmup."""
     zero = 2 if "-z2" in variant else 0
-    name = f"{args.size}-{variant}"
+    name = name or f"{args.size}-{variant}"
+    steps = steps or args.steps
     precision = args.precision
     if "-autocast" in variant:
         if precision == "fp32":
@@ -156,14 +179,15 @@ def megagrow_run(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
         precision = "bf16-autocast"
     cmd = [sys.executable, "-m", "megagrow.cli", "train", str(BASE), f"--run.out_dir={tmp}", f"--run.name={name}",
            *size_overrides(args.size, args.data, precision), f"--distributed.zero_stage={zero}",
-           f"--train.max_steps={args.warmup + args.steps}", f"--logging.log_every={args.log_every}",
-           f"--train.compile={'true' if variant.endswith('-compile') else 'false'}"]
+           f"--train.max_steps={args.warmup + steps}", f"--logging.log_every={args.log_every}",
+           f"--train.compile={'true' if variant.endswith('-compile') else 'false'}", *(extra or [])]
     proc = _run(cmd, args)
     if proc.returncode != 0:
         raise RuntimeError(f"{name}: megagrow train exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
     records = [json.loads(line) for line in (tmp / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
     records = [r for r in records if "tokens_per_s" in r]
+    steps_wanted = steps
     prev_tokens, tokens, wall, flops, steps = 0, 0, 0.0, 0, 0
     last: dict = {}
     for r in records:
@@ -174,8 +198,8 @@ def megagrow_run(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
             flops += r["flops"] - last.get("flops", 0)
             steps += r["step"] - last.get("step", 0)
         prev_tokens, last = r["tokens"], r
-    if steps != args.steps:
-        raise RuntimeError(f"{name}: metrics.jsonl covers {steps} steps after the warmup, expected {args.steps} "
+    if steps != (n_expected := steps_wanted):
+        raise RuntimeError(f"{name}: metrics.jsonl covers {steps} steps after the warmup, expected {n_expected} "
                            f"(--warmup and --steps must be multiples of --log-every)")
     return {"tokens_per_s": tokens / wall, "flops_per_step": flops // steps, "steps": steps, "wall_s": wall,
             "final_loss": last["loss"]}
@@ -231,7 +255,8 @@ def measure(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
         return megagrow_run(args, variant, tmp)
     cmd = [sys.executable, __file__, "--worker", variant, "--size", args.size, "--device", args.device,
            "--precision", args.precision, "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--threads", str(args.threads), *(["--data", args.data] if args.data else [])]
+           "--threads", str(args.threads), *(["--data", args.data] if args.data else []),
+           *(["--profile"] if getattr(args, "profile", False) else [])]
     proc = _run(cmd, args)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -320,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of every variant (CPU)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds one measurement may take")
+    p.add_argument("--breakdown", action="store_true",
+                   help="after the timed rounds, profile --profile-steps steps of each variant (torch.profiler: time "
+                        "per phase of the step; megagrow's from logging.profile_steps)")
+    p.add_argument("--profile-steps", type=int, default=10)
+    p.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help="result JSON (default benchmarks/results/throughput-<device>.json)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--size", default=None, help=argparse.SUPPRESS)
@@ -370,6 +400,26 @@ def main(argv: list[str] | None = None) -> int:
                     tmp_out = out.with_suffix(".json.tmp")
                     tmp_out.write_text(json.dumps(result, indent=1) + "\n")
                     tmp_out.replace(out)
+        if args.breakdown:
+            for size in args.sizes:
+                args.size = size
+                for variant in args.variants:
+                    if variant.endswith("-compile") or variant == "plain-compile":
+                        continue
+                    try:
+                        if variant.startswith("megagrow"):
+                            prof = megagrow_profile(args, variant, tmp)
+                        else:
+                            a2 = argparse.Namespace(**{**vars(args), "profile": True, "steps": args.profile_steps})
+                            prof = measure(a2, variant, tmp)["profile"]
+                    except (RuntimeError, OSError, KeyError) as e:
+                        print(f"[{size}] {variant} breakdown FAILED: {e}", flush=True)
+                        continue
+                    result["sizes"][size]["variants"][variant]["breakdown"] = prof
+                    print(f"[{size}] {variant} breakdown (ms/step): " + ", ".join(
+                        f"{k} {v * 1e3:.2f}" for k, v in prof["phases_s_per_step"].items() if v) +
+                          f", other {prof['other_s_per_step'] * 1e3:.2f}, step {prof['step_wall_s'] * 1e3:.2f}",
+                          flush=True)
     result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     summarize(result, peak, datasheet)
     out.write_text(json.dumps(result, indent=1) + "\n")
