@@ -417,3 +417,25 @@ def test_init_from_is_validated_and_neutral_on_resume() -> None:
         load_config(None, ["--model.init_from=runs/x"])
     assert load_config(None, ["--model.init_from=hf:runs/x"]).model.init_from == "hf:runs/x"
     assert rule_for("model.init_from").kind is Kind.NEUTRAL
+
+
+def test_deit_export_names_the_image_classes(tmp_path: Path) -> None:
+    import numpy as np
+
+    from data_prep.images.arrays import read_npz
+    from data_prep.images.shards import ImageBuildSettings, build_images
+    from megagrow.config import load_config
+    from megagrow.interchange.export import class_names
+
+    labels = np.arange(16) % 4
+    images = np.random.default_rng(0).integers(0, 255, size=(16, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", images=images, labels=labels, class_names=np.array(["a", "b", "c", "d"]))
+    build_images(tmp_path / "shards", read_npz(tmp_path / "d.npz"), settings=ImageBuildSettings(val_fraction=0.25))
+    cfg = load_config(None, ["--model.size=deit-tiny", "--model.num_classes=4", "--data.kind=images",
+                             f"--data.path={tmp_path / 'shards'}"])
+    assert class_names(cfg) == ["a", "b", "c", "d"]
+    model = _model("vit")
+    config, _ = to_hf(dict(model.named_parameters()), model.cfg, labels=list("vwxyz"))
+    assert config["id2label"] == {"0": "v", "1": "w", "2": "x", "3": "y", "4": "z"}
+    cfg.data.path = str(tmp_path / "moved")
+    assert class_names(cfg) is None

@@ -7,6 +7,8 @@ SentencePiece model the data was tokenized with, byte for byte), ``tokenizer_con
 ``special_tokens_map.json`` for ``transformers``' ``LlamaTokenizer`` (a plain SentencePiece wrapper: ``encode``
 gives the ids megagrow trained on; BERT's adds ``[CLS] ... [SEP]`` as megagrow's samples have them). Load it with
 ``AutoTokenizer.from_pretrained(OUT, use_fast=False)``: the fast converter changes how the first word splits.
+DeiT exports name their classes after the image dataset's ``class_names`` when it is at hand (else ``LABEL_i``);
+no image processor config is written (megagrow's images are normalized by its data pipeline, not the model).
 
 MSG checkpoints inside the mask ramp are refused: there the grown units are scaled by a mask value 0 < c < 1
 (LayerNorm statistics weighted, heads, FFN units and new layers scaled), which no plain Hugging Face model
@@ -68,6 +70,19 @@ def tokenizer_files(family: str, model_file: Path, max_len: int) -> dict[str, by
             "special_tokens_map.json": dump(tokens)}
 
 
+def class_names(cfg: Config) -> list[str] | None:
+    """deit on a prepared image dataset: its class names (config.json ``id2label``); None otherwise (``LABEL_i``)."""
+    if cfg.model.family != "deit" or cfg.data.kind != "images":
+        return None
+    from megagrow.data.images import ImageShards
+
+    try:
+        names = ImageShards.open(expand_path(cfg.data.path), "train").class_names
+    except (OSError, ValueError):
+        return None  # the dataset has moved: generic labels
+    return names if len(names) == cfg.model.num_classes else None
+
+
 class ExportRefused(ValueError):
     """The checkpoint's model cannot be written as a plain Hugging Face model."""
 
@@ -97,7 +112,7 @@ def export_hf(checkpoint: Path | str, out: Path | str, tokenizer: Path | str | N
     if m.family in ("bert", "gpt"):
         model_file, token_ids = run_tokenizer(cm.config, tokenizer)
         files.update(tokenizer_files(m.family, model_file, m.max_seq_len))
-    config, tensors = to_hf(cm.params, m, cm.layer_map, token_ids=token_ids)
+    config, tensors = to_hf(cm.params, m, cm.layer_map, token_ids=token_ids, labels=class_names(cm.config))
     provenance: dict[str, Any] = {"checkpoint": str(Path(cm.path).resolve()), "step": cm.step, "phase": cm.phase,
                                   "layer_map": list(cm.layer_map), "slots": m.n_layers, "architecture": hf_kind(m),
                                   "model": asdict(m), "plan": cm.config.growth.plan}
