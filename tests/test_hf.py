@@ -20,7 +20,6 @@ from megagrow.models import MegagrowModel, ModelConfig, build_model
 from tests.trainutil import records, run, tiny_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing comes from a model hub: every model is built from a config
-transformers = pytest.importorskip("transformers")
 
 RTOL = 1e-4
 KW: dict[str, dict] = {
@@ -74,9 +73,14 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
+def _transformers():
+    """transformers is a test-only dependency: the tests that compare against it skip without it."""
+    return pytest.importorskip("transformers")
+
+
 def _load_hf(path: Path) -> torch.nn.Module:
     arch = json.loads((path / "config.json").read_text())["architectures"][0]
-    return getattr(transformers, arch).from_pretrained(str(path)).eval()
+    return getattr(_transformers(), arch).from_pretrained(str(path)).eval()
 
 
 def _assert_same_logits(model: MegagrowModel, layer_map, out_dir: Path, batch: dict | None = None) -> None:
@@ -228,7 +232,7 @@ def test_cli_export_of_a_checkpoint(runs: dict[str, Path], tmp_path: Path, name:
         return
     tok_src = cm.config.data.path
     assert (out / "tokenizer.model").read_bytes() == (Path(tok_src) / "tokenizer.model").read_bytes()
-    tok = transformers.AutoTokenizer.from_pretrained(str(out), use_fast=False)
+    tok = _transformers().AutoTokenizer.from_pretrained(str(out), use_fast=False)
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
