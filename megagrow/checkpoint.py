@@ -168,6 +168,22 @@ def load_checkpoint(path: Path) -> tuple[FullState, dict[str, Any]]:
     return state, meta
 
 
+def load_checkpoint_params(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The parameters of a checkpoint (all shards merged) and its metadata, without the optimizer moments."""
+    meta = load_checkpoint_meta(path)
+    world = int(meta.get("shards", 1))
+    params: dict[str, torch.Tensor] = {}
+    for rank in range(world):
+        p_path = path / shard_name("params", rank, world)
+        if not p_path.is_file():
+            raise FileNotFoundError(f"{path}: shard {rank} of {world} is missing ({p_path.name})")
+        shard = load_file(str(p_path))
+        if set(shard) & set(params):
+            raise ValueError(f"{p_path}: parameters also in another shard: {sorted(set(shard) & set(params))[:3]}")
+        params.update(shard)
+    return params, meta
+
+
 def load_plan_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The growth plan's tensors saved with a checkpoint (empty when it has none)."""
     f = path / "plan.safetensors"

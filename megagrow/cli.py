@@ -4,6 +4,11 @@
     megagrow config CONFIG.yaml [--section.key=value ...] [--docs] [--deepspeed --world-size N]
     megagrow report RUN_DIR [RUN_DIR ...] [--baseline RUN_DIR] [--out DIR] [--ema A]
     megagrow plan show [CONFIG.yaml] [--section.key=value ...] [--json]
+    megagrow export CHECKPOINT --to hf OUT [--tokenizer FILE] [--force]
+    megagrow eval CHECKPOINT [--data PATH] [--samples N]
+    megagrow sample CHECKPOINT --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--seed S]
+
+CHECKPOINT is a checkpoint directory (runs/NAME/checkpoints/step_XXXXXXXX) or a run directory (its newest one).
 """
 
 from __future__ import annotations
@@ -103,7 +108,81 @@ def _parser() -> argparse.ArgumentParser:
                            epilog=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ps.add_argument("config", nargs="?", help="YAML config file; omitted: defaults")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _use_parsers(sub)
     return p
+
+
+CKPT_HELP = "a checkpoint directory, or a run directory (its newest checkpoint)"
+
+
+def _use_parsers(sub: argparse._SubParsersAction) -> None:
+    """``export``, ``eval`` and ``sample``: a checkpoint as the model in effect at its step (layer map, masks)."""
+    e = sub.add_parser("export", help="write a checkpoint as a Hugging Face model directory",
+                       usage="megagrow export CHECKPOINT --to hf OUT [--tokenizer FILE] [--force]",
+                       description="Write CHECKPOINT's model, at the architecture and layer map in effect at its step, "
+                       "as a Hugging Face transformers model (BertForMaskedLM, GPT2LMHeadModel, "
+                       "DeiTForImageClassificationWithTeacher or ViTForImageClassification): config.json, "
+                       "model.safetensors and, for text models, the run's tokenizer. Written atomically.")
+    e.add_argument("checkpoint", help=CKPT_HELP)
+    e.add_argument("--to", required=True, choices=["hf"], help="target format (hf: Hugging Face transformers)")
+    e.add_argument("out", help="output directory (must not exist unless --force)")
+    e.add_argument("--tokenizer", default=None,
+                   help="SentencePiece model to write instead of the run's (when its dataset has moved)")
+    e.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    v = sub.add_parser("eval", help="validation loss and perplexity (text) or accuracy (deit) of a checkpoint",
+                       usage="megagrow eval CHECKPOINT [--data PATH] [--samples N] [--micro-batch-size N]",
+                       description="Evaluate CHECKPOINT (a plain module on CPU, the layer map in effect at its step) "
+                       "on the first N validation samples of its run's dataset (default: data.eval_samples, the set "
+                       "its training evaluated; same loss as the logged val_loss) or of another dataset.")
+    v.add_argument("checkpoint", help=CKPT_HELP)
+    v.add_argument("--data", default=None, help="prepared dataset directory (default: the run's data.path)")
+    v.add_argument("--samples", type=int, default=None,
+                   help="validation samples (default: the run's data.eval_samples)")
+    v.add_argument("--micro-batch-size", type=int, default=None, help="default: the run's data.micro_batch_size")
+    v.add_argument("--json", action="store_true", help="print JSON instead of a line")
+    g = sub.add_parser("sample", help="generate text with a GPT checkpoint",
+                       usage="megagrow sample CHECKPOINT --prompt TEXT [--max-new-tokens N] [--temperature T] "
+                       "[--top-k K] [--seed S]",
+                       description="Continue --prompt with CHECKPOINT (family gpt), tokenized with its run's "
+                       "tokenizer; stops after --max-new-tokens or at [EOS]. Deterministic for a --seed; "
+                       "--temperature 0 or --top-k 1 is greedy.")
+    g.add_argument("checkpoint", help=CKPT_HELP)
+    g.add_argument("--prompt", required=True, help="text to continue (may be empty)")
+    g.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate at most (default 50)")
+    g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 = greedy (default 1)")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the K most likely tokens; 0 = all (default)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    g.add_argument("--tokenizer", default=None, help="SentencePiece model instead of the run's")
+    g.add_argument("--ignore-eos", action="store_true", help="do not stop at [EOS]")
+
+
+def _use(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "export":
+            from megagrow.interchange.export import export_hf
+
+            out, cm = export_hf(args.checkpoint, args.out, args.tokenizer, overwrite=args.force)
+            print(f"wrote {out}: {cm.describe()}")
+        elif args.command == "eval":
+            from megagrow.use import evaluate_checkpoint
+
+            r = evaluate_checkpoint(args.checkpoint, args.data, args.samples, args.micro_batch_size)
+            if args.json:
+                print(json.dumps({"checkpoint": str(r.checkpoint), "step": r.step, "data": r.data_path,
+                                  "samples": r.n_samples, "loss": r.loss, "perplexity": r.perplexity,
+                                  "accuracy": r.accuracy, "layer_map": list(r.layer_map)}))
+            else:
+                print(r.line())
+        else:
+            from megagrow.use import sample_checkpoint
+
+            r = sample_checkpoint(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
+                                  args.seed, args.tokenizer, stop_at_eos=not args.ignore_eos)
+            print(r.text)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"megagrow: error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _plan_show(cfg: Config, as_json: bool, model_given: bool) -> int:
@@ -131,6 +210,12 @@ def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     own, overrides = _split(argv)
     args = _parser().parse_args(own)
+    if args.command in ("export", "eval", "sample"):
+        if overrides:
+            print(f"megagrow {args.command}: error: unexpected arguments {overrides} (config overrides apply to "
+                  "train, config and plan show)", file=sys.stderr)
+            return 2
+        return _use(args)
     if args.command == "report":
         return _report(args.runs, args.baseline, args.out, args.ema, args.lag_steps, args.allow_mismatch)
     try:

@@ -75,6 +75,7 @@ RULES: tuple[Rule, ...] = (
     Rule("optim.fused", N, "AdamW implementation"),
     Rule("data.path", N, "dataset location; the dataset itself is compared by its fingerprint"),
     Rule("data.allow_fingerprint_change", N, "dataset fingerprint override"),
+    Rule("model.init_from", N, "start weights of a fresh run; a resume continues from the checkpoint's"),
     # honoured: exact from the resume step on; logged once and recorded
     Rule("distributed.world_size", H, "world size; the global batch is compared on its own"),
     Rule("distributed.zero_stage", H, "ZeRO stage"),

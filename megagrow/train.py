@@ -130,6 +130,12 @@ def _setup(cfg: Config) -> _Session:
         plan.load_state_tensors(load_plan_tensors(resume_from))
     with partitioned_init(cfg, env.world_size) if on_rank0 else contextlib.nullcontext():
         model = build_model(model_cfg)
+    if resume_from is None and model_cfg.init_from:  # start weights; a checkpoint (resume) takes precedence
+        from megagrow.interchange.hf_init import init_params
+
+        model.load_state_dict(init_params(model_cfg.init_from, model_cfg), strict=True)
+        notes.append(f"[megagrow] start weights: {model_cfg.init_from} ({model_cfg.family}, {model_cfg.n_layers} "
+                     f"layers, hidden {model_cfg.hidden})")
     if resume_from is not None:
         if not on_rank0:
             model.load_state_dict(full_state.params, strict=True)  # module weights (bf16 copies follow)
@@ -140,6 +146,8 @@ def _setup(cfg: Config) -> _Session:
         plan.load_state_dict(meta["plan"])
     if env.is_main:
         entry = None
+        if resume_from is None and notes:
+            print("\n".join(notes), file=sys.stderr, flush=True)
         if resume_from is not None:
             lines = [_resume_line(resume_from, meta, counters.step, cfg, plan, model_cfg), *notes]
             print("\n".join(lines), file=sys.stderr, flush=True)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from megagrow.flops import FAMILIES, Arch
 from megagrow.models.sizes import SIZES
 
+INIT_HF = "hf:"  # model.init_from prefix of a Hugging Face model directory
+
 
 @dataclass
 class ModelConfig:
@@ -38,6 +40,14 @@ class ModelConfig:
     num_classes: int = field(default=10, metadata={"help": "deit: number of classes"})
     distill_token: bool = field(
         default=True, metadata={"help": "deit: add the distillation token and its head (DeiT); off = ViT"}
+    )
+    init_from: str = field(
+        default="",
+        metadata={"help": "start weights instead of a random init: 'hf:DIR' = a local Hugging Face model directory "
+                  "(config.json + model.safetensors, e.g. from `megagrow export`) of this family whose architecture "
+                  "is the plan's start model (the small model of bert2bert/ligo/msg/stacking plans, the model "
+                  "itself for scratch); any mismatch is refused, listing every one. Empty = random init. A "
+                  "checkpoint of the run (resume) takes precedence"},
     )
 
     @property
@@ -94,6 +104,9 @@ class ModelConfig:
                 problems.append(f"model.{name}={value}: must be > 0")
         if self.family == "deit":
             problems.extend(self._validate_deit())
+        if self.init_from and (not self.init_from.startswith(INIT_HF) or not self.init_from[len(INIT_HF):].strip()):
+            problems.append(f"model.init_from={self.init_from!r}: expected {INIT_HF}DIR (a local Hugging Face model "
+                            "directory) or empty (random init)")
         return problems
 
     def _validate_deit(self) -> list[str]:

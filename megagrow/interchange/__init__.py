@@ -1,0 +1,1 @@
+"""Interchange with other ecosystems: Hugging Face ``transformers`` checkpoints (:mod:`megagrow.interchange.hf`)."""
