@@ -186,3 +186,12 @@ def test_incomparable_runs_are_refused_and_differences_flagged(tmp_path: Path,
     out = capsys.readouterr().out
     assert "longer ⚑" in out and "tokens budget" in out
     assert "| 2e+10 |" in out or "| 2e+10 " in out  # total FLOPs printed with their digits
+
+
+def test_gaps_are_flagged_against_the_smallest_seed_band() -> None:
+    from megagrow.report import flag_band
+
+    suite = {"noise_band": 0.246, "seeds_by_lr": {"0.008": {"1234": 4.359, "1235": 4.605},
+                                                   "0.004": {"1234": 4.440, "1235": 4.435}}}
+    assert flag_band(suite) == pytest.approx(0.005)
+    assert flag_band({"noise_band": 0.01}) == 0.01 and flag_band({}) is None
