@@ -35,6 +35,7 @@ from megagrow.distributed.engine import (
     all_reduce_sum,
     barrier,
     build_engine,
+    fill_missing_grads,
     full_state_on_rank0,
     init_distributed,
     partitioned_init,
@@ -287,6 +288,7 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         interval.phase = decision.phase
     exit_now = stop_requested or step + 1 == cfg.train.exit_at_step
     with phase("clip"):
+        fill_missing_grads(engine)  # one rank at ZeRO-0: what DeepSpeed's (skipped) all-reduce would do
         grad_norm = clip_owned(engine, cfg.optim.grad_clip)  # None where DeepSpeed's optimizer clips and checks
         bad = local_bad(loss_sum, grad_norm)
     with phase("sync"):

@@ -142,9 +142,21 @@ def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Ma
                                       config=deepspeed_config(cfg, world_size))
     if world_size == 1 and cfg.distributed.zero_stage == 0:
         # one rank has nothing to all-reduce, but DeepSpeed's ZeRO-0 still flattens every gradient into a bucket,
-        # "all-reduces" it and copies it back after each backward (2.5 ms of a 13 ms step of a small model on CPU)
+        # "all-reduces" it and copies it back after each backward (2.5 ms of a 13 ms step of a small model on CPU);
+        # fill_missing_grads does the one thing of it that changes the numbers
         engine.enable_backward_allreduce = False
     return engine
+
+
+def fill_missing_grads(engine) -> None:
+    """Give every trainable parameter without a gradient a zero one, as DeepSpeed's ZeRO-0 all-reduce does at the
+    accumulation boundary; call it there where that all-reduce is off (one rank, :func:`build_engine`). AdamW then
+    advances every parameter's step alike on one rank and on many (see :mod:`megagrow.distributed.freeze`)."""
+    if engine.zero_optimization_stage() != 0 or engine.enable_backward_allreduce:
+        return
+    for p in engine.module.parameters():
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
 
 
 def full_state_on_rank0(cfg: Config, world_size: int) -> bool:
