@@ -172,8 +172,8 @@ def torchrun_command(args: argparse.Namespace, env: Mapping[str, str]) -> list[s
         raise ValueError(f"--node-rank {node_rank}: outside --nnodes {nnodes}")
     cmd = [sys.executable, "-u", "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--node_rank",
            str(node_rank), "--nproc_per_node", str(nproc), "--master_addr", master, "--master_port", port]
-    if args.log_dir:
-        cmd += ["--log_dir", args.log_dir, "--redirects", "3"]
+    if args.log_dir:  # one stdout/stderr pair per rank under it; "{node}" is this host's index
+        cmd += ["--log_dir", args.log_dir.replace("{node}", str(node_rank)), "--redirects", "3"]
     return cmd + ["-m", "megagrow.cli", "train", *_train_args(args.config, args.overrides)[3:]]
 
 
@@ -208,7 +208,8 @@ def _parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--nnodes", default=None, help="number of hosts (default SLURM_JOB_NUM_NODES or 1)")
             s.add_argument("--nproc-per-node", default=None, help="ranks on this host (default GPUs here, or 1)")
-            s.add_argument("--log-dir", default=None, help="one log file per rank under DIR (torchrun --log_dir)")
+            s.add_argument("--log-dir", default=None,
+                           help="one log file per rank under DIR (torchrun --log_dir); {node}: this host's index")
     return p
 
 
