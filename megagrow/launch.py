@@ -20,6 +20,7 @@ import argparse
 import os
 import re
 import shlex
+import socket
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,20 @@ def read_hostfile(path: Path) -> list[tuple[str, int]]:
     if not hosts:
         raise ValueError(f"hostfile {path}: no hosts (expected lines '<host> slots=<n>')")
     return hosts
+
+
+def check_hosts_resolve(hosts: Sequence[tuple[str, int]], path: Path) -> None:
+    """Refuse a hostfile naming a host this host cannot resolve (pdsh/mpirun would fail on it only after the
+    other hosts' ranks started and waited for the missing one until the timeout)."""
+    bad = []
+    for host, _ in hosts:
+        try:
+            socket.getaddrinfo(host, None)
+        except socket.gaierror as e:
+            bad.append(f"{host!r} ({e.strerror})")
+    if bad:
+        raise ValueError(f"hostfile {path}: host(s) {', '.join(bad)} do not resolve on this host; expected names "
+                         "or addresses of the job's hosts")
 
 
 def _slots_from_slurm(env: Mapping[str, str]) -> int:
@@ -145,6 +160,7 @@ def deepspeed_command(args: argparse.Namespace, env: dict[str, str]) -> list[str
             env.update(parse_env_file(user_env))
         cmd += ["--no_ssh", f"--node_rank={node_rank}"]
     else:
+        check_hosts_resolve(hosts, hostfile)
         env_file = Path(args.workdir) / f".deepspeed_env.{env.get('SLURM_JOB_ID', os.getpid())}"
         write_deepspeed_env(values, user_env, env_file)
         env["DS_ENV_FILE"] = str(env_file.resolve())  # deepspeed joins it to ~ and ., an absolute path wins

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.system import cluster
+from tests.system.train import STEPS, losses, one_process, small_args
 
 
 def _need(*programs: str) -> None:
@@ -65,6 +66,17 @@ def slurm(hosts) -> Iterator[cluster.Slurm]:
 def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory every "host" sees (they share this machine's file system)."""
     return tmp_path_factory.mktemp("shared")
+
+
+@pytest.fixture(scope="session")
+def reference(shared_dir: Path, text_data: Path) -> list[float]:
+    """Losses of 1 process x micro-batch 8: the global batch of 2 ranks x 4 (tests/system/train.py)."""
+    out = shared_dir / "reference"
+    out.mkdir()
+    run = one_process(out, "one", small_args(out, "one", text_data, steps=STEPS, micro=8, zero=0))
+    got = losses(run)
+    assert len(got) == STEPS
+    return got
 
 
 _port = iter(range(29610, 29700))

@@ -12,6 +12,7 @@ from tests.system.cluster import PYTHON, ROOT
 
 CONFIG = ROOT / "configs/gpt-tiny.yaml"
 APOLLO_CONFIG = ROOT / "configs/gpt-tiny-apollo.yaml"
+STEPS = 10  # the multi-host runs compared with the 1-process reference
 LAUNCH_TIMEOUT = 420  # seconds: every launch runs under `timeout`; a hang fails the test, never the session
 
 
