@@ -70,7 +70,8 @@ def import_base(tags: list[str]) -> None:
 
 
 def build_context(dest: Path, wheels: list[Path]) -> Path:
-    """This checkout's files (tracked and untracked, not ignored) plus ``wheels`` in docker/wheels/."""
+    """This checkout's files (tracked and untracked, not ignored), ``wheels`` in docker/wheels/ and this
+    machine's extra CA certificates in docker/certs/ (PyPI is reached through a TLS-inspecting proxy here)."""
     files = cluster.sh(["git", "ls-files", "-co", "--exclude-standard"], cwd=cluster.ROOT).stdout.splitlines()
     for f in files:
         src = cluster.ROOT / f
@@ -80,6 +81,9 @@ def build_context(dest: Path, wheels: list[Path]) -> Path:
     (dest / "docker" / "wheels").mkdir(parents=True, exist_ok=True)
     for w in wheels:
         shutil.copy2(w, dest / "docker" / "wheels" / w.name)
+    (dest / "docker" / "certs").mkdir(parents=True, exist_ok=True)
+    for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):  # this machine's extra CAs (a proxy's)
+        shutil.copy2(crt, dest / "docker" / "certs" / crt.name)
     return dest
 
 
