@@ -100,3 +100,28 @@ def test_slurm_one_task_per_rank_preempted_requeued_and_resumed(slurm: cluster.S
     recs = _check_apollo(work / "apollo")
     assert "resum" in log.lower(), log
     assert [r["loss"] for r in recs] == pytest.approx([r["loss"] for r in uninterrupted], rel=1e-4)
+
+
+def test_slurm_one_task_per_node_time_limit_requeued_and_resumed(slurm: cluster.Slurm, shared_dir: Path,
+                                                                 text_data: Path, uninterrupted: list[dict]) -> None:
+    """launcher/slurm-per-node.sbatch under the time-limit warning (USR1 to the batch shell): SIGTERM reaches
+    torchrun's agent and the ranks, the agent forwards another copy (ignored as a duplicate), the ranks
+    checkpoint, the job is requeued (hurried with `scontrol update StartTime=now`, the README's remedy for
+    Slurm's hold on requeued jobs), resumes and ends with the uninterrupted losses."""
+    work = shared_dir / "slurm-per-node-requeued"
+    work.mkdir()
+    jid = _submit(slurm, "slurm-per-node.sbatch", work, apollo_args(work, "apollo", text_data, steps=STEPS),
+                  MEGAGROW_FAULT="transition:6:20")
+    cluster.wait_for(lambda: "pausing in transition at step 6" in _job_log(work, jid), 300,
+                     f"job {jid} reaching the step-6 transition", interval=0.5)
+    slurm.cmd(["scancel", "--batch", "--signal=USR1", jid])
+    cluster.wait_for(lambda: slurm.job(jid).get("Restarts") == "1" or slurm.job(jid).get("JobState") in
+                     ("COMPLETED", "FAILED", "CANCELLED"), 200, f"job {jid} requeued\n{_job_log(work, jid)}")
+    if slurm.job(jid).get("JobState") == "PENDING":
+        slurm.cmd(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=False)
+    job = _wait_done(slurm, jid, work)
+    log = _job_log(work, jid)
+    assert job["JobState"] == "COMPLETED" and job.get("Restarts") == "1", f"{job}\n{log}"
+    assert "USR1 (time limit near or preemption)" in log and "restart 1" in log, log
+    recs = _check_apollo(work / "apollo")
+    assert [r["loss"] for r in recs] == pytest.approx([r["loss"] for r in uninterrupted], rel=1e-4)
