@@ -54,6 +54,8 @@ def test_forwarded_variables_and_the_users_deepspeed_env_wins(tmp_path: Path) ->
 def test_deepspeed_pdsh_command_from_a_slurm_allocation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
+    for k in ("MASTER_ADDR", "MASTER_PORT"):  # other tests of this process resolve ranks into os.environ
+        monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("SLURM_JOB_NODELIST", "localhost")
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2")
