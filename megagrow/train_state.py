@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -54,19 +55,29 @@ def dropout_seed(seed: int, step: int, micro: int, rank: int) -> int:
 
 class StopFlag:
     """The first SIGTERM/SIGINT asks the loop to checkpoint and exit cleanly after the current step;
-    a second one restores the default handlers and re-raises (hard stop)."""
+    a second one restores the default handlers and re-raises (hard stop). A second SIGTERM within
+    ``DUPLICATE_S`` of the first is the same request delivered twice and is ignored: Slurm signals every
+    process of a job step, and torchrun's agent (one of them) forwards its own copy to the ranks a moment
+    later (found by the Slurm system test: the ranks died mid-checkpoint)."""
+
+    DUPLICATE_S = 5.0
 
     def __init__(self) -> None:
         self.requested = False
         self.signal_name: str | None = None  # the signal that asked, e.g. "SIGTERM"
+        self._first_at = 0.0
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def _handle(self, signum: int, frame: object) -> None:  # noqa: ARG002
+        now = time.monotonic()
         if self.requested:
+            if signum == signal.SIGTERM and self.signal_name == "SIGTERM" and now - self._first_at < self.DUPLICATE_S:
+                return
             self.restore()
             signal.raise_signal(signum)
         self.requested = True
         self.signal_name = signal.Signals(signum).name
+        self._first_at = now
 
     def restore(self) -> None:
         for s, h in self._old.items():

@@ -62,6 +62,34 @@ def test_stop_flag_names_the_signal() -> None:
         stop.restore()
 
 
+def test_stop_flag_ignores_a_duplicate_sigterm_but_not_a_later_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import time
+
+    raised: list[int] = []
+    monkeypatch.setattr(signal, "raise_signal", raised.append)
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    stop = StopFlag()
+    try:
+        stop._handle(signal.SIGTERM, None)
+        clock[0] += 1.0
+        stop._handle(signal.SIGTERM, None)  # the launcher's forwarded copy: still a clean stop
+        assert stop.requested and raised == []
+        clock[0] += StopFlag.DUPLICATE_S
+        stop._handle(signal.SIGTERM, None)  # asked again later: hard stop
+        assert raised == [signal.SIGTERM]
+    finally:
+        stop.restore()
+    stop = StopFlag()
+    try:
+        stop._handle(signal.SIGINT, None)
+        stop._handle(signal.SIGINT, None)  # Ctrl-C twice: hard stop at once
+        assert raised[-1] == signal.SIGINT
+    finally:
+        stop.restore()
+
+
 def test_warmup_longer_than_the_run_is_warned_about() -> None:
     (w,) = warnings_for(load_config(GPT, ["--optim.warmup_steps=100", "--train.max_steps=80"]))
     assert "optim.warmup_steps=100 >= train.max_steps=80" in w

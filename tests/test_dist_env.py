@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from megagrow.distributed.env import check_reachable, expand_slurm_nodelist, resolve_dist_env
+from megagrow.distributed.env import check_reachable, expand_slurm_nodelist, rendezvous_failure, resolve_dist_env
 
 
 @pytest.mark.parametrize(("nodelist", "hosts"), [
@@ -69,3 +69,35 @@ def test_unresolvable_master_is_named() -> None:
     d = resolve_dist_env(_two_hosts(1, "no-such-host.invalid"))
     with pytest.raises(ValueError, match="no-such-host.invalid' does not resolve"):
         check_reachable(d, "nccl", {})
+
+
+def test_gloo_host_name_whose_first_address_is_loopback_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the 2-host system test: Debian's "127.0.1.1 <hostname>" line before the host's cluster entry.
+    The name resolves to [127.0.1.1, 10.200.0.1]; gloo binds the first and advertises loopback."""
+    real = socket.getaddrinfo
+
+    def fake(host, *args, **kw):
+        if host == "node1":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in ("127.0.1.1", "10.200.0.1")]
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "node1")
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    d = resolve_dist_env(_two_hosts(0, "10.200.0.1"))
+    with pytest.raises(ValueError, match=r"'node1' resolves to the loopback address 127\.0\.1\.1"):
+        check_reachable(d, "gloo", {})
+    check_reachable(d, "gloo", {"GLOO_SOCKET_IFNAME": "eth0"})
+
+
+@pytest.mark.parametrize(("error", "hint"), [
+    ("Timed out after 31 seconds waiting for clients. 1/2 clients joined.", "Not every rank joined within "
+     "distributed.timeout_minutes=0.5"),
+    ("The client socket has failed to connect to any network address of (10.200.0.9, 29611).",
+     "could not reach rank 0's store"),
+    ("Gloo connectFullMesh failed with [pair.cc:152] timed out connecting", "set GLOO_SOCKET_IFNAME"),
+])
+def test_rendezvous_failures_say_what_to_check(error: str, hint: str) -> None:
+    d = resolve_dist_env(_two_hosts(1, "10.200.0.9"))
+    msg = rendezvous_failure(d, 0.5, RuntimeError(error))
+    assert msg.startswith("rank 2 of 4: the rendezvous at MASTER_ADDR=10.200.0.9 MASTER_PORT=29511 failed")
+    assert error[:40] in msg and hint in msg

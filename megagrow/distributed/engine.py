@@ -12,8 +12,9 @@ from datetime import timedelta
 import torch
 
 from megagrow.config import Config, deepspeed_config
-from megagrow.distributed.env import DistEnv, check_reachable, resolve_dist_env
+from megagrow.distributed.env import DistEnv, check_reachable, rendezvous_failure, resolve_dist_env
 from megagrow.distributed.threads import apply_cpu_threads
+from megagrow.faults import RendezvousFailed
 
 _NO_DECAY_SUFFIXES = ("bias", "cls_token", "dist_token", "pos_embed")
 
@@ -50,7 +51,12 @@ def init_distributed(cfg: Config) -> DistEnv:
         torch.cuda.set_device(env.local_rank)
     timeout = timedelta(minutes=cfg.distributed.timeout_minutes)
     if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, timeout=timeout)
+        try:
+            deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, timeout=timeout)
+        except (RuntimeError, OSError) as e:  # DistStoreError / DistNetworkError are RuntimeErrors
+            if env.world_size == 1:
+                raise
+            raise RendezvousFailed(rendezvous_failure(env, cfg.distributed.timeout_minutes, e)) from e
     _default_group_timeout(timeout)
     return env
 

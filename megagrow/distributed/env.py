@@ -253,8 +253,10 @@ def check_reachable(d: DistEnv, backend: str, env: Mapping[str, str] | None = No
                          "(e.g. its IP on the cluster network)")
     if backend == "gloo" and not env.get("GLOO_SOCKET_IFNAME"):
         host = socket.gethostname()
-        loop, addr = resolves_to_loopback(host)
-        if loop:
+        # gloo binds the *first* address the host name resolves to: Debian's "127.0.1.1 <hostname>" line
+        # before the host's real entry makes it advertise loopback although another address follows.
+        _, addr = resolves_to_loopback(host)
+        if ipaddress.ip_address(addr.split("%")[0]).is_loopback:
             raise ValueError(f"this host's name {host!r} resolves to the loopback address {addr} and "
                              f"GLOO_SOCKET_IFNAME is not set, but {where}: gloo would advertise {addr} to the other "
                              "hosts, which then wait until the timeout. Set GLOO_SOCKET_IFNAME to the network "
@@ -307,3 +309,24 @@ def resolve_dist_env(env: MutableMapping[str, str] | None = None) -> DistEnv:
     known = _local_world_size(env, source)
     return DistEnv(rank, world, local, addr, port, source, 1 if known is None else known, known is not None,
                    _node_index(env, source))
+
+
+def rendezvous_failure(d: DistEnv, timeout_minutes: float, e: BaseException) -> str:
+    """A message for a failed ``init_process_group``: who waited for what, for how long, and what to check.
+    ``e`` is torch's error: the store's "N/M clients joined" (rank 0), a client that cannot connect to
+    MASTER_ADDR:MASTER_PORT, or gloo's full-mesh connect."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    where = f"MASTER_ADDR={d.master_addr} MASTER_PORT={d.master_port}"
+    head = f"rank {d.rank} of {d.world_size}: the rendezvous at {where} failed ({type(e).__name__}: {first}). "
+    text = str(e).lower()
+    if "clients joined" in text or "waiting for clients" in text:
+        return head + (f"Not every rank joined within distributed.timeout_minutes={timeout_minutes:g}: a rank was "
+                       "not started, crashed before joining, or cannot reach this host at MASTER_ADDR; check every "
+                       "host's launch log and that MASTER_PORT is open on rank 0's host.")
+    if "gloo" in text or "connectfullmesh" in text:
+        return head + ("The ranks reached the rendezvous but not each other: gloo connects to the address each "
+                       "host advertises; set GLOO_SOCKET_IFNAME to the interface the hosts share (`ip -br addr`), "
+                       "and make sure no firewall blocks the ranks' ports.")
+    return head + (f"This rank could not reach rank 0's store within distributed.timeout_minutes={timeout_minutes:g}: "
+                   "is rank 0 running, is MASTER_ADDR its address on a network this host shares, and is "
+                   "MASTER_PORT the port rank 0 listens on?")
