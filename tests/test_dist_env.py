@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -101,3 +102,42 @@ def test_rendezvous_failures_say_what_to_check(error: str, hint: str) -> None:
     msg = rendezvous_failure(d, 0.5, RuntimeError(error))
     assert msg.startswith("rank 2 of 4: the rendezvous at MASTER_ADDR=10.200.0.9 MASTER_PORT=29511 failed")
     assert error[:40] in msg and hint in msg
+
+
+class _FakeComm:
+    def __init__(self, rank: int, size: int, local_rank: int, local_size: int) -> None:
+        self.r, self.s, self.lr, self.ls = rank, size, local_rank, local_size
+        self.bcasts: list[object] = []
+
+    def Get_rank(self) -> int:  # noqa: N802 (mpi4py's names)
+        return self.r
+
+    def Get_size(self) -> int:  # noqa: N802
+        return self.s
+
+    def Split_type(self, kind: int) -> _FakeComm:  # noqa: N802
+        return _FakeComm(self.lr, self.ls, self.lr, self.ls)
+
+    def Free(self) -> None:  # noqa: N802
+        pass
+
+    def bcast(self, value: object, root: int = 0) -> object:
+        self.bcasts.append(value)
+        return "10.200.0.1" if isinstance(value, str) or value is None else value  # rank 0's answer
+
+
+def test_mpi_ranks_and_master_come_from_mpi4py_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    comm = _FakeComm(rank=3, size=4, local_rank=1, local_size=2)
+    fake = types.ModuleType("mpi4py")
+    fake.MPI = types.SimpleNamespace(COMM_WORLD=comm, COMM_TYPE_SHARED=1)
+    monkeypatch.setitem(sys.modules, "mpi4py", fake)
+    # the process environment, replaced for this test (resolve_dist_env writes RANK etc. back into it): an MPI
+    # without the variables this code reads, so mpi4py answers
+    monkeypatch.setattr(os, "environ", {"PATH": os.environ.get("PATH", ""), "PMIX_RANK": "3"})
+    d = resolve_dist_env()
+    assert (d.rank, d.world_size, d.local_rank, d.local_world_size, d.source) == (3, 4, 1, 2, "mpi")
+    assert d.master_addr == "10.200.0.1" and d.master_port == 29500 and d.multi_host
+    assert comm.bcasts[0] is None  # not rank 0: it receives the address
