@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suites import STUDIES, SUITES, Study, Suite  # noqa: E402
+from suites import STUDIES, SUITES, Study, Suite, lr_tag  # noqa: E402
 
 
 def _git(*args: str) -> str:
@@ -66,12 +66,6 @@ def machine(threads: int) -> dict[str, object]:
     return {"host": platform.node(), "cpu": cpu or platform.processor(), "cores": os.cpu_count(),
             "threads": threads, "python": platform.python_version(), "torch": torch.__version__,
             "platform": platform.platform()}
-
-
-def lr_tag(lr: float) -> str:
-    """A run-name tag for an LR, lossless to 2 significant digits: 0.004 -> '4e-3', 0.016 -> '1.6e-2'."""
-    mantissa, exp = f"{lr:.1e}".split("e")
-    return f"{mantissa.removesuffix('.0')}e{int(exp)}"
 
 
 @dataclasses.dataclass

@@ -15,6 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def lr_tag(lr: float) -> str:
+    """A run-name tag for an LR, lossless to 2 significant digits: 0.004 -> '4e-3', 0.016 -> '1.6e-2'."""
+    mantissa, exp = f"{lr:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exp)}"
+
+
 @dataclass(frozen=True)
 class PlanRun:
     """A growth run: the shipped plan config plus overrides (empty = the shipped config as is)."""
@@ -101,6 +107,15 @@ class Study:
 
 _GPT_STEPS = 3400  # the gpt suite's train.max_steps (benchmarks/acceleration/configs/gpt.yaml)
 
+def _lr_grid(plans: tuple[tuple[str, str], ...], lrs: tuple[float, ...]) -> tuple[PlanRun, ...]:
+    return tuple(PlanRun(f"{name}-lr{lr_tag(lr)}", plan_file, (f"--optim.lr={lr:g}",), f"{name} at peak LR {lr:g}")
+                 for lr in lrs for name, plan_file in plans)
+
+
+# the plans closest to scratch in the gpt suite (equal-FLOPs gap <= 0.16 at LR 8e-3)
+_FINALISTS = (("stackbert", "stackbert.yaml"), ("bert2bert", "bert2bert.yaml"), ("gstack", "gstack.yaml"),
+              ("apollo-stacking", "apollo.yaml"))
+
 STUDIES: dict[str, Study] = {s.name: s for s in (
     Study(
         "multilevel-diag", "gpt",
@@ -137,5 +152,14 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
             PlanRun("ap-equal-flops", "apollo.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.885)}",),
                     "the shipped plan with 1/0.885 x the steps: scratch's FLOPs"),
         ),
+    ),
+    Study(
+        "plan-lr", "gpt",
+        "Tuned as scratch was: each finalist plan's peak LR on scratch's sweep grid. The suite ran every plan at "
+        "scratch's best LR, 8e-3, which sits at the edge of stability (scratch's second seed stalled there); does a "
+        "plan do better at 4e-3 (scratch's robust LR) or 1.6e-2?",
+        tuple(n for n, _ in _FINALISTS),
+        tuple(PlanRun(p.name, p.plan_file, (*p.overrides, "--growth.layer_map=stacking") if "apollo" in p.name
+                      else p.overrides, p.note) for p in _lr_grid(_FINALISTS, (4e-3, 1.6e-2))),
     ),
 )}
