@@ -61,6 +61,10 @@ SIZES: dict[str, Size] = {
                   "a host-overhead probe: GPT 12 x 32, 2 x 16 tokens per step; the model's math is negligible, so a "
                   "step's time is what a GPU step costs the host (Python, dispatch, DeepSpeed, bookkeeping)"),
     "bench": Size((), "the acceleration suites' GPT (gpt-bench, 12 x 56), vocab 2048, 16 x 128 tokens per step"),
+    "bench-half": Size(("--model.n_layers=6", "--model.hidden=28", "--model.n_heads=2", "--model.ffn=112"),
+                       "the half-width, half-depth gpt-bench (6 x 28): Multi-level's coarse model, bert2bert's start "
+                       "and the credibility check's model; its time per FLOP against bench's is what a small phase "
+                       "costs"),
     "tiny": Size(("--model.size=gpt-tiny", *_NO_DROPOUT),
                  "gpt-tiny (12 x 256), vocab 2048, 16 x 128 tokens per step"),
     "100m": Size(("--model.size=gpt-base", *_NO_DROPOUT, "--data.seq_len=256", "--data.micro_batch_size=4"),
