@@ -159,6 +159,11 @@ class TrainConfig:
         "torch.compile the model in place (parameter names unchanged; one compiled variant per layer map, so a "
         "sampled depth compiles once, not every micro-batch); ZeRO 0-2 only. Measured: benchmarks/throughput",
         False)
+    activation_checkpointing: bool = doc(
+        "recompute each block's activations in the backward pass (torch.utils.checkpoint, non-reentrant, RNG "
+        "state preserved: the same losses and gradients): a step keeps each block's input instead of all its "
+        "intermediate activations, for one more forward pass of the blocks (not counted in megagrow's model FLOPs)",
+        False)
 
 
 @dataclass

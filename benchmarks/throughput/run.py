@@ -16,6 +16,8 @@ Variants (each a fresh process, so that no variant inherits another's allocator 
   (bf16 weights and activations, fp32 master weights). Its tokens/s are read from ``metrics.jsonl`` over the steps
   after the warmup.
 * ``megagrow-z0-compile``: ``megagrow train`` with ``train.compile=true``.
+* ``megagrow-z0-ckpt``: ``megagrow train`` with ``train.activation_checkpointing=true`` (the price of recomputing
+  every block in the backward pass; the memory it saves: ``activation_memory.py``).
 * ``megagrow-z0-autocast`` / ``-z2-autocast`` / ``-z0-autocast-compile`` (with ``--precision bf16``): ``megagrow train``
   with ``train.precision=bf16-autocast`` (fp32 weights, bf16 matmuls under torch.autocast, the optimizer is torch
   AdamW itself) instead of DeepSpeed's bf16 optimizer wrapper.
@@ -73,7 +75,7 @@ SIZES: dict[str, Size] = {
                      "GPT-Base 12 x 768, seq 1024, 16 x 1024 tokens per step (GPU; --data a 32k-vocab dataset)"),
 }
 VARIANTS = ("plain", "plain-compile", "megagrow-z0", "megagrow-z2", "megagrow-z0-compile", "megagrow-z0-autocast",
-            "megagrow-z2-autocast", "megagrow-z0-autocast-compile")
+            "megagrow-z2-autocast", "megagrow-z0-autocast-compile", "megagrow-z0-ckpt")
 
 
 def size_overrides(size: str, data: str | None, precision: str) -> list[str]:
@@ -184,7 +186,8 @@ def megagrow_run(args: argparse.Namespace, variant: str, tmp: Path, name: str | 
     cmd = [sys.executable, "-m", "megagrow.cli", "train", str(BASE), f"--run.out_dir={tmp}", f"--run.name={name}",
            *size_overrides(args.size, args.data, precision), f"--distributed.zero_stage={zero}",
            f"--train.max_steps={args.warmup + steps}", f"--logging.log_every={args.log_every}",
-           f"--train.compile={'true' if variant.endswith('-compile') else 'false'}", *(extra or [])]
+           f"--train.compile={'true' if variant.endswith('-compile') else 'false'}",
+           f"--train.activation_checkpointing={'true' if variant.endswith('-ckpt') else 'false'}", *(extra or [])]
     proc = _run(cmd, args)
     if proc.returncode != 0:
         raise RuntimeError(f"{name}: megagrow train exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"

@@ -140,6 +140,7 @@ def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Ma
     fused = o.fused == "on" or (o.fused == "auto" and _fused_supported())
     if torch.cuda.is_available():
         model = model.cuda()
+    model.activation_checkpointing = cfg.train.activation_checkpointing
     if cfg.train.compile:
         compile_in_place(model)
     optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay, steps), lr=o.lr, betas=(o.beta1, o.beta2),

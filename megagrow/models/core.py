@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from megagrow.flops import Arch
@@ -192,6 +193,9 @@ class MegagrowModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        # train.activation_checkpointing: while training with autograd on, each block's forward is recomputed in the
+        # backward pass instead of keeping its intermediate activations (set by the engine builder)
+        self.activation_checkpointing = False
 
     def _make_blocks(self, pre_ln: bool, causal: bool, gelu_approximate: str) -> nn.ModuleList:
         return nn.ModuleList(
@@ -220,17 +224,29 @@ class MegagrowModel(nn.Module):
     ) -> torch.Tensor:
         """Apply the slots named by ``layer_map`` in order; with ``masks``, a slot of layer factor
         ``c != 1`` computes ``c * Block(x) + (1 - c) * x``."""
+        run = self._checkpointed if self.activation_checkpointing and self.training and torch.is_grad_enabled() \
+            else self._direct
         if masks is None:
             for k in check_layer_map(layer_map, self.n_slots):
-                x = self.blocks[k](x, attn_mask)
+                x = run(self.blocks[k], x, attn_mask)
             return x
         if masks.layers is not None and len(masks.layers) != self.n_slots:
             raise ValueError(f"masks.layers has {len(masks.layers)} factors, this model has {self.n_slots} slots")
         for k in check_layer_map(layer_map, self.n_slots):
-            y = self.blocks[k](x, attn_mask, masks)
+            y = run(self.blocks[k], x, attn_mask, masks)
             c = masks.layer_factor(k)
             x = y if c == 1.0 else c * y + (1.0 - c) * x
         return x
+
+    @staticmethod
+    def _direct(block: nn.Module, *args: object) -> torch.Tensor:
+        return block(*args)
+
+    @staticmethod
+    def _checkpointed(block: nn.Module, *args: object) -> torch.Tensor:
+        # non-reentrant: works with inputs that need no grad, keyword-free masks, torch.compile and ZeRO-3's module
+        # hooks (the recomputation calls the module again); preserve_rng_state keeps dropout's masks identical
+        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False, preserve_rng_state=True)
 
     def _init_weights(self, scale_residual: bool) -> None:
         """normal(0, init_std) for matmul weights and embeddings, zero biases, LayerNorm (1, 0).
