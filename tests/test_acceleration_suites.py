@@ -77,3 +77,20 @@ def test_a_run_or_probe_is_finished_only_at_its_last_step_with_a_validation_loss
     recs[-1]["val_loss"] = 2.1
     (d / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in recs) + "\n")
     assert run._finished(d)
+
+
+def test_commands_are_shown_from_the_results_repository(tmp_path: Path) -> None:
+    # a suite run from a worktree of a fixed commit writes into the main checkout: commands.md must not show paths
+    # that only work from the worktree
+    repo, tree = tmp_path / "main", tmp_path / "bench-tree"
+    (repo / ".git").mkdir(parents=True)
+    tree.mkdir()
+    results = repo / "benchmarks" / "results" / "acceleration-gpt"
+    results.mkdir(parents=True)
+    cmd = ("megagrow train ../main/benchmarks/results/acceleration-gpt/configs/msg.yaml --run.name=msg "
+           "--run.out_dir=../main/runs/acceleration-gpt --optim.lr=0.008")
+    want = ("megagrow train benchmarks/results/acceleration-gpt/configs/msg.yaml --run.name=msg "
+            "--run.out_dir=runs/acceleration-gpt --optim.lr=0.008")
+    assert run.repo_command(cmd, results, str(tree)) == want
+    assert run.repo_command(cmd, results, None) == want  # an older record without its cwd
+    assert run.repo_command(want, results, str(repo)) == want  # run from the results' own checkout

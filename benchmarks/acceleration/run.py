@@ -143,6 +143,7 @@ class Runner:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "DS_ACCELERATOR": "cpu",
                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         meta = {"name": name, "group": group, "note": note, "suite": self.suite.name, "command": shlex.join(cmd),
+                "cwd": str(ROOT),
                 "stop_at": stop_at,
                 "jobs": self.jobs,
                 "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--",
@@ -386,6 +387,28 @@ def run_study(r: Runner, study: Study, suite_results: Path, report_only: bool) -
     print(f"[study] report: {r.results_dir / 'report.md'}", flush=True)
 
 
+def repo_command(command: str, results_dir: Path, cwd: str | None) -> str:
+    """A run's command (recorded relative to ``cwd``, the checkout that ran it) as typed from the root of the
+    repository that holds ``results_dir``: the two differ when the suite ran from a separate worktree of a fixed
+    commit with its results written into the main checkout (``--results-dir ../main/...``). Records without a
+    ``cwd`` (older runs) ran from a sibling worktree: a leading ``../NAME/`` is that hop."""
+    repo = next((p for p in results_dir.resolve().parents if (p / ".git").exists()), ROOT)
+    if not command:
+        return command
+    args = shlex.split(command)
+
+    def rel(path: str) -> str:
+        if cwd is not None:
+            return os.path.relpath((Path(cwd) / path).resolve(), repo)
+        parts = Path(path).parts
+        return str(Path(*parts[2:])) if len(parts) > 2 and parts[0] == ".." else path
+
+    out = [*args[:2], rel(args[2])] if len(args) > 2 else args
+    for a in args[3:]:
+        out.append(f"--run.out_dir={rel(a.split('=', 1)[1])}" if a.startswith("--run.out_dir=") else a)
+    return shlex.join(out)
+
+
 def write_commands(r: Runner, names: list[str]) -> None:
     """``commands.md``: how the suite was run and every finished run's exact command, commit and machine."""
     lines = [f"# {r.suite.name} suite: the exact commands", "",
@@ -398,7 +421,8 @@ def write_commands(r: Runner, names: list[str]) -> None:
     for name in names:
         st = r.status(name) or {}
         commit = (st.get("git_commit") or "")[:10] + (" (dirty)" if st.get("git_dirty") else "")
-        lines.append(f"| {name} | {st.get('group', '')} | `{st.get('command', '')}` | {commit} | "
+        command = repo_command(st.get("command", ""), r.results_dir, st.get("cwd"))
+        lines.append(f"| {name} | {st.get('group', '')} | `{command}` | {commit} | "
                      f"{st.get('duration_s', '')} | {st.get('jobs', '')} | {st.get('loadavg_before', 0):.1f} / "
                      f"{st.get('loadavg_after', 0):.1f} | {bool(st.get('quiet'))} |")
     m = next(((r.status(n) or {}).get("machine") for n in names if (r.status(n) or {}).get("machine")), None)
