@@ -112,9 +112,9 @@ def _lr_grid(plans: tuple[tuple[str, str], ...], lrs: tuple[float, ...]) -> tupl
                  for lr in lrs for name, plan_file in plans)
 
 
-# the plans closest to scratch in the gpt suite (equal-FLOPs gap <= 0.16 at LR 8e-3)
-_FINALISTS = (("stackbert", "stackbert.yaml"), ("bert2bert", "bert2bert.yaml"), ("gstack", "gstack.yaml"),
-              ("apollo-stacking", "apollo.yaml"))
+# the plans closest to scratch in the gpt suite (equal-FLOPs gap <= 0.16 at LR 8e-3), closest first
+_FINALISTS = (("msg", "msg.yaml"), ("bert2bert", "bert2bert.yaml"), ("stackbert", "stackbert.yaml"),
+              ("gstack", "gstack.yaml"), ("apollo-stacking", "apollo.yaml"))
 
 STUDIES: dict[str, Study] = {s.name: s for s in (
     Study(
@@ -151,6 +151,21 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     "grow later: stages start at 10/25/50% instead of 5/10/25%"),
             PlanRun("ap-equal-flops", "apollo.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.885)}",),
                     "the shipped plan with 1/0.885 x the steps: scratch's FLOPs"),
+        ),
+    ),
+    Study(
+        "equal-flops", "gpt",
+        "MSG ends level with scratch at equal FLOPs (+0.002 with 0.764x its FLOPs) and bert2bert +0.060, but the gap "
+        "compares a run decayed to LR 0 with scratch mid-run. Against a scratch run given the same FLOPs (its own "
+        "schedule over 0.764x the steps), and given scratch's full FLOPs, does either plan get ahead?",
+        ("msg", "bert2bert"),
+        (
+            PlanRun("scratch-0.764", None, (f"--train.max_steps={round(_GPT_STEPS * 0.764)}",),
+                    "scratch with MSG's and bert2bert's FLOPs: its cosine over 0.764x the steps"),
+            PlanRun("msg-equal-flops", "msg.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.764)}",),
+                    "the shipped MSG plan with 1/0.764x the steps: scratch's FLOPs"),
+            PlanRun("bert2bert-equal-flops", "bert2bert.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.764)}",),
+                    "the shipped bert2bert plan with 1/0.764x the steps: scratch's FLOPs"),
         ),
     ),
     Study(

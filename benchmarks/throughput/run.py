@@ -291,6 +291,11 @@ def summarize(result: dict, peak: dict, datasheet: float | None) -> None:
             med = statistics.median(v["tokens_per_s"])
             v["median_tokens_per_s"] = med
             v["ratio_to_plain"] = med / base if base else None
+            # the same round's measurements side by side: the machine's drift between rounds cancels in each ratio
+            plain_runs = runs.get("plain", {}).get("tokens_per_s", [])
+            paired = [x / b for x, b in zip(v["tokens_per_s"], plain_runs, strict=False)]
+            v["paired_ratios"] = paired
+            v["paired_ratio_to_plain"] = statistics.median(paired) if paired else None
             flops_per_s = med / size_res["tokens_per_step"] * v["flops_per_step"]
             v["model_flops_per_s"] = flops_per_s
             v["fraction_of_matmul_peak"] = flops_per_s / peak["flops_per_s"]
@@ -298,17 +303,18 @@ def summarize(result: dict, peak: dict, datasheet: float | None) -> None:
 
 
 def table(result: dict) -> str:
-    lines = [f"{'size':<9} {'variant':<21} {'tokens/s':>12} {'vs plain':>9} {'GFLOP/s':>10} {'of matmul':>10} "
-             f"{'MFU':>6}  rounds"]
+    lines = [f"{'size':<10} {'variant':<21} {'tokens/s':>12} {'vs plain':>9} {'paired':>7} {'GFLOP/s':>10} "
+             f"{'of matmul':>10} {'MFU':>6}  rounds"]
     for size, sr in result["sizes"].items():
         for name, v in sr["variants"].items():
             if "median_tokens_per_s" not in v:
-                lines.append(f"{size:<9} {name:<21} {'failed' if v.get('error') else '-':>12}")
+                lines.append(f"{size:<10} {name:<21} {'failed' if v.get('error') else '-':>12}")
                 continue
             ratio = f"{v['ratio_to_plain']:.3f}" if v["ratio_to_plain"] else "-"
             mfu = f"{v['mfu']:.1%}" if v.get("mfu") else "-"
             rounds = " ".join(f"{x:,.0f}" for x in v["tokens_per_s"])
-            lines.append(f"{size:<9} {name:<21} {v['median_tokens_per_s']:>12,.0f} {ratio:>9} "
+            paired = f"{v['paired_ratio_to_plain']:.3f}" if v.get("paired_ratio_to_plain") else "-"
+            lines.append(f"{size:<10} {name:<21} {v['median_tokens_per_s']:>12,.0f} {ratio:>9} {paired:>7} "
                          f"{v['model_flops_per_s'] / 1e9:>10,.1f} {v['fraction_of_matmul_peak']:>10.1%} {mfu:>6}  "
                          f"{rounds}")
     return "\n".join(lines)
