@@ -373,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         print("RESULT " + json.dumps(plain_worker(args)), flush=True)
         return 0
-    if args.steps % args.log_every or args.warmup % args.log_every:
-        p.error(f"--steps {args.steps} and --warmup {args.warmup} must be multiples of --log-every {args.log_every}")
+    if args.steps % args.log_every or args.warmup % args.log_every or args.profile_steps % args.log_every:
+        p.error(f"--steps {args.steps}, --warmup {args.warmup} and --profile-steps {args.profile_steps} must be "
+                f"multiples of --log-every {args.log_every}")
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"throughput-{args.device}.json")
     from megagrow.metrics import peak_flops_per_device
 
@@ -428,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
                     except (RuntimeError, OSError, KeyError) as e:
                         print(f"[{size}] {variant} breakdown FAILED: {e}", flush=True)
                         continue
-                    result["sizes"][size]["variants"][variant]["breakdown"] = prof
+                    sr = result["sizes"].setdefault(size, {"note": SIZES[size].note, "variants": {}})
+                    sr["variants"].setdefault(variant, {"tokens_per_s": []})["breakdown"] = prof
                     print(f"[{size}] {variant} breakdown (ms/step): " + ", ".join(
                         f"{k} {v * 1e3:.2f}" for k, v in prof["phases_s_per_step"].items() if v) +
                           f", other {prof['other_s_per_step'] * 1e3:.2f}, step {prof['step_wall_s'] * 1e3:.2f}",
