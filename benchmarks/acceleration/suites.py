@@ -169,6 +169,18 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         ),
     ),
     Study(
+        "wsd", "gpt",
+        "The schedule the field uses now: warmup-stable-decay (the peak LR until the last 20 % of the steps, then "
+        "one linear decay to 0), growth during the stable phase. Scratch gets the same schedule: if WSD scratch beats "
+        "cosine scratch, it is the baseline a plan must beat. Does a plan keep its early lead better when the LR "
+        "stays at its peak through the growth and decays once at the end (Bu et al. 2025)?",
+        ("msg", "bert2bert", "stackbert"),
+        tuple(PlanRun(f"{name}-wsd", plan_file, ("--optim.schedule=wsd", "--optim.decay_fraction=0.2"),
+                      f"{name} under WSD (decay over the last 20 %)")
+              for name, plan_file in (("scratch", None), ("msg", "msg.yaml"), ("bert2bert", "bert2bert.yaml"),
+                                      ("stackbert", "stackbert.yaml"))),
+    ),
+    Study(
         "plan-lr", "gpt",
         "Tuned as scratch was: each finalist plan's peak LR on scratch's sweep grid. The suite ran every plan at "
         "scratch's best LR, 8e-3, which sits at the edge of stability (scratch's second seed stalled there); does a "
