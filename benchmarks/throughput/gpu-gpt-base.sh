@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # GPT-Base (12 x 768, seq 1024) bf16 on one GPU: megagrow's step against the plain loop, and MFU.
 #   benchmarks/throughput/gpu-gpt-base.sh DATA_DIR OUT_JSON
+# SIZES="gpt-base gpt-base-half" adds GPT-Base's half-width, half-depth model (a small phase's time per FLOP);
+# VARIANTS="..." picks the variants (default below).
 # DATA_DIR: a GPT dataset (megagrow-prep build; the committed result used a 32,768-token BPE on the benchmark
 # corpus's Austen and KJV books: megagrow-prep build --input TEXT --out DATA_DIR --vocab-size 32768).
 # With WHEELS=DIR (and SITE=DIR, an installed deepspeed), a machine without DeepSpeed gets it from there first.
@@ -14,7 +16,7 @@ fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv
 python3 -c "import torch, deepspeed; print('torch', torch.__version__, 'deepspeed', deepspeed.__version__)"
 export PYTHONUNBUFFERED=1
-python3 "$(dirname "$0")/run.py" --device cuda --precision bf16 --sizes gpt-base --data "$data" \
+python3 "$(dirname "$0")/run.py" --device cuda --precision bf16 --sizes ${SIZES:-gpt-base} --data "$data" \
   --variants ${VARIANTS:-plain megagrow-z0 plain-compile megagrow-z0-compile megagrow-z2 megagrow-z0-autocast \
               megagrow-z2-autocast megagrow-z0-autocast-compile} \
   --rounds 1 --warmup 20 --steps 100 --timeout 200 --threads 8 --out "$out"

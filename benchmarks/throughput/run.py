@@ -73,6 +73,12 @@ SIZES: dict[str, Size] = {
                  "GPT 12 x 768 (gpt-base; 87M parameters with vocab 2048), 4 x 256 tokens per step"),
     "gpt-base": Size(("--model.size=gpt-base", *_NO_DROPOUT, "--data.seq_len=1024", "--data.micro_batch_size=16"),
                      "GPT-Base 12 x 768, seq 1024, 16 x 1024 tokens per step (GPU; --data a 32k-vocab dataset)"),
+    "gpt-base-half": Size(("--model.size=gpt-base", *_NO_DROPOUT, "--model.n_layers=6", "--model.hidden=384",
+                           "--model.n_heads=6", "--model.ffn=1536", "--data.seq_len=1024",
+                           "--data.micro_batch_size=16"),
+                          "GPT-Base's half-width, half-depth model (6 x 384: Multi-level's coarse model, MSG's and "
+                          "bert2bert's start), the same 16 x 1024 tokens per step; its time per FLOP against "
+                          "gpt-base's is what a small phase costs on a GPU"),
 }
 VARIANTS = ("plain", "plain-compile", "megagrow-z0", "megagrow-z2", "megagrow-z0-compile", "megagrow-z0-autocast",
             "megagrow-z2-autocast", "megagrow-z0-autocast-compile", "megagrow-z0-ckpt")
