@@ -166,6 +166,12 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     "the shipped MSG plan with 1/0.764x the steps: scratch's FLOPs"),
             PlanRun("bert2bert-equal-flops", "bert2bert.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.764)}",),
                     "the shipped bert2bert plan with 1/0.764x the steps: scratch's FLOPs"),
+            PlanRun("msg-equal-flops-lr4e-3", "msg.yaml",
+                    (f"--train.max_steps={round(_GPT_STEPS / 0.764)}", "--optim.lr=0.004"),
+                    "msg-equal-flops at scratch's robust LR 4e-3 (two scratch seeds 0.005 apart there)"),
+            PlanRun("msg-equal-flops-s1235", "msg.yaml",
+                    (f"--train.max_steps={round(_GPT_STEPS / 0.764)}", "--run.seed=1235"),
+                    "msg-equal-flops, second seed (data order and initialization)"),
         ),
     ),
     Study(
