@@ -1,4 +1,7 @@
-"""BERT for masked-language-model pretraining (post-LN blocks, MLM head on the masked positions only)."""
+"""BERT for masked-language-model pretraining (post-LN blocks, MLM head on the masked positions only).
+
+With ``model.bert_pre_ln`` the blocks are pre-LN and a ``final_ln`` follows the last one (Cramming's recipe).
+"""
 
 from __future__ import annotations
 
@@ -47,9 +50,10 @@ class BertModel(MegagrowModel):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         self.embed = TextEmbedding(cfg, token_types=True, layer_norm=True)
-        self.blocks = self._make_blocks(pre_ln=False, causal=False, gelu_approximate="none")
+        self.blocks = self._make_blocks(pre_ln=cfg.bert_pre_ln, causal=False, gelu_approximate="none")
+        self.final_ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps) if cfg.bert_pre_ln else None
         self.mlm = MlmHead(cfg)
-        self._init_weights(scale_residual=False)
+        self._init_weights(scale_residual=cfg.bert_pre_ln)
 
     def forward(
         self, batch: dict[str, torch.Tensor], layer_map: Sequence[int], masks: GrowthMasks | None = None
@@ -62,6 +66,8 @@ class BertModel(MegagrowModel):
             attn_mask = batch["attention_mask"].bool()[:, None, None, :]  # [B, 1, 1, T], True = attend
         x = self.embed(batch["input_ids"], batch.get("token_type_ids"), masks)
         x = self.run_blocks(x, layer_map, attn_mask, masks)
+        if self.final_ln is not None:
+            x = hidden_ln(self.final_ln, x, masks)
         labels = batch["labels"]
         masked = labels != IGNORE_INDEX
         logits = self.mlm(x[masked], self.embed.tokens.weight, masks)

@@ -30,6 +30,12 @@ class ModelConfig:
     type_vocab_size: int = field(default=2, metadata={"help": "number of BERT token types (segments)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout on embeddings and residual branches"})
     attn_dropout: float = field(default=0.0, metadata={"help": "dropout on attention probabilities"})
+    bert_pre_ln: bool = field(
+        default=False,
+        metadata={"help": "bert: pre-LN blocks and a LayerNorm after the last block (as Cramming trains BERT: stable "
+                  "at higher LRs, leaves MLM's early plateau sooner) instead of the original post-LN; gpt and deit "
+                  "are always pre-LN"},
+    )
     ln_eps: float = field(default=1e-5, metadata={"help": "LayerNorm epsilon (BERT presets use 1e-12)"})
     init_std: float = field(default=0.02, metadata={"help": "std of the normal init of weights/embeddings"})
     image_size: int = field(default=32, metadata={"help": "deit: input image side in pixels (square)"})
@@ -102,6 +108,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not value > 0.0:
                 problems.append(f"model.{name}={value}: must be > 0")
+        if self.bert_pre_ln and self.family != "bert":
+            problems.append(f"model.bert_pre_ln=true: only for family bert (model.family={self.family!r} is always "
+                            "pre-LN)")
         if self.family == "deit":
             problems.extend(self._validate_deit())
         if self.init_from and (not self.init_from.startswith(INIT_HF) or not self.init_from[len(INIT_HF):].strip()):
