@@ -17,8 +17,14 @@ WIDE = dict(n_layers=2, hidden=32, n_heads=4, ffn=128)
 SIZES = (16, 2, 64, 32, 4, 128)
 
 
+def fam(family: str) -> str:
+    """The model family of a test id: ``bert-preln`` is BERT with ``model.bert_pre_ln``."""
+    return "bert" if family == "bert-preln" else family
+
+
 def cfg(family: str, **kw) -> ModelConfig:
-    base = dict(family=family, vocab_size=64, max_seq_len=16, ln_eps=1e-12, image_size=16, patch_size=4, num_classes=10)
+    base = dict(family=fam(family), bert_pre_ln=family == "bert-preln",
+                vocab_size=64, max_seq_len=16, ln_eps=1e-12, image_size=16, patch_size=4, num_classes=10)
     base.update(kw)
     return ModelConfig(**base)
 
@@ -48,7 +54,7 @@ def batch(family: str, seed: int = 5) -> dict[str, torch.Tensor]:
         return {"images": torch.randn(3, 3, 16, 16, generator=g), "labels": torch.tensor([1, 2, 3])}
     ids = torch.randint(0, 64, (3, 12), generator=g)
     labels = ids.clone()
-    if family == "bert":
+    if fam(family) == "bert":
         labels[:, ::2] = -100
     return {"input_ids": ids, "labels": labels}
 
@@ -85,10 +91,10 @@ def test_unit_map_balanced_and_uniform():
 # ------------------------------------------------------------------------------------------------- FPI
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt", "deit"])
+@pytest.mark.parametrize("family", ["bert", "bert-preln", "gpt", "deit"])
 def test_fpi_preserves_function(family):
     state = small_state(family)
-    wide = fpi_width(state, family, *SIZES, seed=0)
+    wide = fpi_width(state, fam(family), *SIZES, seed=0)
     b = batch(family)
     ref = logits(load(family, state, **SMALL), b)
     dev = rel(logits(load(family, wide, **WIDE), b), ref)
@@ -237,17 +243,17 @@ def test_msg_block_exact_at_zero(family):
         assert torch.equal(y[..., 16:], torch.zeros_like(y[..., 16:]))
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt", "deit"])
+@pytest.mark.parametrize("family", ["bert", "bert-preln", "gpt", "deit"])
 @pytest.mark.parametrize("new_layer_init", ["copy", "random"])
 def test_msg_model_preservation_and_mask_one(family, new_layer_init):
     state = small_state(family, moments=True)
-    grown, masks = msg_grow(state, family, 16, 2, 64, 2, 32, 4, 128, 3, seed=7, new_layer_init=new_layer_init)
+    grown, masks = msg_grow(state, fam(family), 16, 2, 64, 2, 32, 4, 128, 3, seed=7, new_layer_init=new_layer_init)
     b = batch(family)
     small = logits(load(family, state, **SMALL), b)
     with torch.no_grad():
-        at0 = msg_forward(grown.params, family, 4, b, masks, c=0.0, eps=1e-12)
-        at1 = msg_forward(grown.params, family, 4, b, masks, c=1.0, eps=1e-12)
-        half = msg_forward(grown.params, family, 4, b, masks, c=0.5, eps=1e-12)
+        at0 = msg_forward(grown.params, fam(family), 4, b, masks, c=0.0, eps=1e-12)
+        at1 = msg_forward(grown.params, fam(family), 4, b, masks, c=1.0, eps=1e-12)
+        half = msg_forward(grown.params, fam(family), 4, b, masks, c=0.5, eps=1e-12)
     plain = logits(load(family, grown, **{**WIDE, "n_layers": 3}), b)
     d0, d1 = rel(at0, small), rel(at1, plain)
     print(
@@ -258,7 +264,7 @@ def test_msg_model_preservation_and_mask_one(family, new_layer_init):
     assert rel(half, small) > 1e-4
     # reference forward without masks == the model (the reference itself is right)
     with torch.no_grad():
-        assert rel(msg_forward(state.params, family, 2, b, None, eps=1e-12), small) < 1e-6
+        assert rel(msg_forward(state.params, fam(family), 2, b, None, eps=1e-12), small) < 1e-6
 
 
 def test_msg_state_layout_and_moments():
@@ -287,21 +293,21 @@ def test_msg_state_layout_and_moments():
     assert not reset.exp_avg and reset.adam_step == 0 and reset.params["blocks.0.mlp.fc_in.weight"].shape == (96, 16)
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt", "deit"])
+@pytest.mark.parametrize("family", ["bert", "bert-preln", "gpt", "deit"])
 def test_model_masks_match_the_reference_forward(family):
     """The real model's ``forward(batch, layer_map, masks)`` is ``msg_forward`` of the same parameters, and at
     mask 0 it is the small model; ``masks=None`` is untouched (the plain grown model, bit for bit)."""
     from megagrow.models import GrowthMasks
 
     state = small_state(family)
-    grown, mm = msg_grow(state, family, 16, 2, 64, 2, 32, 4, 128, 3, seed=7)
+    grown, mm = msg_grow(state, fam(family), 16, 2, 64, 2, 32, 4, 128, 3, seed=7)
     b = batch(family)
     model = load(family, grown, **{**WIDE, "n_layers": 3})
     small = logits(load(family, state, **SMALL), b)
     with torch.no_grad():
         for c in (0.0, 0.3, 1.0):
             out = model(b, model.full_layer_map(), mm.growth_masks(c)).logits
-            ref = msg_forward(grown.params, family, 4, b, mm, c=c, eps=1e-12)
+            ref = msg_forward(grown.params, fam(family), 4, b, mm, c=c, eps=1e-12)
             assert rel(out, ref) < 1e-5, c
         at0 = model(b, model.full_layer_map(), mm.growth_masks(0.0)).logits
         assert rel(at0, small) < 1e-5

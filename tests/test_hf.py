@@ -182,6 +182,18 @@ def test_import_refuses_what_megagrow_cannot_compute(tmp_path: Path) -> None:
         read_hf_dir(tmp_path)
 
 
+def test_pre_ln_bert_has_no_hugging_face_equivalent() -> None:
+    """BertForMaskedLM is post-LN: a ``model.bert_pre_ln`` BERT is refused both ways, by name, not mis-converted."""
+    post = _model("bert")
+    config, tensors = to_hf(dict(post.named_parameters()), post.cfg)
+    pre_cfg = replace(post.cfg, bert_pre_ln=True)
+    pre = build_model(pre_cfg)
+    with pytest.raises(HFConversionError, match="model.bert_pre_ln=true: Hugging Face's BertForMaskedLM is post-LN"):
+        to_hf(dict(pre.named_parameters()), pre_cfg)
+    with pytest.raises(HFConversionError, match="model.bert_pre_ln=true"):
+        from_hf(tensors, config, pre_cfg)
+
+
 def test_write_is_atomic_and_refuses_to_overwrite(tmp_path: Path) -> None:
     model = _model("vit")
     config, tensors = to_hf(dict(model.named_parameters()), model.cfg)

@@ -330,6 +330,7 @@ def test_paper_parameter_counts() -> None:
         ({"family": "deit", "patch_size": 5}, "model.patch_size=5: must divide model.image_size=32"),
         ({"family": "deit", "num_classes": 0}, "model.num_classes=0: must be a positive integer"),
         ({"family": "bert", "type_vocab_size": 0}, "model.type_vocab_size=0: must be >= 1 for bert"),
+        ({"family": "gpt", "bert_pre_ln": True}, "model.bert_pre_ln=true: only for family bert"),
     ],
 )
 def test_validate_messages(overrides: dict, message: str) -> None:
@@ -343,6 +344,30 @@ def test_config_defaults_and_help() -> None:
     assert ModelConfig(ffn=300).ffn_dim == 300
     for f in ModelConfig.__dataclass_fields__.values():
         assert f.metadata.get("help"), f.name
+
+
+def test_bert_pre_ln_is_pre_ln_with_a_final_layernorm() -> None:
+    """``model.bert_pre_ln``: every block pre-LN, a final LayerNorm before the MLM head, GPT-2's residual init;
+    the same parameters otherwise, so the two differ only in where the LayerNorms sit."""
+    post, pre = model_for("bert"), model_for("bert", bert_pre_ln=True)
+    assert all(not b.pre_ln for b in post.blocks) and all(b.pre_ln for b in pre.blocks)
+    assert post.final_ln is None and isinstance(pre.final_ln, torch.nn.LayerNorm)
+    assert set(dict(pre.named_parameters())) - set(dict(post.named_parameters())) == {"final_ln.weight",
+                                                                                       "final_ln.bias"}
+    batch = make_batch(small_cfg("bert"))
+    pre.load_state_dict({**post.state_dict(), "final_ln.weight": torch.ones(32), "final_ln.bias": torch.zeros(32)})
+    with torch.no_grad():
+        a, b = post(batch, post.full_layer_map()), pre(batch, pre.full_layer_map())
+    assert a.logits.shape == b.logits.shape and not torch.allclose(a.logits, b.logits)
+    # the pre-LN forward by hand: blocks as GPT's, then final_ln, then the MLM head
+    with torch.no_grad():
+        x = pre.embed(batch["input_ids"], batch.get("token_type_ids"))
+        for block in pre.blocks:
+            x = x + block.attn(block.ln_1(x), None)
+            x = x + block.mlp(block.ln_2(x))
+        h = pre.final_ln(x)[batch["labels"] != -100]
+        ref = pre.mlm(h, pre.embed.tokens.weight)
+    torch.testing.assert_close(b.logits, ref)
 
 
 def test_build_model_rejects_bad_config() -> None:

@@ -27,8 +27,14 @@ FINE = dict(n_layers=4, hidden=32, n_heads=4, ffn=128)
 COARSE = dict(n_layers=2, hidden=16, n_heads=2, ffn=64)
 
 
+def fam(family: str) -> str:
+    """The model family of a test id: ``bert-preln`` is BERT with ``model.bert_pre_ln``."""
+    return "bert" if family == "bert-preln" else family
+
+
 def cfg(family: str, **kw) -> ModelConfig:
-    base = dict(family=family, vocab_size=64, max_seq_len=16, image_size=16, patch_size=4, num_classes=10)
+    base = dict(family=fam(family), bert_pre_ln=family == "bert-preln",
+                vocab_size=64, max_seq_len=16, image_size=16, patch_size=4, num_classes=10)
     base.update(kw)
     return ModelConfig(**base)
 
@@ -70,7 +76,7 @@ def batch(family: str, seed: int = 0) -> dict[str, torch.Tensor]:
         return {"images": torch.randn(3, 3, 16, 16, generator=g), "labels": torch.tensor([1, 2, 3])}
     ids = torch.randint(0, 64, (2, 16), generator=g)
     labels = torch.full_like(ids, -100)
-    if family == "bert":
+    if fam(family) == "bert":
         labels[:, ::3] = ids[:, ::3]  # some masked positions
         mask = torch.ones_like(ids)
         mask[1, 12:] = 0  # padding on the second row
@@ -132,24 +138,25 @@ def test_grouping_matrices() -> None:
 # ------------------------------------------------------------------------------ exact round trips
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt", "deit"])
+@pytest.mark.parametrize("family_id", ["bert", "bert-preln", "gpt", "deit"])
 @pytest.mark.parametrize("width_pairing", ["half", "adjacent"])
 @pytest.mark.parametrize("depth_pairing", ["adjacent", "half"])
-def test_round_trip_exact(family: str, width_pairing: str, depth_pairing: str) -> None:
+def test_round_trip_exact(family_id: str, width_pairing: str, depth_pairing: str) -> None:
     """coalesce(decoalesce(θ')) == θ' bit for bit (torch.equal): width, depth and both; moments mapped."""
-    coarse = random_state(family, moments=True, **COARSE)
+    coarse = random_state(family_id, moments=True, **COARSE)
+    family = fam(family_id)
     kw = dict(pairing=width_pairing, moments="map")
     fine_w = decoalesce_width(coarse, family, 16, 2, 64, **kw)
-    fine_w.check_against(shapes_of(family, **{**COARSE, **{k: FINE[k] for k in ("hidden", "n_heads", "ffn")}}), "w")
+    fine_w.check_against(shapes_of(family_id, **{**COARSE, **{k: FINE[k] for k in ("hidden", "n_heads", "ffn")}}), "w")
     assert_states_equal(coalesce_width(fine_w, family, 32, 4, 128, **kw), coarse, exact_sq=False)
 
     fine_d = decoalesce_depth(coarse, 2, depth_pairing, moments="map")
-    fine_d.check_against(shapes_of(family, **{**COARSE, "n_layers": 4}), "d")
+    fine_d.check_against(shapes_of(family_id, **{**COARSE, "n_layers": 4}), "d")
     assert_states_equal(coalesce_depth(fine_d, 4, depth_pairing, moments="map"), coarse, exact_sq=False)
 
     both = dict(width_pairing=width_pairing, depth_pairing=depth_pairing, moments="map")
     fine = decoalesce(coarse, family, 16, 2, 64, 2, **both)
-    fine.check_against(shapes_of(family, **FINE), "both")
+    fine.check_against(shapes_of(family_id, **FINE), "both")
     assert_states_equal(coalesce(fine, family, 32, 4, 128, 4, **both), coarse, exact_sq=False)
     # params-only round trip with the default moments="reset"
     back = coalesce(decoalesce(coarse, family, 16, 2, 64, 2), family, 32, 4, 128, 4)
@@ -203,19 +210,20 @@ def test_moments_reset_default_and_map_keeps_step() -> None:
 EXACT_LN = dict(ln_eps=1e-12)  # the BERT presets' epsilon; the embedding LN sees a 0.5-scaled input
 
 
-def test_bert_width_decoalesce_preserves_logits() -> None:
-    coarse = random_state("bert", **COARSE, **EXACT_LN)
+@pytest.mark.parametrize("family_id", ["bert", "bert-preln"])
+def test_bert_width_decoalesce_preserves_logits(family_id: str) -> None:
+    coarse = random_state(family_id, **COARSE, **EXACT_LN)
     fine = decoalesce_width(coarse, "bert", 16, 2, 64)
     wide = {**COARSE, "hidden": 32, "n_heads": 4, "ffn": 128}
-    ref = logits("bert", coarse, **COARSE, **EXACT_LN)
-    dev = rel(logits("bert", fine, **wide, **EXACT_LN), ref)
+    ref = logits(family_id, coarse, **COARSE, **EXACT_LN)
+    dev = rel(logits(family_id, fine, **wide, **EXACT_LN), ref)
     print(f"\nbert width de-coalesce, ln_eps=1e-12: rel dev {dev:.2e}")
     assert dev <= 1e-5
-    dev_eps = rel(logits("bert", fine, **wide), logits("bert", coarse, **COARSE))
+    dev_eps = rel(logits(family_id, fine, **wide), logits(family_id, coarse, **COARSE))
     print(f"bert width de-coalesce, ln_eps=1e-5 (embedding-LN epsilon effect): rel dev {dev_eps:.2e}")
     for pairing in ("adjacent",):
         fine_a = decoalesce_width(coarse, "bert", 16, 2, 64, pairing=pairing)
-        assert rel(logits("bert", fine_a, **wide, **EXACT_LN), ref) <= 1e-5
+        assert rel(logits(family_id, fine_a, **wide, **EXACT_LN), ref) <= 1e-5
 
 
 @pytest.mark.parametrize("pairing", ["adjacent", "half"])

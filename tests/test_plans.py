@@ -141,6 +141,17 @@ def test_one_step_growth_plans_train(plan: str, family: str, tmp_path: Path, tex
     assert_loss_falls_after_every_transition(recs)
 
 
+@pytest.mark.parametrize("plan", ["apollo", "stackbert", "multilevel", *sorted(ONE_STEP_GROWTH)])
+def test_pre_ln_bert_trains_through_every_plan(plan: str, tmp_path: Path, text_data: Path) -> None:
+    """``model.bert_pre_ln`` (a final LayerNorm the post-LN BERT lacks) through every plan's transitions."""
+    args = {**STAGED, **ONE_STEP_GROWTH, "multilevel": MULTILEVEL}[plan]
+    cfg = tiny_config("bert", tmp_path, f"{plan}-preln", *args, "--model.bert_pre_ln=true", "--train.max_steps=20",
+                      "--train.eval_every=10", "--optim.warmup_steps=2", data_path=text_data)
+    recs = records(run(cfg).run_dir)
+    assert recs[-1]["loss"] < recs[0]["loss"]
+    assert_loss_falls_after_every_transition(recs)
+
+
 def test_bert2bert_fpi_transition_preserves_the_loss(tmp_path: Path, text_data: Path) -> None:
     """FPI is function preserving: the first target-model step starts from (nearly) the small model's loss."""
     cfg = tiny_config("bert", tmp_path, "fpi", *ONE_STEP_GROWTH["bert2bert-fpi"], "--train.max_steps=10",

@@ -58,6 +58,10 @@ class Link:
 
 def hf_kind(cfg: ModelConfig) -> str:
     """``bert``, ``gpt``, ``deit`` (with distillation token) or ``vit`` (DeiT family without it)."""
+    if cfg.family == "bert" and cfg.bert_pre_ln:
+        raise HFConversionError("no Hugging Face equivalent:", [
+            "model.bert_pre_ln=true: Hugging Face's BertForMaskedLM is post-LN (no final LayerNorm); a pre-LN BERT "
+            "can be neither exported to it nor initialised from it"])
     if cfg.family == "deit":
         return "deit" if cfg.distill_token else "vit"
     return cfg.family

@@ -310,7 +310,7 @@ def msg_forward(
         x = _mul(x, hm)
     else:
         raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")
-    pre_ln = family != "bert"
+    pre_ln = family != "bert" or "final_ln.weight" in params  # a BERT with a final LayerNorm is pre-LN
     for k in layer_map:
         block = {
             s: v for n, v in params.items() if (q := split_block_name(n)) is not None and q[0] == k for s in (q[1],)
@@ -330,6 +330,8 @@ def msg_forward(
             layer_mask=lm[k],
         )
     if family == "bert":
+        if pre_ln:
+            x = _mul(msg_layernorm(x, params["final_ln.weight"], params["final_ln.bias"], hm, eps), hm)
         h = x[batch["labels"] != -100]
         h = F.gelu(F.linear(h, params["mlm.dense.weight"], params["mlm.dense.bias"]))
         h = _mul(msg_layernorm(h, params["mlm.ln.weight"], params["mlm.ln.bias"], hm, eps), hm)

@@ -129,6 +129,8 @@ _OTHER_SPECS: dict[str, dict[str, _WidthSpec]] = {
         "mlm.ln.weight": _OUT_E,
         "mlm.ln.bias": _OUT_E,
         "mlm.bias": _COPY,
+        "final_ln.weight": _OUT_E,  # model.bert_pre_ln
+        "final_ln.bias": _OUT_E,
     },
     "gpt": {
         **{n: _WidthSpec(((1, "e", "out"),), scale=2.0) for n in _EMBED_TABLES[:2]},
