@@ -18,12 +18,20 @@ SIZES = (16, 2, 64, 32, 4, 128)
 
 
 def fam(family: str) -> str:
-    """The model family of a test id: ``bert-preln`` is BERT with ``model.bert_pre_ln``."""
-    return "bert" if family == "bert-preln" else family
+    """The model family of a test id: ``bert-preln`` is BERT with ``model.bert_pre_ln``, ``bert-local`` BERT with
+    ``model.attn_local_bias``."""
+    return "bert" if family.startswith("bert") else family
+
+
+def local(family: str) -> float:
+    return LOCAL_BIAS if family == "bert-local" else 0.0
+
+
+LOCAL_BIAS = 0.5
 
 
 def cfg(family: str, **kw) -> ModelConfig:
-    base = dict(family=fam(family), bert_pre_ln=family == "bert-preln",
+    base = dict(family=fam(family), bert_pre_ln=family == "bert-preln", attn_local_bias=local(family),
                 vocab_size=64, max_seq_len=16, ln_eps=1e-12, image_size=16, patch_size=4, num_classes=10)
     base.update(kw)
     return ModelConfig(**base)
@@ -91,7 +99,7 @@ def test_unit_map_balanced_and_uniform():
 # ------------------------------------------------------------------------------------------------- FPI
 
 
-@pytest.mark.parametrize("family", ["bert", "bert-preln", "gpt", "deit"])
+@pytest.mark.parametrize("family", ["bert", "bert-preln", "bert-local", "gpt", "deit"])
 def test_fpi_preserves_function(family):
     state = small_state(family)
     wide = fpi_width(state, fam(family), *SIZES, seed=0)
@@ -243,7 +251,7 @@ def test_msg_block_exact_at_zero(family):
         assert torch.equal(y[..., 16:], torch.zeros_like(y[..., 16:]))
 
 
-@pytest.mark.parametrize("family", ["bert", "bert-preln", "gpt", "deit"])
+@pytest.mark.parametrize("family", ["bert", "bert-preln", "bert-local", "gpt", "deit"])
 @pytest.mark.parametrize("new_layer_init", ["copy", "random"])
 def test_msg_model_preservation_and_mask_one(family, new_layer_init):
     state = small_state(family, moments=True)
@@ -251,9 +259,9 @@ def test_msg_model_preservation_and_mask_one(family, new_layer_init):
     b = batch(family)
     small = logits(load(family, state, **SMALL), b)
     with torch.no_grad():
-        at0 = msg_forward(grown.params, fam(family), 4, b, masks, c=0.0, eps=1e-12)
-        at1 = msg_forward(grown.params, fam(family), 4, b, masks, c=1.0, eps=1e-12)
-        half = msg_forward(grown.params, fam(family), 4, b, masks, c=0.5, eps=1e-12)
+        at0 = msg_forward(grown.params, fam(family), 4, b, masks, c=0.0, eps=1e-12, local_bias=local(family))
+        at1 = msg_forward(grown.params, fam(family), 4, b, masks, c=1.0, eps=1e-12, local_bias=local(family))
+        half = msg_forward(grown.params, fam(family), 4, b, masks, c=0.5, eps=1e-12, local_bias=local(family))
     plain = logits(load(family, grown, **{**WIDE, "n_layers": 3}), b)
     d0, d1 = rel(at0, small), rel(at1, plain)
     print(
@@ -264,7 +272,8 @@ def test_msg_model_preservation_and_mask_one(family, new_layer_init):
     assert rel(half, small) > 1e-4
     # reference forward without masks == the model (the reference itself is right)
     with torch.no_grad():
-        assert rel(msg_forward(state.params, fam(family), 2, b, None, eps=1e-12), small) < 1e-6
+        plain_small = msg_forward(state.params, fam(family), 2, b, None, eps=1e-12, local_bias=local(family))
+        assert rel(plain_small, small) < 1e-6
 
 
 def test_msg_state_layout_and_moments():
@@ -293,7 +302,7 @@ def test_msg_state_layout_and_moments():
     assert not reset.exp_avg and reset.adam_step == 0 and reset.params["blocks.0.mlp.fc_in.weight"].shape == (96, 16)
 
 
-@pytest.mark.parametrize("family", ["bert", "bert-preln", "gpt", "deit"])
+@pytest.mark.parametrize("family", ["bert", "bert-preln", "bert-local", "gpt", "deit"])
 def test_model_masks_match_the_reference_forward(family):
     """The real model's ``forward(batch, layer_map, masks)`` is ``msg_forward`` of the same parameters, and at
     mask 0 it is the small model; ``masks=None`` is untouched (the plain grown model, bit for bit)."""
@@ -307,7 +316,7 @@ def test_model_masks_match_the_reference_forward(family):
     with torch.no_grad():
         for c in (0.0, 0.3, 1.0):
             out = model(b, model.full_layer_map(), mm.growth_masks(c)).logits
-            ref = msg_forward(grown.params, fam(family), 4, b, mm, c=c, eps=1e-12)
+            ref = msg_forward(grown.params, fam(family), 4, b, mm, c=c, eps=1e-12, local_bias=local(family))
             assert rel(out, ref) < 1e-5, c
         at0 = model(b, model.full_layer_map(), mm.growth_masks(0.0)).logits
         assert rel(at0, small) < 1e-5

@@ -182,8 +182,9 @@ def test_import_refuses_what_megagrow_cannot_compute(tmp_path: Path) -> None:
         read_hf_dir(tmp_path)
 
 
-def test_pre_ln_bert_has_no_hugging_face_equivalent() -> None:
-    """BertForMaskedLM is post-LN: a ``model.bert_pre_ln`` BERT is refused both ways, by name, not mis-converted."""
+def test_bert_variants_without_a_hugging_face_equivalent() -> None:
+    """BertForMaskedLM is post-LN with no attention bias: a ``model.bert_pre_ln`` or ``model.attn_local_bias`` BERT
+    is refused both ways, by name, not mis-converted."""
     post = _model("bert")
     config, tensors = to_hf(dict(post.named_parameters()), post.cfg)
     pre_cfg = replace(post.cfg, bert_pre_ln=True)
@@ -192,6 +193,11 @@ def test_pre_ln_bert_has_no_hugging_face_equivalent() -> None:
         to_hf(dict(pre.named_parameters()), pre_cfg)
     with pytest.raises(HFConversionError, match="model.bert_pre_ln=true"):
         from_hf(tensors, config, pre_cfg)
+    local_cfg = replace(post.cfg, attn_local_bias=0.5)
+    with pytest.raises(HFConversionError, match="model.attn_local_bias=0.5: Hugging Face's BertForMaskedLM has no"):
+        to_hf(dict(post.named_parameters()), local_cfg)
+    with pytest.raises(HFConversionError, match="model.attn_local_bias=0.5"):
+        from_hf(tensors, config, local_cfg)
 
 
 def test_write_is_atomic_and_refuses_to_overwrite(tmp_path: Path) -> None:

@@ -331,6 +331,8 @@ def test_paper_parameter_counts() -> None:
         ({"family": "deit", "num_classes": 0}, "model.num_classes=0: must be a positive integer"),
         ({"family": "bert", "type_vocab_size": 0}, "model.type_vocab_size=0: must be >= 1 for bert"),
         ({"family": "gpt", "bert_pre_ln": True}, "model.bert_pre_ln=true: only for family bert"),
+        ({"family": "gpt", "attn_local_bias": 0.5}, "model.attn_local_bias=0.5: only for family bert"),
+        ({"family": "bert", "attn_local_bias": -1.0}, "model.attn_local_bias=-1.0: must be >= 0"),
     ],
 )
 def test_validate_messages(overrides: dict, message: str) -> None:
@@ -368,6 +370,42 @@ def test_bert_pre_ln_is_pre_ln_with_a_final_layernorm() -> None:
         h = pre.final_ln(x)[batch["labels"] != -100]
         ref = pre.mlm(h, pre.embed.tokens.weight)
     torch.testing.assert_close(b.logits, ref)
+
+
+def test_bert_attention_local_bias() -> None:
+    """``model.attn_local_bias`` m: every head's logits get -m * |i - j| (padded keys still never attended);
+    m = 0 is the original BERT bit for bit, the same parameters either way."""
+    torch.manual_seed(0)
+    cfg = small_cfg("bert")
+    batch = {**make_batch(cfg, seq_len=10), "attention_mask": torch.ones(3, 10, dtype=torch.long)}
+    batch["attention_mask"][1, 7:] = 0
+    plain = model_for("bert")
+    local = model_for("bert", attn_local_bias=0.7)
+    local.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        a, b = plain(batch, plain.full_layer_map()).logits, local(batch, local.full_layer_map()).logits
+        assert torch.equal(a, model_for("bert", attn_local_bias=0.0)(batch, plain.full_layer_map()).logits)
+        assert not torch.allclose(a, b)
+        # by hand: the same blocks with the bias added to the attention logits
+        seen = []
+
+        def capture(mod, args, kwargs):
+            seen.append(args[1] if len(args) > 1 else kwargs.get("attn_mask"))
+
+        hook = local.blocks[0].attn.register_forward_pre_hook(capture, with_kwargs=True)
+        local(batch, [0])
+        hook.remove()
+        bias = seen[0]
+        assert bias.shape == (3, 1, 10, 10) and bias.dtype == torch.float32
+        assert bias[0, 0, 2, 5] == -0.7 * 3 and bias[0, 0, 4, 4] == 0
+        assert torch.isinf(bias[1, 0, :, 7:]).all() and torch.isfinite(bias[1, 0, :, :7]).all()
+        # padded tokens do not change the outputs of the real ones
+        other = {**batch, "input_ids": batch["input_ids"].clone()}
+        other["input_ids"][1, 7:] = (other["input_ids"][1, 7:] + 1) % VOCAB
+        where = (batch["labels"] != -100).nonzero()  # the logits' rows: (sequence, position) in row-major order
+        real = ~((where[:, 0] == 1) & (where[:, 1] >= 7))
+        assert ((where[:, 0] == 1) & real).sum() == 2  # row 1's predicted real positions 2 and 5 are compared
+        torch.testing.assert_close(local(other, local.full_layer_map()).logits[real], b[real])
 
 
 def test_build_model_rejects_bad_config() -> None:

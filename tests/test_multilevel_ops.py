@@ -28,12 +28,14 @@ COARSE = dict(n_layers=2, hidden=16, n_heads=2, ffn=64)
 
 
 def fam(family: str) -> str:
-    """The model family of a test id: ``bert-preln`` is BERT with ``model.bert_pre_ln``."""
-    return "bert" if family == "bert-preln" else family
+    """The model family of a test id: ``bert-preln`` is BERT with ``model.bert_pre_ln``, ``bert-local`` BERT with
+    ``model.attn_local_bias``."""
+    return "bert" if family.startswith("bert") else family
 
 
 def cfg(family: str, **kw) -> ModelConfig:
     base = dict(family=fam(family), bert_pre_ln=family == "bert-preln",
+                attn_local_bias=0.5 if family == "bert-local" else 0.0,
                 vocab_size=64, max_seq_len=16, image_size=16, patch_size=4, num_classes=10)
     base.update(kw)
     return ModelConfig(**base)
@@ -210,7 +212,7 @@ def test_moments_reset_default_and_map_keeps_step() -> None:
 EXACT_LN = dict(ln_eps=1e-12)  # the BERT presets' epsilon; the embedding LN sees a 0.5-scaled input
 
 
-@pytest.mark.parametrize("family_id", ["bert", "bert-preln"])
+@pytest.mark.parametrize("family_id", ["bert", "bert-preln", "bert-local"])
 def test_bert_width_decoalesce_preserves_logits(family_id: str) -> None:
     coarse = random_state(family_id, **COARSE, **EXACT_LN)
     fine = decoalesce_width(coarse, "bert", 16, 2, 64)

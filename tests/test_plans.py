@@ -152,6 +152,17 @@ def test_pre_ln_bert_trains_through_every_plan(plan: str, tmp_path: Path, text_d
     assert_loss_falls_after_every_transition(recs)
 
 
+@pytest.mark.parametrize("plan", ["multilevel", "msg", "bert2bert"])
+def test_local_bias_bert_trains_through_width_growth(plan: str, tmp_path: Path, text_data: Path) -> None:
+    """``model.attn_local_bias`` (one slope for every head) through the plans that change the number of heads."""
+    args = {**ONE_STEP_GROWTH, "multilevel": MULTILEVEL}[plan]
+    cfg = tiny_config("bert", tmp_path, f"{plan}-local", *args, "--model.attn_local_bias=0.5",
+                      "--train.max_steps=20", "--train.eval_every=10", "--optim.warmup_steps=2", data_path=text_data)
+    recs = records(run(cfg).run_dir)
+    assert recs[-1]["loss"] < recs[0]["loss"]
+    assert_loss_falls_after_every_transition(recs)
+
+
 def test_bert2bert_fpi_transition_preserves_the_loss(tmp_path: Path, text_data: Path) -> None:
     """FPI is function preserving: the first target-model step starts from (nearly) the small model's loss."""
     cfg = tiny_config("bert", tmp_path, "fpi", *ONE_STEP_GROWTH["bert2bert-fpi"], "--train.max_steps=10",

@@ -62,6 +62,10 @@ def hf_kind(cfg: ModelConfig) -> str:
         raise HFConversionError("no Hugging Face equivalent:", [
             "model.bert_pre_ln=true: Hugging Face's BertForMaskedLM is post-LN (no final LayerNorm); a pre-LN BERT "
             "can be neither exported to it nor initialised from it"])
+    if cfg.family == "bert" and cfg.attn_local_bias:
+        raise HFConversionError("no Hugging Face equivalent:", [
+            f"model.attn_local_bias={cfg.attn_local_bias}: Hugging Face's BertForMaskedLM has no attention bias; "
+            "a BERT trained with one can be neither exported to it nor initialised from it"])
     if cfg.family == "deit":
         return "deit" if cfg.distill_token else "vit"
     return cfg.family

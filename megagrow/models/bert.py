@@ -23,6 +23,22 @@ from megagrow.models.masks import GrowthMasks, hidden_ln
 from megagrow.models.spec import ModelConfig
 
 
+def attention_bias(
+    attention_mask: torch.Tensor | None, t: int, local_bias: float, like: torch.Tensor
+) -> torch.Tensor | None:
+    """The ``attn_mask`` of every block: the padding mask ``[B, 1, 1, T]`` (bool, True = attend), or with
+    ``local_bias`` m the float bias ``-m * |i - j|`` ``[1 or B, 1, T, T]`` with padded keys at -inf."""
+    keep = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
+    if not local_bias:
+        return keep
+    pos = torch.arange(t, device=like.device)
+    bias = ((pos[None, :] - pos[:, None]).abs().to(torch.float32) * -local_bias)[None, None]
+    if keep is not None:
+        bias = bias.masked_fill(~keep, float("-inf"))
+    dtype = torch.get_autocast_dtype(like.device.type) if torch.is_autocast_enabled(like.device.type) else like.dtype
+    return bias.to(dtype)
+
+
 class MlmHead(nn.Module):
     """dense(d, d) -> GELU -> LayerNorm -> decoder tied to the token embedding, plus a vocabulary bias."""
 
@@ -61,10 +77,9 @@ class BertModel(MegagrowModel):
         require(batch, "bert", "input_ids", "labels")
         if masks is not None:
             masks = masks.to(batch["input_ids"].device)
-        attn_mask = None
-        if batch.get("attention_mask") is not None:
-            attn_mask = batch["attention_mask"].bool()[:, None, None, :]  # [B, 1, 1, T], True = attend
         x = self.embed(batch["input_ids"], batch.get("token_type_ids"), masks)
+        attn_mask = attention_bias(batch.get("attention_mask"), batch["input_ids"].shape[1],
+                                   self.cfg.attn_local_bias, x)
         x = self.run_blocks(x, layer_map, attn_mask, masks)
         if self.final_ln is not None:
             x = hidden_ln(self.final_ln, x, masks)

@@ -36,6 +36,13 @@ class ModelConfig:
                   "at higher LRs, leaves MLM's early plateau sooner) instead of the original post-LN; gpt and deit "
                   "are always pre-LN"},
     )
+    attn_local_bias: float = field(
+        default=0.0,
+        metadata={"help": "bert: add -m * |i - j| to every head's attention logits (one slope m for all heads, so "
+                  "width and depth growth keep it; ALiBi's bidirectional form with a single slope). A scratch BERT "
+                  "attends uniformly until it learns positional attention, MLM's early plateau; the bias makes "
+                  "attention local from the first step. 0 = off (the original BERT)"},
+    )
     ln_eps: float = field(default=1e-5, metadata={"help": "LayerNorm epsilon (BERT presets use 1e-12)"})
     init_std: float = field(default=0.02, metadata={"help": "std of the normal init of weights/embeddings"})
     image_size: int = field(default=32, metadata={"help": "deit: input image side in pixels (square)"})
@@ -108,6 +115,11 @@ class ModelConfig:
             value = getattr(self, name)
             if not value > 0.0:
                 problems.append(f"model.{name}={value}: must be > 0")
+        if self.attn_local_bias and self.family != "bert":
+            problems.append(f"model.attn_local_bias={self.attn_local_bias}: only for family bert (got "
+                            f"model.family={self.family!r})")
+        if self.attn_local_bias < 0:
+            problems.append(f"model.attn_local_bias={self.attn_local_bias}: must be >= 0 (0 = off)")
         if self.bert_pre_ln and self.family != "bert":
             problems.append(f"model.bert_pre_ln=true: only for family bert (model.family={self.family!r} is always "
                             "pre-LN)")

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from megagrow.growth.ops.depth import split_block_name, stacking_map
 from megagrow.growth.ops.multilevel import _width_spec
+from megagrow.models.bert import attention_bias
 from megagrow.models.masks import GrowthMasks
 from megagrow.models.masks import masked_layernorm as msg_layernorm
 from megagrow.state import FullState, with_steps
@@ -277,10 +278,11 @@ def msg_forward(
     c: float = 1.0,
     eps: float = 1e-5,
     layer_map: list[int] | None = None,
+    local_bias: float = 0.0,
 ) -> torch.Tensor:
     """Reference masked forward of a whole BERT / GPT / DeiT model from a parameter dict; returns the
     logits exactly as the model does (BERT: masked positions only; DeiT: the average of both heads).
-    ``masks=None``: the plain model (no masks)."""
+    ``masks=None``: the plain model (no masks). ``local_bias``: BERT's ``model.attn_local_bias``."""
     hm = masks.hidden_mask(c) if masks is not None else None
     km = masks.head_mask(c) if masks is not None else None
     fm = masks.ffn_mask(c) if masks is not None else None
@@ -297,8 +299,7 @@ def msg_forward(
             tt = torch.zeros_like(ids) if tt is None else tt
             x = x + F.embedding(tt, params["embed.token_types.weight"])
             x = _mul(msg_layernorm(x, params["embed.ln.weight"], params["embed.ln.bias"], hm, eps), hm)
-            if batch.get("attention_mask") is not None:
-                attn_mask = batch["attention_mask"].bool()[:, None, None, :]
+            attn_mask = attention_bias(batch.get("attention_mask"), t, local_bias, x)
         else:
             x = _mul(x, hm)
     elif family == "deit":
