@@ -3,7 +3,14 @@
 corpus's unigram entropy. A model that has learned context predicts ``[MASK]`` positions far below the unigram
 entropy; one on MLM's early plateau sits at it and gains only by copying the unchanged targets.
 
+Also where the attention goes: per layer, the mean attention weight (over heads, queries and sequences) at key
+offsets 0, +-1, +-2 from the query and the largest share any head puts within +-2 (a uniform head over 128
+tokens puts 1/128 = 0.0078 at each offset, 5/128 = 0.039 within +-2; the model's own attention bias included),
+and whether the position embeddings learned structure (mean cosine between the centered embeddings of positions
+1 and 5 apart; ~0 for unstructured ones).
+
     python benchmarks/acceleration/mlm_probe.py runs/acceleration-bert/scratch-lr1e-3 [--samples 256]
+    python benchmarks/acceleration/mlm_probe.py RUN... --out FILE.json   # also writes the probes to FILE.json
 """
 
 from __future__ import annotations
@@ -26,6 +33,38 @@ def unigram_entropy(corpus, docs: int = 200) -> float:
         np.add.at(counts, np.asarray(corpus.doc(i)), 1)
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
+
+
+def attention_by_offset(model, batch: dict, layer_map) -> list[dict]:
+    """Per executed layer: mean attention weight at key offsets -2..2 and the largest share of any head within
+    +-2, recomputed from each block's input with the same mask/bias the block got."""
+    import torch
+
+    seen: list[torch.Tensor] = []
+
+    def hook(mod, args, kwargs):
+        x = args[0]
+        mask = args[1] if len(args) > 1 else kwargs.get("attn_mask")
+        b, t, d = x.shape
+        q, k, _ = mod.qkv(x).view(b, t, 3, mod.n_heads, d // mod.n_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        logits = q @ k.transpose(-1, -2) / (d // mod.n_heads) ** 0.5
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask
+        seen.append(logits.softmax(-1).mean(0))  # [H, T, T]
+
+    hooks = [blk.attn.register_forward_pre_hook(hook, with_kwargs=True) for blk in model.blocks]
+    try:
+        with torch.no_grad():
+            model(batch, layer_map)
+    finally:
+        for h in hooks:
+            h.remove()
+    out = []
+    for a in seen:
+        at = {off: float(torch.diagonal(a, offset=off, dim1=-2, dim2=-1).mean()) for off in (-2, -1, 0, 1, 2)}
+        near = sum(torch.diagonal(a, offset=off, dim1=-2, dim2=-1).mean(-1) for off in (-2, -1, 0, 1, 2))
+        out.append({"offset": {str(k): v for k, v in at.items()}, "max_head_within_2": float(near.max())})
+    return out
 
 
 def probe(checkpoint: str, samples: int) -> dict:
@@ -62,7 +101,17 @@ def probe(checkpoint: str, samples: int) -> dict:
                 sums[kind][0] += float(loss[m].sum())
                 sums[kind][1] += int(m.sum())
                 sums[kind][2] += int(hit[m].sum())
+    attention = attention_by_offset(model, next(iter(EvalLoader(bundle.validation, cfg.data.micro_batch_size,
+                                                                  samples, 1, 0, key_offset=bundle.eval_key_offset))),
+                                    cm.layer_map)
+    pos = model.embed.positions.weight.detach()
+    pos = F.normalize(pos - pos.mean(0), dim=-1)
+    cos = pos @ pos.T
     return {"checkpoint": str(cm.path), "step": cm.step, "samples": samples,
+            "attn_local_bias": cm.model_cfg.attn_local_bias, "bert_pre_ln": cm.model_cfg.bert_pre_ln,
+            "attention": attention,
+            "position_cosine": {"offset_1": float(torch.diagonal(cos, 1).mean()),
+                                "offset_5": float(torch.diagonal(cos, 5).mean())},
             "unigram_entropy": unigram_entropy(ShardedCorpus.open(expand_path(cfg.data.path), "train")),
             "positions": {k: {"n": n, "loss": s / max(n, 1), "top1": c / max(n, 1)} for k, (s, n, c) in sums.items()}}
 
@@ -71,9 +120,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="+")
     p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--out", type=Path, default=None, help="also write {command, probes} to this JSON file")
     a = p.parse_args()
+    probes = []
     for c in a.checkpoint:
-        print(json.dumps(probe(c, a.samples)))
+        probes.append(probe(c, a.samples))
+        print(json.dumps(probes[-1]), flush=True)
+    if a.out is not None:
+        tmp = a.out.with_suffix(a.out.suffix + ".tmp")
+        command = "python benchmarks/acceleration/mlm_probe.py " + " ".join(sys.argv[1:])
+        tmp.write_text(json.dumps({"command": command, "probes": probes}, indent=1) + "\n")
+        tmp.replace(a.out)
 
 
 if __name__ == "__main__":
