@@ -79,6 +79,11 @@ SIZES: dict[str, Size] = {
                           "GPT-Base's half-width, half-depth model (6 x 384: Multi-level's coarse model, MSG's and "
                           "bert2bert's start), the same 16 x 1024 tokens per step; its time per FLOP against "
                           "gpt-base's is what a small phase costs on a GPU"),
+    "gpt-base-half-x4": Size(("--model.size=gpt-base", *_NO_DROPOUT, "--model.n_layers=6", "--model.hidden=384",
+                              "--model.n_heads=6", "--model.ffn=1536", "--data.seq_len=1024",
+                              "--data.micro_batch_size=64"),
+                             "gpt-base-half with 4x the tokens per step (64 x 1024): about the full model's FLOPs "
+                             "per step; does a small phase's time per FLOP recover with a larger batch?"),
 }
 VARIANTS = ("plain", "plain-compile", "megagrow-z0", "megagrow-z2", "megagrow-z0-compile", "megagrow-z0-autocast",
             "megagrow-z2-autocast", "megagrow-z0-autocast-compile", "megagrow-z0-ckpt")
