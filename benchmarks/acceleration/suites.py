@@ -124,6 +124,8 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "LR reset, the moments reset, or too early a de-coalescing? And does it pay at equal FLOPs?",
         ("multilevel",),
         (
+            PlanRun("ml-equal-flops", "multilevel.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.606)}",),
+                    "the shipped plan with 1/0.606 x the steps: scratch's FLOPs"),
             PlanRun("ml-alpha0", "multilevel.yaml", ("--growth.alpha=0",),
                     "no interpolation: the de-coalesced coarse model alone (alpha 0 instead of 0.25)"),
             PlanRun("ml-lr-continue", "multilevel.yaml", ("--growth.lr_policy=continue",),
@@ -132,8 +134,6 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     "AdamW moments de-coalesced with the weights instead of reset"),
             PlanRun("ml-late", "multilevel.yaml", ("--growth.boundaries=[0.05,0.80]",),
                     "de-coalesce at 80% of the steps instead of 55%"),
-            PlanRun("ml-equal-flops", "multilevel.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.606)}",),
-                    "the shipped plan with 1/0.606 x the steps: scratch's FLOPs"),
         ),
     ),
     Study(
@@ -143,14 +143,14 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "pay at equal FLOPs? (The sampler and layer-map ablations are suite runs: apollo-uniform/-full/-stacking.)",
         ("apollo", "apollo-uniform", "apollo-full", "apollo-stacking"),
         (
+            PlanRun("ap-equal-flops", "apollo.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.885)}",),
+                    "the shipped plan with 1/0.885 x the steps: scratch's FLOPs"),
             PlanRun("ap-moments-fresh", "apollo.yaml", ("--growth.moments=fresh",),
                     "all AdamW moments and the step reset at each growth instead of copied"),
             PlanRun("ap-rewarm", "apollo.yaml", ("--growth.lr_policy=rewarm",),
                     "the LR re-ramped over the warmup after each growth"),
             PlanRun("ap-late", "apollo.yaml", ("--growth.boundaries=[0.10,0.25,0.50]",),
                     "grow later: stages start at 10/25/50% instead of 5/10/25%"),
-            PlanRun("ap-equal-flops", "apollo.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.885)}",),
-                    "the shipped plan with 1/0.885 x the steps: scratch's FLOPs"),
         ),
     ),
     Study(
