@@ -70,6 +70,8 @@ SUITES: dict[str, Suite] = {
     "gpt": Suite("gpt", "gpt.yaml", sweep_lrs=(2e-3, 4e-3, 8e-3), plans=_GPT_PLANS),
     "bert": Suite(
         "bert", "bert.yaml", sweep_lrs=(1e-3, 2e-3, 4e-3),
+        # one LR for the half model (gpt: 1x and 2x the best LR ended 0.009 apart), to spend the CPU on the plans
+        credibility_lr_mults=(1.0,),
         plans=(
             PlanRun("apollo", "apollo.yaml", note="LVPS, interpolation map (shipped)"),
             PlanRun("multilevel", "multilevel.yaml", note="2 levels (shipped)"),
