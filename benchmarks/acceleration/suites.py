@@ -108,6 +108,7 @@ class Study:
 
 
 _GPT_STEPS = 3400  # the gpt suite's train.max_steps (benchmarks/acceleration/configs/gpt.yaml)
+_DEIT_STEPS = 6200  # the deit suite's (configs/deit.yaml)
 
 def _lr_grid(plans: tuple[tuple[str, str], ...], lrs: tuple[float, ...]) -> tuple[PlanRun, ...]:
     return tuple(PlanRun(f"{name}-lr{lr_tag(lr)}", plan_file, (f"--optim.lr={lr:g}",), f"{name} at peak LR {lr:g}")
@@ -175,6 +176,14 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     (f"--train.max_steps={round(_GPT_STEPS / 0.764)}", "--run.seed=1235"),
                     "msg-equal-flops, second seed (data order and initialization)"),
         ),
+    ),
+    Study(
+        "deit-equal-flops", "deit",
+        "DeiT: Multi-level ends far ahead of scratch at equal FLOPs (EMA gap -0.042 with 0.568x the FLOPs) but never "
+        "reaches scratch's final loss, having spent 43 % fewer FLOPs. Given scratch's FLOPs, does it get there first?",
+        ("multilevel",),
+        (PlanRun("ml-equal-flops", "multilevel.yaml", (f"--train.max_steps={round(_DEIT_STEPS / 0.568)}",),
+                 "the shipped plan with 1/0.568 x the steps: scratch's FLOPs"),),
     ),
     Study(
         "wsd", "gpt",
