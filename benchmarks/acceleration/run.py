@@ -184,7 +184,7 @@ class Runner:
             if self.dry_run:
                 print(f"[suite] retime {name}: {st['command']}", flush=True)
                 continue
-            shutil.rmtree(self.runs_dir / name)
+            shutil.rmtree(self.runs_dir / name, ignore_errors=True)  # may be known from the committed results only
             entry = ROOT / shlex.split(st["command"])[2]
             plan_file = _plan_include(entry)
             self.train(name, st["group"], plan_file, [a for a in overrides if a not in self.suite.extra_overrides],

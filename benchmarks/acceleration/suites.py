@@ -178,6 +178,20 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         ),
     ),
     Study(
+        "quiet-wall", "gpt",
+        "Wall time, measured quietly: the plans that reach scratch's loss (MSG and bert2bert with scratch's FLOPs) "
+        "and scratch itself, trained one at a time with the machine otherwise idle (the other runs SIGSTOPped) and "
+        "2 threads each, then reported against this scratch run: does wall time follow FLOPs?",
+        ("msg", "bert2bert"),
+        (
+            PlanRun("scratch-quiet", None, (), "scratch at the suite's best LR, timed alone"),
+            PlanRun("msg-equal-flops-quiet", "msg.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.764)}",),
+                    "msg-equal-flops, timed alone"),
+            PlanRun("bert2bert-equal-flops-quiet", "bert2bert.yaml",
+                    (f"--train.max_steps={round(_GPT_STEPS / 0.764)}",), "bert2bert-equal-flops, timed alone"),
+        ),
+    ),
+    Study(
         "deit-equal-flops", "deit",
         "DeiT: Multi-level ends far ahead of scratch at equal FLOPs (EMA gap -0.042 with 0.568x the FLOPs) but never "
         "reaches scratch's final loss, having spent 43 % fewer FLOPs. Given scratch's FLOPs, does it get there first?",
