@@ -30,7 +30,7 @@ demo: install
 	@echo "         view with: $(BIN)/tensorboard --logdir runs"
 
 # System tests (root): real multi-host launches on this machine, see tests/system/ and README "Running on a cluster".
-SYSTEST_APT := slurm-wlm munge openssh-server openssh-client pdsh openmpi-bin docker.io mmdebstrap iproute2 util-linux
+SYSTEST_APT := slurm-wlm munge openssh-server openssh-client pdsh openmpi-bin docker.io mmdebstrap iproute2 util-linux libtcmalloc-minimal4
 SYSTEST_BASE_TAR ?= /var/cache/megagrow-systest/debian-bookworm.tar
 
 systest-deps: install

@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
     own, overrides = _split(argv)
     args = _parser().parse_args(own)
@@ -231,6 +232,9 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(json.dumps(deepspeed_config(cfg, args.world_size), indent=2) if args.deepspeed else dump_yaml(cfg))
         return 0
+    # Re-executing is for the command itself: called as a library (tests, scripts), the process keeps its own.
+    if from_command_line and (code := _allocator(cfg)) is not None:
+        return code
     from megagrow.distributed.engine import choose_deepspeed_accelerator
 
     choose_deepspeed_accelerator()  # before anything imports deepspeed: it fixes its accelerator at import
@@ -265,6 +269,24 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"[megagrow] {how} at step {result.step}: val_loss {val}, tokens/s {tps} (whole run), "
               f"run dir {result.run_dir}")
     return 0
+
+
+def _allocator(cfg: Config) -> int | None:
+    """``train.allocator``: re-execute this command once with the allocator preloaded (never returns then);
+    an exit code where the requested one is missing; None to go on in this process."""
+    import torch
+
+    from megagrow.allocator import plan_exec, reexec
+
+    try:
+        new_env, note = plan_exec(cfg.train.allocator, os.environ, on_cpu=not torch.cuda.is_available())
+    except ValueError as e:
+        print(f"megagrow: error: {e}", file=sys.stderr)
+        return 2
+    if new_env is not None:
+        reexec(new_env, sys.orig_argv[1:])
+    os.environ["MEGAGROW_ALLOCATOR_ACTIVE"] = note
+    return None
 
 
 def _report(paths: list[str], baseline: str | None, out: str | None, ema_alpha: float | None,

@@ -159,6 +159,12 @@ class TrainConfig:
         "torch.compile the model in place (parameter names unchanged; one compiled variant per layer map, so a "
         "sampled depth compiles once, not every micro-batch); ZeRO 0-2 only. Measured: benchmarks/throughput",
         False)
+    allocator: Literal["auto", "tcmalloc", "jemalloc", "system"] = doc(
+        "host memory allocator of `megagrow train` (it re-executes itself once with the library in LD_PRELOAD): "
+        "auto = tcmalloc on CPU runs where installed (glibc malloc unmaps large freed blocks, so each step "
+        "faults its logits and activations in again: measured 15-30% of a CPU step, more in small growth "
+        "phases; benchmarks/phase_cost.py), else system; tcmalloc/jemalloc = required; system = glibc malloc",
+        "auto")
     activation_checkpointing: bool = doc(
         "recompute each block's activations in the backward pass (torch.utils.checkpoint, non-reentrant, RNG "
         "state preserved: the same losses and gradients): a step keeps each block's input instead of all its "

@@ -73,6 +73,7 @@ RULES: tuple[Rule, ...] = (
     Rule("distributed.check_decisions", N, "a debugging check"),
     Rule("distributed.full_state", N, "where the full state lives during transitions"),
     Rule("optim.fused", N, "AdamW implementation"),
+    Rule("train.allocator", N, "host memory allocator"),
     Rule("data.path", N, "dataset location; the dataset itself is compared by its fingerprint"),
     Rule("data.allow_fingerprint_change", N, "dataset fingerprint override"),
     Rule("model.init_from", N, "start weights of a fresh run; a resume continues from the checkpoint's"),

@@ -7,6 +7,7 @@ distributed/ and checkpoint.py; the growth decisions in growth/plans.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from megagrow.allocator import describe_active
 from megagrow.checkpoint import (
     begin_checkpoint,
     checkpoint_steps,
@@ -147,6 +149,8 @@ def _setup(cfg: Config) -> _Session:
         plan.load_state_dict(meta["plan"])
     if env.is_main:
         entry = None
+        if (allocator := describe_active(os.environ)) is not None:
+            notes.append(f"[megagrow] host allocator: {allocator}")
         if resume_from is None and notes:
             print("\n".join(notes), file=sys.stderr, flush=True)
         if resume_from is not None:
