@@ -156,7 +156,10 @@ class Runner:
         with (run_dir / "train.log").open("a") as log:
             rc = subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
         finished = rc == 0 and _finished(run_dir, stop_at)  # exit 0 also follows SIGTERM (checkpoint, resume later)
+        alloc = [ln.split("host allocator: ", 1)[1] for ln in (run_dir / "train.log").read_text().splitlines()
+                 if "host allocator: " in ln]
         meta.update(exit_code=rc, duration_s=round(time.time() - t0, 1), loadavg_after=os.getloadavg()[0],
+                    allocator=alloc[-1] if alloc else "system (glibc malloc; before train.allocator)",
                     ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     status="done" if finished else "interrupted" if rc == 0 else "failed")
         limit = self.threads + 0.5

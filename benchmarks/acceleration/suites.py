@@ -192,6 +192,21 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         ),
     ),
     Study(
+        "quiet-wall-tcmalloc", "gpt",
+        "The quiet-wall study again with tcmalloc preloaded (train.allocator): glibc malloc unmaps each step's "
+        "large freed tensors and faults them in again, a cost that does not shrink with the model and made the "
+        "half-width phase cost 1.8-1.9x the full model's seconds per FLOP (benchmarks/phase_cost.py). Same runs, "
+        "same losses (the allocator does not change the math): does wall time now follow FLOPs?",
+        ("msg", "bert2bert"),
+        tuple(PlanRun(f"{name}-tcmalloc", plan, (*extra, "--train.allocator=tcmalloc"), f"{what}, tcmalloc")
+              for name, plan, extra, what in (
+                  ("scratch-quiet", None, (), "scratch at the suite's best LR, timed alone"),
+                  ("msg-equal-flops-quiet", "msg.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.764)}",),
+                   "msg-equal-flops, timed alone"),
+                  ("bert2bert-equal-flops-quiet", "bert2bert.yaml",
+                   (f"--train.max_steps={round(_GPT_STEPS / 0.764)}",), "bert2bert-equal-flops, timed alone"))),
+    ),
+    Study(
         "deit-equal-flops", "deit",
         "DeiT: Multi-level ends far ahead of scratch at equal FLOPs (EMA gap -0.042 with 0.568x the FLOPs) but never "
         "reaches scratch's final loss, having spent 43 % fewer FLOPs. Given scratch's FLOPs, does it get there first?",
