@@ -108,6 +108,13 @@ class Study:
 
 
 _GPT_STEPS = 3400  # the gpt suite's train.max_steps (benchmarks/acceleration/configs/gpt.yaml)
+_LAG = 300  # a probe's steps after the transition it tests
+
+
+def _probe_end(boundary: float) -> int:
+    """The step a probe stops at: ``_LAG`` steps after the gpt suite's transition at fraction ``boundary``."""
+    return round(boundary * _GPT_STEPS) + _LAG
+
 _DEIT_STEPS = 6200  # the deit suite's (configs/deit.yaml)
 
 def _lr_grid(plans: tuple[tuple[str, str], ...], lrs: tuple[float, ...]) -> tuple[PlanRun, ...]:
@@ -129,12 +136,15 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         (
             PlanRun("ml-equal-flops", "multilevel.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.606)}",),
                     "the shipped plan with 1/0.606 x the steps: scratch's FLOPs"),
+            # probes (issue 12: "probe cheaply, full runs for the finalists"): each stops _LAG steps after the
+            # de-coalescing at 55 %, the transition where the shipped plan loses its lead
             PlanRun("ml-alpha0", "multilevel.yaml", ("--growth.alpha=0",),
-                    "no interpolation: the de-coalesced coarse model alone (alpha 0 instead of 0.25)"),
+                    "probe: no interpolation: the de-coalesced coarse model alone (alpha 0 instead of 0.25)",
+                    stop_at=_probe_end(0.55)),
             PlanRun("ml-lr-continue", "multilevel.yaml", ("--growth.lr_policy=continue",),
-                    "one global LR schedule instead of a fresh schedule per phase"),
+                    "probe: one global LR schedule instead of a fresh schedule per phase", stop_at=_probe_end(0.55)),
             PlanRun("ml-moments-copy", "multilevel.yaml", ("--growth.moments=copy",),
-                    "AdamW moments de-coalesced with the weights instead of reset"),
+                    "probe: AdamW moments de-coalesced with the weights instead of reset", stop_at=_probe_end(0.55)),
             PlanRun("ml-late", "multilevel.yaml", ("--growth.boundaries=[0.05,0.80]",),
                     "de-coalesce at 80% of the steps instead of 55%"),
         ),
@@ -148,12 +158,14 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         (
             PlanRun("ap-equal-flops", "apollo.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.885)}",),
                     "the shipped plan with 1/0.885 x the steps: scratch's FLOPs"),
+            # probes: each stops _LAG steps after its last growth (6 -> 12 layers)
             PlanRun("ap-moments-fresh", "apollo.yaml", ("--growth.moments=fresh",),
-                    "all AdamW moments and the step reset at each growth instead of copied"),
+                    "probe: all AdamW moments and the step reset at each growth instead of copied",
+                    stop_at=_probe_end(0.25)),
             PlanRun("ap-rewarm", "apollo.yaml", ("--growth.lr_policy=rewarm",),
-                    "the LR re-ramped over the warmup after each growth"),
+                    "probe: the LR re-ramped over the warmup after each growth", stop_at=_probe_end(0.25)),
             PlanRun("ap-late", "apollo.yaml", ("--growth.boundaries=[0.10,0.25,0.50]",),
-                    "grow later: stages start at 10/25/50% instead of 5/10/25%"),
+                    "probe: grow later: stages start at 10/25/50% instead of 5/10/25%", stop_at=_probe_end(0.50)),
         ),
     ),
     Study(
