@@ -190,6 +190,23 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         ),
     ),
     Study(
+        "depth-equal-flops", "gpt",
+        "The depth-only plans keep the full width, so their wall time follows their FLOPs (benchmarks/depth_cost.py), "
+        "unlike the half-width phases of MSG and bert2bert (1.67x the seconds per FLOP). StackBERT (+0.063 at "
+        "0.821x the FLOPs), G_stack (+0.075 at 0.842x) and Apollo with the stacking map (+0.155 at 0.885x) end "
+        "behind scratch at their own FLOPs; given scratch's FLOPs, does any of them reach its loss first?",
+        ("stackbert", "gstack", "apollo-stacking"),
+        (
+            PlanRun("stackbert-equal-flops", "stackbert.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.821)}",),
+                    "the shipped StackBERT plan with 1/0.821x the steps: scratch's FLOPs"),
+            PlanRun("gstack-equal-flops", "gstack.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.842)}",),
+                    "the shipped G_stack plan with 1/0.842x the steps: scratch's FLOPs"),
+            PlanRun("apollo-stacking-equal-flops", "apollo.yaml",
+                    (f"--train.max_steps={round(_GPT_STEPS / 0.885)}", "--growth.layer_map=stacking"),
+                    "Apollo with the stacking map and 1/0.885x the steps: scratch's FLOPs"),
+        ),
+    ),
+    Study(
         "quiet-wall", "gpt",
         "Wall time, measured quietly: the plans that reach scratch's loss (MSG and bert2bert with scratch's FLOPs) "
         "and scratch itself, trained one at a time with the machine otherwise idle (the other runs SIGSTOPped) and "
