@@ -3,7 +3,8 @@ full model's, under each host allocator (``train.allocator``), measured side by 
 
 Each measurement is a real ``megagrow train`` process on a suite's config (the same data, optimizer and step
 as a suite run) with one shape: the full model, the half-width half-depth model of Multi-level's coarse phase
-and MSG's / bert2bert's small phase, and whatever else ``--shape`` names. The step time is the median of the
+and MSG's / bert2bert's small phase, full-width models of 1, 3 and 6 layers (Apollo's, StackBERT's and G_stack's
+stages), and whatever else ``--shapes`` names. The step time is the median of the
 logged intervals after the warm-up. Shapes and allocators are interleaved round by round, so every
 configuration sees the same machine noise; losses are printed to show the allocator leaves the math unchanged.
 
@@ -31,6 +32,10 @@ SHAPES: dict[str, list[str]] = {
     "half": ["--model.n_layers=6", "--model.hidden=28", "--model.n_heads=2", "--model.ffn=112"],
     "half-batch2x": ["--model.n_layers=6", "--model.hidden=28", "--model.n_heads=2", "--model.ffn=112",
                      "--data.micro_batch_size=32"],
+    # depth-only phases at full width (Apollo's stages, StackBERT's and G_stack's small models)
+    "depth1": ["--model.n_layers=1"],
+    "depth3": ["--model.n_layers=3"],
+    "depth6": ["--model.n_layers=6"],
 }
 
 
@@ -82,7 +87,8 @@ def _plot(rows: list[dict], allocators: list[str], path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=ROOT / "benchmarks/acceleration/configs/gpt.yaml")
-    p.add_argument("--shapes", default="full,half,half-batch2x", help=f"comma-separated of {', '.join(SHAPES)}")
+    p.add_argument("--shapes", default="full,half,half-batch2x,depth1,depth3,depth6",
+                   help=f"comma-separated of {', '.join(SHAPES)}")
     p.add_argument("--allocators", default="system,tcmalloc", help="comma-separated train.allocator values")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=100)

@@ -9,8 +9,9 @@ baseline's steps at the full model's: the wall saving the run would show on a qu
     python benchmarks/wall_model.py RUN [RUN ...] --baseline RUN --phase-cost benchmarks/results/phase-cost-cpu.json \\
         [--allocator tcmalloc] [--out FILE.json]
 
-A logged interval belongs to the shape (hidden width, executed depth) recorded at its end; a shape the phase-cost
-file does not hold (an MSG mask ramp, a sampled Apollo depth) is priced as the full model, which it costs at most.
+A logged interval belongs to the shape (hidden width, executed depth) recorded at its end; a depth between two
+measured depths of its width (an Apollo interval's mean sampled depth) is interpolated linearly, and a shape the
+phase-cost file cannot price (an MSG mask ramp's masked full model) is priced as the full model.
 """
 
 from __future__ import annotations
@@ -48,6 +49,23 @@ def step_prices(phase_cost: dict, allocator: str, full: tuple[int, float]) -> di
     return prices
 
 
+def price(key: tuple[int, float], prices: dict[tuple[int, float], float],
+          full: tuple[int, float]) -> tuple[float, str]:
+    """Seconds per step of a (hidden, executed depth) and how it was found: measured; interpolated linearly in
+    depth between the two nearest measured depths of that width (an Apollo interval's mean sampled depth; a step's
+    cost is a fixed part plus a part per layer); else the full model's price (an upper bound)."""
+    name = f"{key[0]}x{key[1]:g}"
+    if key in prices:
+        return prices[key], name
+    depths = sorted(d for h, d in prices if h == key[0])
+    lo = max((d for d in depths if d <= key[1]), default=None)
+    hi = min((d for d in depths if d >= key[1]), default=None)
+    if lo is not None and hi is not None and lo != hi:
+        f = (key[1] - lo) / (hi - lo)
+        return prices[(key[0], lo)] + f * (prices[(key[0], hi)] - prices[(key[0], lo)]), name + " (interpolated)"
+    return prices[full], name + " (priced as full)"
+
+
 def priced_wall(records: list[dict], until_step: float, prices: dict[tuple[int, float], float],
                 full: tuple[int, float]) -> dict[str, float]:
     """Seconds to run ``until_step`` steps (fractional: the crossing), each interval at its shape's price."""
@@ -56,9 +74,8 @@ def priced_wall(records: list[dict], until_step: float, prices: dict[tuple[int, 
     for rec in records:
         lo, hi = prev, min(float(rec["step"]), until_step)
         if hi > lo:
-            key = (int(rec["hidden"]), float(rec["depth"]))
-            name = f"{key[0]}x{key[1]:g}" if key in prices else f"{key[0]}x{key[1]:g} (priced as full)"
-            out[name] = out.get(name, 0.0) + (hi - lo) * prices.get(key, prices[full])
+            s_per_step, name = price((int(rec["hidden"]), float(rec["depth"])), prices, full)
+            out[name] = out.get(name, 0.0) + (hi - lo) * s_per_step
         prev = float(rec["step"])
         if prev >= until_step:
             break
