@@ -25,6 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from megagrow.checkpoint import atomic_write_text  # noqa: E402
 
 #: name -> overrides of the suite config.
 SHAPES: dict[str, list[str]] = {
@@ -135,9 +138,7 @@ def main() -> None:
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_out.replace(args.out)
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     _plot(rows, allocators, args.out.with_suffix(".png"))
     print(f"{'shape':<14} {'allocator':<9} {'ms/step':>8} {'FLOPs ratio':>11} {'time ratio':>10} "
           f"{'s/FLOP vs full':>14} {'speedup':>8} {'loss':>8}")

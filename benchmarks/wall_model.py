@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from megagrow.checkpoint import atomic_write_text  # noqa: E402
 from megagrow.report import first_crossing, load_run  # noqa: E402
 
 
@@ -133,9 +134,7 @@ def main() -> None:
               f"{r['priced_wall_saving']:>11.1%} {r['priced_wall_over_flops_saving'] or 0:>12.2f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.out)
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")
 
 

@@ -111,6 +111,13 @@ _GPT_STEPS = 3400  # the gpt suite's train.max_steps (benchmarks/acceleration/co
 _LAG = 300  # a probe's steps after the transition it tests
 
 
+def _at_scratch_flops(name: str, plan_file: str, flops_ratio: float, what: str, *extra: str) -> PlanRun:
+    """A gpt-suite plan that spent ``flops_ratio`` x scratch's FLOPs, given 1/flops_ratio x the steps: scratch's
+    FLOPs (the schedule's fractions stretch with it)."""
+    return PlanRun(name, plan_file, (f"--train.max_steps={round(_GPT_STEPS / flops_ratio)}", *extra),
+                   f"{what} with 1/{flops_ratio}x the steps: scratch's FLOPs")
+
+
 def _probe_end(boundary: float) -> int:
     """The step a probe stops at: ``_LAG`` steps after the gpt suite's transition at fraction ``boundary``."""
     return round(boundary * _GPT_STEPS) + _LAG
@@ -177,10 +184,8 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         (
             PlanRun("scratch-0.764", None, (f"--train.max_steps={round(_GPT_STEPS * 0.764)}",),
                     "scratch with MSG's and bert2bert's FLOPs: its cosine over 0.764x the steps"),
-            PlanRun("msg-equal-flops", "msg.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.764)}",),
-                    "the shipped MSG plan with 1/0.764x the steps: scratch's FLOPs"),
-            PlanRun("bert2bert-equal-flops", "bert2bert.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.764)}",),
-                    "the shipped bert2bert plan with 1/0.764x the steps: scratch's FLOPs"),
+            _at_scratch_flops("msg-equal-flops", "msg.yaml", 0.764, "the shipped MSG plan"),
+            _at_scratch_flops("bert2bert-equal-flops", "bert2bert.yaml", 0.764, "the shipped bert2bert plan"),
             PlanRun("msg-equal-flops-lr4e-3", "msg.yaml",
                     (f"--train.max_steps={round(_GPT_STEPS / 0.764)}", "--optim.lr=0.004"),
                     "msg-equal-flops at scratch's robust LR 4e-3 (two scratch seeds 0.005 apart there)"),
@@ -192,18 +197,15 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     Study(
         "depth-equal-flops", "gpt",
         "The depth-only plans keep the full width, so their wall time follows their FLOPs (benchmarks/depth_cost.py), "
-        "unlike the half-width phases of MSG and bert2bert (1.67x the seconds per FLOP). StackBERT (+0.063 at "
+        "unlike the half-width phases of MSG and bert2bert (1.64x the seconds per FLOP). StackBERT (+0.063 at "
         "0.821x the FLOPs), G_stack (+0.075 at 0.842x) and Apollo with the stacking map (+0.155 at 0.885x) end "
         "behind scratch at their own FLOPs; given scratch's FLOPs, does any of them reach its loss first?",
         ("stackbert", "gstack", "apollo-stacking"),
         (
-            PlanRun("stackbert-equal-flops", "stackbert.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.821)}",),
-                    "the shipped StackBERT plan with 1/0.821x the steps: scratch's FLOPs"),
-            PlanRun("gstack-equal-flops", "gstack.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.842)}",),
-                    "the shipped G_stack plan with 1/0.842x the steps: scratch's FLOPs"),
-            PlanRun("apollo-stacking-equal-flops", "apollo.yaml",
-                    (f"--train.max_steps={round(_GPT_STEPS / 0.885)}", "--growth.layer_map=stacking"),
-                    "Apollo with the stacking map and 1/0.885x the steps: scratch's FLOPs"),
+            _at_scratch_flops("stackbert-equal-flops", "stackbert.yaml", 0.821, "the shipped StackBERT plan"),
+            _at_scratch_flops("gstack-equal-flops", "gstack.yaml", 0.842, "the shipped G_stack plan"),
+            _at_scratch_flops("apollo-stacking-equal-flops", "apollo.yaml", 0.885, "Apollo with the stacking map",
+                              "--growth.layer_map=stacking"),
         ),
     ),
     Study(
