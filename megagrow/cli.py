@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: raw evaluation points, see docs)")
     r.add_argument("--allow-mismatch", action="store_true",
                    help="report runs whose task or evaluation set differs from the baseline's (refused by default)")
+    r.add_argument("--step-costs", default=None, metavar="FILE",
+                   help="also price each run's steps at the step times of FILE (benchmarks/phase_cost.py's result): "
+                        "the wall saving a quiet machine would show, evaluation excluded (megagrow.step_costs)")
+    r.add_argument("--step-costs-allocator", default="tcmalloc",
+                   help="which allocator's rows of --step-costs to use (default tcmalloc)")
     r.add_argument("--lag-steps", type=int, default=200,
                    help="diagnosis: the equal-FLOPs gap this many steps after each phase change (default 200)")
     pl = sub.add_parser("plan", help="inspect a growth plan without training")
@@ -218,7 +223,8 @@ def _main(argv: list[str] | None = None) -> int:
             return 2
         return _use(args)
     if args.command == "report":
-        return _report(args.runs, args.baseline, args.out, args.ema, args.lag_steps, args.allow_mismatch)
+        return _report(args.runs, args.baseline, args.out, args.ema, args.lag_steps, args.allow_mismatch,
+                       args.step_costs, args.step_costs_allocator)
     try:
         if args.command == "config" and args.docs:
             print("\n".join(describe(Config)))
@@ -290,7 +296,8 @@ def _allocator(cfg: Config) -> int | None:
 
 
 def _report(paths: list[str], baseline: str | None, out: str | None, ema_alpha: float | None,
-            lag_steps: int = 200, allow_mismatch: bool = False) -> int:
+            lag_steps: int = 200, allow_mismatch: bool = False, step_costs: str | None = None,
+            allocator: str = "tcmalloc") -> int:
     from pathlib import Path
 
     from megagrow.report import build_report, format_table, load_run, write_outputs
@@ -300,7 +307,7 @@ def _report(paths: list[str], baseline: str | None, out: str | None, ema_alpha: 
         runs = [load_run(p) for p in paths]
         if all(r.path.resolve() != base_path.resolve() for r in runs):
             runs.insert(0, load_run(base_path))
-        report = build_report(runs, base_path.name, ema_alpha, lag_steps, allow_mismatch)
+        report = build_report(runs, base_path.name, ema_alpha, lag_steps, allow_mismatch, step_costs, allocator)
         print(f"baseline {report['baseline']}: target L* = {report['target_loss']:.4f} (its final val loss)")
         print(format_table(report))
         if out:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from megagrow.step_costs import StepCosts, load_step_costs
+
 METRICS = ("flops", "tokens", "wall_s")
 SAVING_KEY = {"flops": "flops_saving", "tokens": "tokens_saving", "wall_s": "wall_saving"}
 
@@ -208,8 +210,9 @@ def phase_costs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None,
-            lag_steps: int = 200) -> dict[str, Any]:
-    """One run against the baseline: crossing, savings, equal-FLOPs gap and totals (``report.json``)."""
+            lag_steps: int = 200, costs: StepCosts | None = None) -> dict[str, Any]:
+    """One run against the baseline: crossing, savings, equal-FLOPs gap and totals (``report.json``); with
+    ``costs``, also the wall-time saving priced at side-by-side step costs (``priced_wall_saving``)."""
     base_pts, run_pts = smoothed(baseline.points, ema_alpha), smoothed(run.points, ema_alpha)
     target = base_pts[-1].val_loss
     base_total = baseline.total
@@ -229,6 +232,11 @@ def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None,
         "total_vs_baseline": {m: total[m] / base_total[m] if base_total[m] else None for m in METRICS},
         "min_val_loss": min(p.val_loss for p in run_pts),
     }
+    if costs is not None:
+        base_wall = sum(costs.wall(baseline.records, float(baseline.records[-1]["step"])).values())
+        parts = costs.wall(run.records, cross["step"]) if cross is not None else None
+        out["priced_wall_saving"] = None if parts is None else 1.0 - sum(parts.values()) / base_wall
+        out["priced_wall_s_at_target"] = parts
     gaps = gap_curve(run_pts, base_pts)
     out["transitions"] = transition_gaps(run, gaps, lag_steps)
     out["gap_curve"] = [{"step": st, "flops": f, "gap": g} for st, f, g in gaps]
@@ -270,8 +278,12 @@ def comparability(run: RunCurves, baseline: RunCurves) -> tuple[list[str], list[
 
 
 def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None = None,
-                 lag_steps: int = 200, allow_mismatch: bool = False) -> dict[str, Any]:
+                 lag_steps: int = 200, allow_mismatch: bool = False, step_cost_file: str | Path | None = None,
+                 allocator: str = "tcmalloc") -> dict[str, Any]:
     """``report.json``: the baseline, L*, and every run compared with it (the baseline included).
+
+    ``step_cost_file`` (a ``benchmarks/phase_cost.py`` result; its ``allocator`` rows): also price every run's
+    steps at those step costs (:mod:`megagrow.step_costs`), the wall saving a quiet machine would show.
 
     A run whose config makes its losses incomparable with the baseline's (another family, dataset, sequence
     length or evaluation set: :data:`MUST_MATCH`) is refused with every mismatch named, unless
@@ -291,6 +303,12 @@ def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None =
         raise ValueError("runs not comparable with the baseline " + repr(baseline) + " (different task or "
                          "evaluation set; pass --allow-mismatch to report them anyway):\n" + "\n".join(lines))
     target = smoothed(base.points, ema_alpha)[-1].val_loss
+    costs = None
+    if step_cost_file is not None:
+        if not base.records or "hidden" not in base.records[-1]:
+            raise ValueError(f"step costs need the baseline's logged shapes (hidden, depth): {base.path} has none")
+        costs = load_step_costs(step_cost_file, allocator, (int(base.records[-1]["hidden"]),
+                                                            float(base.records[-1]["depth"])))
     report = {
         "baseline": baseline,
         "target_loss": target,
@@ -303,8 +321,14 @@ def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None =
             "transitions": f"equal-FLOPs gap at the last evaluation before each phase change and the first one "
                            f"{lag_steps} steps after it",
         },
-        "runs": {r.name: compare(r, base, ema_alpha, lag_steps) for r in runs},
+        "runs": {r.name: compare(r, base, ema_alpha, lag_steps, costs) for r in runs},
     }
+    if costs is not None:
+        report["method"]["priced_wall"] = (
+            f"1 - the run's steps to the crossing, each priced at its shape's step time, / the baseline's steps so "
+            f"priced; step times from {costs.source} ({costs.allocator}), evaluation excluded")
+        report["step_costs"] = {"source": costs.source, "allocator": costs.allocator,
+                                "s_per_step": {f"{h}x{d:g}": v for (h, d), v in sorted(costs.prices.items())}}
     for name, (problems, flags) in checks.items():
         report["runs"][name]["flags"] = [*(f"NOT COMPARABLE: {p}" for p in problems), *flags]
     return report
@@ -324,9 +348,11 @@ def _num(x: float | None, fmt: str = "{:+.4f}") -> str:
 
 def format_table(report: dict[str, Any], noise_band: float | None = None) -> str:
     """Markdown table of every run, sorted by final validation loss."""
-    head = ("| run | plan | seed | final val loss | FLOPs saving | wall saving | tokens saving | equal-FLOPs gap "
-            "| FLOPs | FLOPs vs base | wall vs base |")
-    rows = [head, "|" + "---|" * 11]
+    priced = any("priced_wall_saving" in r for r in report["runs"].values())
+    head = ("| run | plan | seed | final val loss | FLOPs saving | wall saving | "
+            + ("wall saving (priced) | " if priced else "")
+            + "tokens saving | equal-FLOPs gap | FLOPs | FLOPs vs base | wall vs base |")
+    rows = [head, "|" + "---|" * (12 if priced else 11)]
     for name, r in sorted(report["runs"].items(), key=lambda kv: kv[1]["final_val_loss"]):
         gap = r["equal_flops_gap"]
         gap_s = _num(gap)
@@ -336,7 +362,9 @@ def format_table(report: dict[str, Any], noise_band: float | None = None) -> str
         mark = " **(baseline)**" if name == report["baseline"] else ""
         mark += " ⚑" if r.get("flags") else ""
         rows.append(f"| {name}{mark} | {r['plan']} | {r['seed']} | {r['final_val_loss']:.4f} | "
-                    f"{_pct(r['flops_saving'])} | {_pct(r['wall_saving'])} | {_pct(r['tokens_saving'])} | {gap_s} | "
+                    f"{_pct(r['flops_saving'])} | {_pct(r['wall_saving'])} | "
+                    + (f"{_pct(r.get('priced_wall_saving'))} | " if priced else "") +
+                    f"{_pct(r['tokens_saving'])} | {gap_s} | "
                     f"{r['total']['flops']:.4g} | {_num(tv['flops'], '{:.3f}')} | {_num(tv['wall_s'], '{:.3f}')} |")
     flagged = [(n, r["flags"]) for n, r in sorted(report["runs"].items()) if r.get("flags")]
     if flagged:

@@ -324,6 +324,12 @@ def run_suite(r: Runner, only: str | None, report_only: bool) -> None:
         write_report(r)
 
 
+def step_cost_file(r: Runner) -> Path | None:
+    """The suite's step-cost file where it exists (a suite without one reports logged wall times only)."""
+    path = ROOT / r.suite.step_costs if r.suite.step_costs else None
+    return path if path is not None and path.is_file() else None
+
+
 def write_report(r: Runner) -> None:
     """``megagrow report`` over every finished run against the best scratch run, plus the suite summary."""
     from megagrow.report import build_report, load_run, write_outputs
@@ -338,7 +344,7 @@ def write_report(r: Runner) -> None:
         print("[suite] no finished scratch run yet: no report", flush=True)
         return
     baseline = min(sweep_runs, key=lambda x: x.final_val_loss)
-    report = build_report(runs, baseline.name, r.suite.report_ema)
+    report = build_report(runs, baseline.name, r.suite.report_ema, step_cost_file=step_cost_file(r))
     report["suite"] = suite_summary(r, runs, baseline)
     write_outputs(report, runs, r.results_dir)
     write_commands(r, finished)
@@ -380,7 +386,7 @@ def run_study(r: Runner, study: Study, suite_results: Path, report_only: bool) -
     refs = [load_run(suite_results / "runs" / n) for n in study.references
             if (suite_results / "runs" / n / "metrics.jsonl").is_file()]
     runs = [baseline, *refs, *[load_run(r.results_dir / "runs" / n) for n in names]]
-    report = build_report(runs, baseline.name, r.suite.report_ema)
+    report = build_report(runs, baseline.name, r.suite.report_ema, step_cost_file=step_cost_file(r))
     report["study"] = {"name": study.name, "question": study.question, "baseline_from": str(suite_results),
                        "references": [x.name for x in refs],
                        "runs": {p.name: {"note": p.note, "overrides": list(p.overrides), "stop_at": p.stop_at,

@@ -48,6 +48,9 @@ class Suite:
     extra_overrides: tuple[str, ...] = ()  # applied to every run of the suite
     report_ema: float | None = None  # smooth the curves for the report (megagrow report --ema); None = raw
     early_plans: tuple[str, ...] = ("apollo", "multilevel")  # trained before the credibility runs, the rest after
+    # step times of the suite's shapes measured side by side (benchmarks/phase_cost.py; path from the repository
+    # root): the reports also give each run's wall saving priced at them (megagrow report --step-costs)
+    step_costs: str | None = None
 
 
 _GPT_PLANS = (
@@ -67,7 +70,8 @@ _GPT_PLANS = (
 )
 
 SUITES: dict[str, Suite] = {
-    "gpt": Suite("gpt", "gpt.yaml", sweep_lrs=(2e-3, 4e-3, 8e-3), plans=_GPT_PLANS),
+    "gpt": Suite("gpt", "gpt.yaml", sweep_lrs=(2e-3, 4e-3, 8e-3), plans=_GPT_PLANS,
+                 step_costs="benchmarks/results/phase-cost-cpu.json"),
     "bert": Suite(
         "bert", "bert.yaml", sweep_lrs=(1e-3, 2e-3, 4e-3),
         # one LR for the half model (gpt: 1x and 2x the best LR ended 0.009 apart), to spend the CPU on the plans
@@ -89,6 +93,7 @@ SUITES: dict[str, Suite] = {
         # report finds crossings on EMA-smoothed curves; the text suites' curves are smooth and stay raw.
         report_ema=0.6,
         plans=(PlanRun("multilevel", "multilevel.yaml", note="2 levels (shipped)"),),
+        step_costs="benchmarks/results/phase-cost-cpu-deit.json",
     ),
 }
 
