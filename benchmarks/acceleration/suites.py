@@ -85,6 +85,7 @@ SUITES: dict[str, Suite] = {
             PlanRun("msg", "msg.yaml"),
             PlanRun("bert2bert", "bert2bert.yaml"),
         ),
+        step_costs="benchmarks/results/phase-cost-cpu-bert.json",
     ),
     "deit": Suite(
         "deit", "deit.yaml", sweep_lrs=(1e-3, 2e-3, 4e-3), credibility_lr_mults=(1.0,),
