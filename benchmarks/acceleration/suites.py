@@ -164,6 +164,11 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     "probe: one global LR schedule re-ramped from 0 over the warmup after each transition (rewarm) "
                     "instead of a fresh schedule per phase that starts at the peak",
                     stop_at=_probe_end(0.55)),
+            # the finalist of the probes: one global LR schedule kept the lead through de-coalescing (-0.098 200
+            # steps after, shipped +0.023); the full run at scratch's FLOPs decides whether it pays
+            _at_scratch_flops("ml-continue-equal-flops", "multilevel.yaml", 0.606,
+                              "Multi-level with one global LR schedule (growth.lr_policy=continue)",
+                              "--growth.lr_policy=continue"),
             PlanRun("ml-late", "multilevel.yaml", ("--growth.boundaries=[0.05,0.80]",),
                     "de-coalesce at 80% of the steps instead of 55%"),
         ),
