@@ -396,7 +396,7 @@ def render_markdown(report: dict[str, Any], plots: list[str]) -> str:
              "The equal-FLOPs gap is a run's final validation loss minus the baseline's at the run's total FLOPs "
              "(negative = better than the baseline at the same FLOPs).", ""]
     if suite:
-        lines += _suite_lines(suite)
+        lines += _suite_lines(suite, priced="step_costs" in report)
     lines += [format_table(report, band), ""]
     lines += transitions_table(report)
     lines += phase_cost_table(report)
@@ -443,7 +443,7 @@ def phase_cost_table(report: dict[str, Any]) -> list[str]:
             *rows, ""]
 
 
-def _suite_lines(s: dict[str, Any]) -> list[str]:
+def _suite_lines(s: dict[str, Any], priced: bool = False) -> list[str]:
     out = ["## Baseline and credibility", ""]
     sweep = ", ".join(f"{float(k):g} → {v:.4f}" for k, v in sorted(s["sweep"].items(), key=lambda kv: float(kv[0])))
     out.append(f"- Scratch LR sweep (final val loss): {sweep}; best LR **{s['best_lr']:g}** "
@@ -470,8 +470,9 @@ def _suite_lines(s: dict[str, Any]) -> list[str]:
     if quiet is not None:
         loud = sorted(n for n, q in quiet.items() if not q)
         out.append("- Wall time: " + ("every run had the machine to itself." if not loud else
-                   f"{len(loud)} of {len(quiet)} runs shared the machine (their wall savings are not comparable "
-                   f"until re-timed alone): {', '.join(loud)}."))
+                   f"{len(loud)} of {len(quiet)} runs shared the machine (their logged wall savings are not "
+                   f"comparable until re-timed alone" + ("; the priced column is: its step times were measured "
+                                                        "alone" if priced else "") + f"): {', '.join(loud)}."))
     c = s.get("credibility")
     if c:
         verdict = "scratch beats it: the budget is long enough" if c["scratch_beats_half"] else \
