@@ -125,6 +125,17 @@ def describe_active(env: Mapping[str, str]) -> str | None:
     return note
 
 
+def unmet_request(choice: str, env: Mapping[str, str]) -> str | None:
+    """A warning when ``train.allocator`` names a library this process does not have mapped: the run was not
+    started by the ``megagrow train`` command (which preloads it), e.g. ``megagrow.train.train`` called as a
+    library, so it runs on glibc's malloc."""
+    if choice not in LIBRARIES or mapped(choice) is not False or env.get(ACTIVE_ENV):
+        return None
+    return (f"train.allocator={choice} is not in effect: this process runs on glibc's malloc (only the "
+            f"`megagrow train` command preloads the library; called as a library, start Python with "
+            f"LD_PRELOAD=<path to {LIBRARIES[choice][0]}>)")
+
+
 def reexec(new_env: dict[str, str], argv: Sequence[str]) -> None:
     """Replace this process by the same command under ``new_env`` (same pid: launchers keep tracking it)."""
     sys.stdout.flush()

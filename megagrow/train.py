@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from megagrow.allocator import describe_active
+from megagrow.allocator import describe_active, unmet_request
 from megagrow.checkpoint import (
     begin_checkpoint,
     checkpoint_steps,
@@ -151,6 +151,8 @@ def _setup(cfg: Config) -> _Session:
         entry = None
         if (allocator := describe_active(os.environ)) is not None:
             notes.append(f"[megagrow] host allocator: {allocator}")
+        if (unmet := unmet_request(cfg.train.allocator, os.environ)) is not None:
+            notes.append(f"[megagrow] warning: {unmet}")
         if resume_from is None and notes:
             print("\n".join(notes), file=sys.stderr, flush=True)
         if resume_from is not None:

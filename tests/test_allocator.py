@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from megagrow.allocator import ACTIVE_ENV, describe_active, find_library, mapped, plan_exec, preloaded
+from megagrow.allocator import ACTIVE_ENV, describe_active, find_library, mapped, plan_exec, preloaded, unmet_request
 from megagrow.config import ConfigError, load_config
 from tests.trainutil import TINY, clean_env
 
@@ -96,3 +96,17 @@ def test_train_command_runs_under_tcmalloc(tmp_path: Path, text_data: Path) -> N
         line = next(ln for ln in out.stderr.splitlines() if "host allocator:" in ln)
         assert expect in line and "not mapped" not in line, line
         assert '"step": 2,' in (tmp_path / name / "metrics.jsonl").read_text()  # the run finished
+
+
+def test_an_explicit_request_the_process_cannot_honour_is_warned(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                                  text_data: Path) -> None:
+    """Called as a library (no re-execution), an explicitly requested allocator is not in effect: said, not hidden."""
+    if mapped("tcmalloc") is not False:
+        pytest.skip("this test process already has tcmalloc mapped")
+    assert unmet_request("tcmalloc", {}) is not None and "LD_PRELOAD" in str(unmet_request("tcmalloc", {}))
+    assert unmet_request("auto", {}) is None and unmet_request("system", {}) is None
+    from tests.trainutil import run, tiny_config
+
+    run(tiny_config("gpt", tmp_path, "lib", "--train.allocator=tcmalloc", "--train.max_steps=1", "--train.eval_every=0",
+                    data_path=text_data))
+    assert "train.allocator=tcmalloc is not in effect" in capsys.readouterr().err
