@@ -94,3 +94,55 @@ def test_commands_are_shown_from_the_results_repository(tmp_path: Path) -> None:
     assert run.repo_command(cmd, results, str(tree)) == want
     assert run.repo_command(cmd, results, None) == want  # an older record without its cwd
     assert run.repo_command(want, results, str(repo)) == want  # run from the results' own checkout
+
+
+def test_a_full_run_of_a_probe_is_declared_with_the_probes_plan_and_overrides() -> None:
+    for st in suites.STUDIES.values():
+        by_name = {p.name: p for p in st.runs}
+        for p in st.runs:
+            if p.continues is None:
+                continue
+            probe = by_name.get(p.continues)
+            assert probe is not None and probe.stop_at, (st.name, p.name)  # a probe of the same study
+            assert p.stop_at is None, (st.name, p.name)
+            assert (probe.plan_file, probe.overrides) == (p.plan_file, p.overrides), (st.name, p.name)
+
+
+def _probe(tmp_path: Path, text_data: Path, stop: int) -> tuple[list, Path]:
+    from tests.trainutil import run as train_run
+    from tests.trainutil import tiny_config
+
+    args = ["--growth.plan=apollo", "--growth.stages=1,2,4", "--growth.boundaries=4,8", "--growth.boundary_unit=steps",
+            "--model.n_layers=4", "--train.max_steps=12"]
+    probe_dir = train_run(tiny_config("gpt", tmp_path, "probe", *args, f"--train.exit_at_step={stop}",
+                                      data_path=text_data)).run_dir
+    (probe_dir / "run.json").write_text(json.dumps({"status": "done", "stop_at": stop}))
+    return args, probe_dir
+
+
+def test_the_full_run_of_a_probe_continues_it_exactly(tmp_path: Path, text_data: Path) -> None:
+    from tests.trainutil import records, tiny_config
+    from tests.trainutil import run as train_run
+
+    args, probe_dir = _probe(tmp_path, text_data, 6)
+    seeded = run.seed_from_probe(probe_dir, tmp_path / "continued")
+    assert seeded == {"run": "probe", "step": 6}
+    assert [r["step"] for r in records(tmp_path / "continued")] == list(range(1, 7))
+    continued = train_run(tiny_config("gpt", tmp_path, "continued", *args, data_path=text_data))
+    assert continued.step == 12
+    straight = train_run(tiny_config("gpt", tmp_path, "straight", *args, data_path=text_data))
+    a, b = records(straight.run_dir), records(continued.run_dir)
+    assert [(r["step"], r["loss"], r["flops"], r["depth"]) for r in a] == \
+        [(r["step"], r["loss"], r["flops"], r["depth"]) for r in b]
+    assert run._finished(continued.run_dir)
+
+
+def test_a_probe_that_has_not_finished_cannot_be_continued(tmp_path: Path, text_data: Path) -> None:
+    args, probe_dir = _probe(tmp_path, text_data, 6)
+    (probe_dir / "run.json").write_text(json.dumps({"status": "running", "stop_at": 6}))
+    with pytest.raises(RuntimeError, match="has not finished as a probe"):
+        run.seed_from_probe(probe_dir, tmp_path / "continued")
+    (probe_dir / "run.json").write_text(json.dumps({"status": "done", "stop_at": 7}))  # no checkpoint at step 7
+    with pytest.raises(RuntimeError, match="no checkpoint at its stop step 7"):
+        run.seed_from_probe(probe_dir, tmp_path / "continued")
+    assert not (tmp_path / "continued").exists()

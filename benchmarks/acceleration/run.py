@@ -128,9 +128,11 @@ class Runner:
         return self.results_dir / "runs" / name
 
     def train(self, name: str, group: str, plan_file: str | None, overrides: list[str], note: str = "",
-              stop_at: int | None = None) -> Path:
+              stop_at: int | None = None, continues: str | None = None) -> Path:
         """Train one run unless it finished before; returns its run directory. ``stop_at``: a probe, stopped after
-        that step of the full run's schedule (``train.exit_at_step``: the schedule is the full run's)."""
+        that step of the full run's schedule (``train.exit_at_step``: the schedule is the full run's).
+        ``continues``: a finished probe with this run's plan and overrides; a fresh run starts from a copy of its
+        run directory (:func:`seed_from_probe`)."""
         run_dir = self.runs_dir / name
         cmd = self.command(name, plan_file, [*overrides, *([f"--train.exit_at_step={stop_at}"] if stop_at else [])])
         if self.done(name):
@@ -139,12 +141,20 @@ class Runner:
         print(f"[suite] {name}: {shlex.join(cmd)}", flush=True)
         if self.dry_run:
             return run_dir
+        seeded = None
+        if continues is not None:
+            if (run_dir / "checkpoints").is_dir():
+                seeded = (self.status(name) or {}).get("continued_from")  # resuming: seeded on an earlier start
+            else:
+                seeded = seed_from_probe(self.runs_dir / continues, run_dir)
+                print(f"[suite] {name}: continues {continues} from its step {seeded['step']}", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "DS_ACCELERATOR": "cpu",
                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         meta = {"name": name, "group": group, "note": note, "suite": self.suite.name, "command": shlex.join(cmd),
                 "cwd": str(ROOT),
                 "stop_at": stop_at,
+                **({"continued_from": seeded} if seeded else {}),
                 "jobs": self.jobs,
                 "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--",
                                                                                  "megagrow", "configs")),
@@ -207,6 +217,38 @@ class Runner:
         for f in ("metrics.jsonl", "config.yaml", "run.json"):
             if (src / f).is_file():
                 shutil.copy2(src / f, dst / f)
+
+
+def seed_from_probe(probe_dir: Path, run_dir: Path) -> dict:
+    """Start ``run_dir`` as a copy of a finished probe's run directory: its checkpoint at the probe's stop step
+    (the run resumes from it: ``checkpoint.resume`` auto), its metrics and its log. The probe ran the full run's
+    schedule, so the copy is the full run's first ``stop_at`` steps; the resumed command's own fields
+    (``run.name``, ``train.exit_at_step``) are neutral to resume (``megagrow.resume``). Returns what was copied,
+    for ``run.json``."""
+    status = json.loads((probe_dir / "run.json").read_text()) if (probe_dir / "run.json").is_file() else {}
+    stop_at = status.get("stop_at")
+    if status.get("status") != "done" or not stop_at:
+        raise RuntimeError(f"{run_dir.name} continues the probe {probe_dir.name}, which has not finished as a probe "
+                           f"({probe_dir / 'run.json'}: status {status.get('status')!r}, stop_at {stop_at!r}): "
+                           "train the probe first")
+    ckpt = probe_dir / "checkpoints" / f"step_{stop_at:08d}"
+    if not (ckpt / "meta.json").is_file():
+        raise RuntimeError(f"{run_dir.name} continues the probe {probe_dir.name}: no checkpoint at its stop step "
+                           f"{stop_at} ({ckpt}); train it again with checkpoints kept")
+    metrics = [ln for ln in (probe_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    if not metrics or json.loads(metrics[-1]).get("step") != stop_at:
+        raise RuntimeError(f"{probe_dir / 'metrics.jsonl'}: its last record is not the probe's stop step {stop_at}")
+    tmp = run_dir.with_name(run_dir.name + ".seeding")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "checkpoints").mkdir(parents=True)
+    shutil.copytree(ckpt, tmp / "checkpoints" / ckpt.name)
+    (tmp / "checkpoints" / "latest").write_text(ckpt.name)
+    (tmp / "metrics.jsonl").write_text("".join(ln + "\n" for ln in metrics))
+    if (probe_dir / "train.log").is_file():
+        shutil.copy2(probe_dir / "train.log", tmp / "train.log")
+    shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained there yet (no checkpoints): a failed start at most
+    tmp.rename(run_dir)
+    return {"run": probe_dir.name, "step": stop_at}
 
 
 def _finished(run_dir: Path, stop_at: int | None = None) -> bool:
@@ -372,10 +414,11 @@ def run_study(r: Runner, study: Study, suite_results: Path, report_only: bool) -
     best = baseline.config["optim"]["lr"]
     print(f"[study] {study.name}: {study.question}\n[study] baseline {baseline.name} "
           f"(val loss {baseline.final_val_loss:.4f}), LR {best:g}", flush=True)
-    specs = [(p.name, "study", p.plan_file, [f"--optim.lr={best:g}", *p.overrides], p.note, p.stop_at)
+    specs = [(p.name, "study", p.plan_file, [f"--optim.lr={best:g}", *p.overrides], p.note, p.stop_at, p.continues)
              for p in study.runs]
-    if not report_only:
-        r.train_all(specs)
+    if not report_only:  # the full runs of probes after the probes
+        r.train_all([s for s in specs if s[-1] is None])
+        r.train_all([s for s in specs if s[-1] is not None])
     if r.dry_run:
         return
     from megagrow.report import build_report, load_run, write_outputs
@@ -390,7 +433,8 @@ def run_study(r: Runner, study: Study, suite_results: Path, report_only: bool) -
     report["study"] = {"name": study.name, "question": study.question, "baseline_from": str(suite_results),
                        "references": [x.name for x in refs],
                        "runs": {p.name: {"note": p.note, "overrides": list(p.overrides), "stop_at": p.stop_at,
-                                         "finished": p.name in names} for p in study.runs}}
+                                         "continues": p.continues, "finished": p.name in names}
+                                for p in study.runs}}
     write_outputs(report, runs, r.results_dir)
     write_commands(r, names)
     print(f"[study] report: {r.results_dir / 'report.md'}", flush=True)
