@@ -129,7 +129,8 @@ def _at_scratch_flops(name: str, plan_file: str, flops_ratio: float, what: str, 
 
 
 def _probe_end(boundary: float) -> int:
-    """The step a probe stops at: ``_LAG`` steps after the gpt suite's transition at fraction ``boundary``."""
+    """The step a probe stops at: ``_LAG`` steps after the transition at fraction ``boundary`` of the gpt (and
+    bert: the same ``train.max_steps``) suite."""
     return round(boundary * _GPT_STEPS) + _LAG
 
 _DEIT_STEPS = 6200  # the deit suite's (configs/deit.yaml)
@@ -268,6 +269,20 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         ("multilevel",),
         (PlanRun("ml-equal-flops", "multilevel.yaml", (f"--train.max_steps={round(_DEIT_STEPS / 0.568)}",),
                  "the shipped plan with 1/0.568 x the steps: scratch's FLOPs"),),
+    ),
+    Study(
+        "bert-multilevel-lr", "bert",
+        "BERT: the shipped Multi-level plan trains its coarse model at 4x the peak LR (the paper's coarse_lr_mult), "
+        "1.6e-2 here, twice the LR at which scratch BERT falls back onto MLM's early plateau (8e-3 -> 6.562): its "
+        "coarse phase never leaves the plateau (6.57 throughout). At 1x (the half model's LR in the credibility "
+        "check) or 2x, does the coarse phase run ahead of scratch, and does the lead survive de-coalescing?",
+        ("multilevel",),
+        (
+            PlanRun("bml-coarse1", "multilevel.yaml", ("--growth.coarse_lr_mult=1",),
+                    "probe: the coarse model at the peak LR (4e-3) instead of 4x", stop_at=_probe_end(0.55)),
+            PlanRun("bml-coarse2", "multilevel.yaml", ("--growth.coarse_lr_mult=2",),
+                    "probe: the coarse model at 2x the peak LR (8e-3) instead of 4x", stop_at=_probe_end(0.55)),
+        ),
     ),
     Study(
         "wsd", "gpt",
