@@ -78,6 +78,14 @@ class GrowthConfig:
     coarse_lr_mult: float = doc("multilevel: LR multiplier per coarsening level (the paper's small model: 4x)", 4.0)
     width_pairing: Literal["half", "adjacent"] = doc("multilevel: merge unit i with i+n/2 (paper) or i+1", "half")
     depth_pairing: Literal["adjacent", "half"] = doc("multilevel: merge layers 2i,2i+1 (paper) or i, i+L/2", "adjacent")
+    depth_decoalesce: Literal["copy", "zero"] = doc(
+        "multilevel: the fine layers a coarse layer becomes at de-coalescing: copy (paper: each a copy, so the layer "
+        "runs twice) or zero (the first a copy, the others with their residual-writing projections attn.proj and "
+        "mlp.fc_out zeroed: identity blocks in a pre-LN model, so depth de-coalescing preserves its function)", "copy")
+    residual_scale: bool = doc(
+        "multilevel, gpt: also scale the residual-writing projections x2 when coalescing and x0.5 when "
+        "de-coalescing, so that width de-coalescing preserves a pre-LN model's function (the paper's does not)",
+        False)
     ligo_steps: int = doc("ligo: optimizer steps training the growth operator (small weights frozen) at the growth "
                           "step; each uses one global batch of the run's data and is charged its FLOPs", 100)
     ligo_lr: float | None = doc("ligo: LR of the operator training (constant); none = optim.lr", None)
@@ -317,6 +325,9 @@ def validate(cfg: Config) -> list[str]:
             p.append(f"growth.alpha={g.alpha}: must be in [0, 1]")
         if g.coarse_lr_mult <= 0:
             p.append(f"growth.coarse_lr_mult={g.coarse_lr_mult}: must be > 0")
+        if g.residual_scale and m.family != "gpt":
+            p.append(f"growth.residual_scale=true: only for model.family='gpt' (this is {m.family!r}; its width "
+                     "de-coalescing already preserves the function)")
     if g.stages:
         if any(n <= 0 for n in g.stages) or list(g.stages) != sorted(set(g.stages)):
             p.append(f"growth.stages={g.stages}: must be positive and strictly increasing")

@@ -361,3 +361,35 @@ def test_bad_input() -> None:
         coalesce_depth(odd, 3)
     with pytest.raises(ValueError, match="even"):
         coalesce_width(random_state("gpt", n_layers=1, hidden=24, n_heads=3, ffn=96), "gpt", 24, 3, 96)
+
+
+@pytest.mark.parametrize("family_id", ["gpt", "bert-preln"])
+def test_depth_decoalesce_zero_preserves_a_pre_ln_models_function(family_id: str) -> None:
+    """``new="zero"``: the second block of each pair writes nothing into the residual stream, so the 2L'-layer
+    model computes the plain L'-layer coarse model (with ``"copy"`` it computes the coarse layer map [0,0,1,1])."""
+    coarse = random_state(family_id, **COARSE, **EXACT_LN)
+    deep = {**COARSE, "n_layers": 4}
+    plain = logits(family_id, coarse, **COARSE, **EXACT_LN)
+    for pairing in ("adjacent", "half"):
+        fine = decoalesce_depth(coarse, 2, pairing, new="zero")
+        assert rel(logits(family_id, fine, **deep, **EXACT_LN), plain) <= 1e-6
+        copied = decoalesce_depth(coarse, 2, pairing)
+        assert rel(logits(family_id, copied, **deep, **EXACT_LN), plain) > 1e-3
+        second = 1 if pairing == "adjacent" else 2
+        assert not fine.params[f"blocks.{second}.mlp.fc_out.weight"].any()
+        assert torch.equal(fine.params[f"blocks.{second}.mlp.fc_in.weight"], coarse.params["blocks.0.mlp.fc_in.weight"])
+        assert torch.equal(fine.params["blocks.0.attn.proj.weight"], coarse.params["blocks.0.attn.proj.weight"])
+
+
+def test_gpt_decoalesce_preserves_the_function_with_zero_depth_and_residual_scale() -> None:
+    """Width (``gpt_residual_scale``) and depth (``depth_new="zero"``) together: de-coalescing a pre-LN GPT is
+    function preserving (the reference's is not on either axis)."""
+    coarse = random_state("gpt", **COARSE, **EXACT_LN)
+    ref = logits("gpt", coarse, **COARSE, **EXACT_LN)
+    fine = decoalesce(coarse, "gpt", 16, 2, 64, 2, gpt_residual_scale=True, depth_new="zero")
+    dev = rel(logits("gpt", fine, **FINE, **EXACT_LN), ref)
+    paper = rel(logits("gpt", decoalesce(coarse, "gpt", 16, 2, 64, 2), **FINE, **EXACT_LN), ref)
+    print(f"\ngpt de-coalesce vs the plain coarse model: zero depth + residual scale {dev:.2e}; paper {paper:.2e}")
+    assert dev <= 1e-5 and paper > 1e-2
+    with pytest.raises(ValueError, match="new='stack'"):
+        decoalesce_depth(coarse, 2, new="stack")

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 from megagrow.config import load_config
 from megagrow.growth.plans import PLANS, build_plan
@@ -280,3 +281,36 @@ def test_apollo_multilevel_resume_inside_the_coarse_level_is_exact(tmp_path: Pat
     a, b = records(full.run_dir), records(resumed.run_dir)
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
     assert [(r["depth"], r["flops"]) for r in a] == [(r["depth"], r["flops"]) for r in b]
+
+
+def test_multilevel_function_preserving_decoalescing_options_reach_the_transition() -> None:
+    """growth.depth_decoalesce=zero and growth.residual_scale=true with alpha 0: the model after the V-cycle's
+    de-coalescing computes what the coarse model computed (pre-LN GPT; the ops tests check the operators)."""
+    from megagrow.models import build_model
+    from megagrow.state import FullState
+
+    args = ["--model.size=gpt-tiny", *MULTILEVEL, "--train.max_steps=16", "--growth.alpha=0", "--model.dropout=0",
+            "--model.vocab_size=64", "--model.attn_dropout=0"]
+    ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "labels": ids}
+
+    def out(model_cfg, state: FullState) -> torch.Tensor:
+        model = build_model(model_cfg).eval()
+        model.load_state_dict(state.params, strict=True)
+        with torch.no_grad():
+            return model(batch, model.full_layer_map()).logits
+
+    devs = {}
+    for extra in ([], ["--growth.depth_decoalesce=zero", "--growth.residual_scale=true"]):
+        cfg = load_config(None, [*args, *extra])
+        plan = build_plan("multilevel", 4, cfg.growth, seed=0, max_steps=16, model=cfg.model)
+        torch.manual_seed(0)
+        fine = FullState(params={n: p.detach().clone() for n, p in build_model(cfg.model).named_parameters()})
+        coarse = plan.transition(4).operator(fine)
+        coarse_cfg = dataclasses.replace(cfg.model, **plan.dims(1))
+        up = plan.transition(12).operator(coarse)
+        devs[bool(extra)] = float((out(cfg.model, up) - out(coarse_cfg, coarse)).abs().max())
+    print(f"\nde-coalesced vs coarse logits, max abs: paper {devs[False]:.2e}, function-preserving {devs[True]:.2e}")
+    assert devs[True] < 1e-4 < devs[False]
+    with pytest.raises(ValueError, match="residual_scale=true: only for model.family='gpt'"):
+        load_config(None, ["--model.size=bert-tiny", *MULTILEVEL, "--growth.residual_scale=true"])

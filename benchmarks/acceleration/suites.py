@@ -176,6 +176,16 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                               "--growth.lr_policy=continue"),
             PlanRun("ml-late", "multilevel.yaml", ("--growth.boundaries=[0.05,0.80]",),
                     "de-coalesce at 80% of the steps instead of 55%"),
+            # the loss jumps at de-coalescing even with the LR near 0 (ml-rewarm: 4.71 -> 5.18): the paper's
+            # de-coalescing is not function preserving here (each layer runs twice; GPT's width split halves the
+            # residual stream but not the sub-layer outputs). Does the lead survive a de-coalescing that is?
+            PlanRun("ml-depth-zero", "multilevel.yaml", ("--growth.depth_decoalesce=zero",),
+                    "probe: the second layer of each de-coalesced pair starts as an identity block (residual-writing "
+                    "projections zeroed) instead of a copy", stop_at=_probe_end(0.55)),
+            PlanRun("ml-preserve", "multilevel.yaml",
+                    ("--growth.depth_decoalesce=zero", "--growth.residual_scale=true", "--growth.alpha=0"),
+                    "probe: function-preserving de-coalescing: identity second layers, the residual-writing "
+                    "projections scaled with the width, no interpolation", stop_at=_probe_end(0.55)),
         ),
     ),
     Study(

@@ -415,16 +415,37 @@ def coalesce_depth(
     )
 
 
+DEPTH_DECOALESCE = ("copy", "zero")
+#: the projections that write a block's sub-layer outputs into the residual stream
+_RESIDUAL_WRITER_PARAMS = ("attn.proj.weight", "attn.proj.bias", "mlp.fc_out.weight", "mlp.fc_out.bias")
+
+
 def decoalesce_depth(
-    state: FullState, n_layers_coarse: int, pairing: str = "adjacent", moments: str = "reset"
+    state: FullState, n_layers_coarse: int, pairing: str = "adjacent", moments: str = "reset", new: str = "copy"
 ) -> FullState:
     """``n_layers_coarse`` blocks -> ``2 * n_layers_coarse``: fine block ``j`` is a copy of coarse block
-    ``group(j)`` (adjacent ``[l0, l0, l1, l1, ...]``, half ``[l0 .. l_{L'-1}, l0 .. l_{L'-1}]``)."""
+    ``group(j)`` (adjacent ``[l0, l0, l1, l1, ...]``, half ``[l0 .. l_{L'-1}, l0 .. l_{L'-1}]``).
+
+    ``new="zero"`` (our option, not the paper's): the second fine block of each group keeps the copy's weights but
+    its residual-writing projections (``attn.proj``, ``mlp.fc_out``) are zeroed, so in a pre-LN model it is the
+    identity and the fine model computes exactly the coarse model (with ``"copy"`` every layer runs twice). The
+    round trip through :func:`coalesce_depth` is then no longer the identity (those projections average to half)."""
     if moments not in MOMENT_MODES:
         raise ValueError(f"moments={moments!r}: must be one of {', '.join(MOMENT_MODES)}")
+    if new not in DEPTH_DECOALESCE:
+        raise ValueError(f"new={new!r}: must be one of {', '.join(DEPTH_DECOALESCE)}")
     _check_blocks(state, n_layers_coarse, "decoalesce_depth")
     grouping = depth_grouping(2 * n_layers_coarse, pairing)
     params = _depth_decoalesce_dict(state.params, grouping)
+    if new == "zero":
+        first = {g: grouping.group_of.index(g) for g in set(grouping.group_of)}
+        for j, g in enumerate(grouping.group_of):
+            if j != first[g]:
+                for s in _RESIDUAL_WRITER_PARAMS:
+                    name = f"blocks.{j}.{s}"
+                    if name not in params:
+                        raise ValueError(f"decoalesce_depth(new='zero'): the state has no {name}")
+                    params[name] = torch.zeros_like(params[name])
     if moments == "reset":
         return FullState(params=params)
     return with_steps(
@@ -466,10 +487,12 @@ def decoalesce(
     depth_pairing: str = "adjacent",
     moments: str = "reset",
     gpt_residual_scale: bool = False,
+    depth_new: str = "copy",
 ) -> FullState:
     """One full de-coalescing step (depth, then width) of a coarse state with the given (input) sizes,
-    the exact right-inverse of :func:`coalesce` with the same options."""
-    deep = decoalesce_depth(state, n_layers, depth_pairing, moments)
+    the exact right-inverse of :func:`coalesce` with the same options (``depth_new="copy"``, the default; see
+    :func:`decoalesce_depth` for ``"zero"``)."""
+    deep = decoalesce_depth(state, n_layers, depth_pairing, moments, depth_new)
     return decoalesce_width(deep, family, hidden, n_heads, ffn, width_pairing, moments, gpt_residual_scale)
 
 

@@ -43,6 +43,8 @@ class MultiLevelPlan(StatelessPlan):
         self.alpha = PAPER_ALPHA[model.family] if growth.alpha is None else growth.alpha
         self.lr_mult = growth.coarse_lr_mult
         self.width_pairing, self.depth_pairing = growth.width_pairing, growth.depth_pairing
+        self.depth_decoalesce = growth.depth_decoalesce
+        self.residual_scale = growth.residual_scale
         self.moments = "reset" if growth.moments in ("auto", "reset", "fresh") else "map"
         self._snapshots: dict[int, dict[str, torch.Tensor]] = {}
 
@@ -67,7 +69,7 @@ class MultiLevelPlan(StatelessPlan):
         d = self.dims(level)
         return dict(family=self.target.family, hidden=d["hidden"], n_heads=d["n_heads"], ffn=d["ffn"],
                     n_layers=d["n_layers"], width_pairing=self.width_pairing, depth_pairing=self.depth_pairing,
-                    moments=self.moments)
+                    moments=self.moments, gpt_residual_scale=self.residual_scale)
 
     def transition(self, step: int) -> Transition | None:
         i = self.phase(step)
@@ -82,7 +84,7 @@ class MultiLevelPlan(StatelessPlan):
             return Transition(f"coalesce L{old}->L{new}", self.dims(new), down)
 
         def up(state: FullState) -> FullState:
-            fine = decoalesce(state, **self._sizes(old))
+            fine = decoalesce(state, **self._sizes(old), depth_new=self.depth_decoalesce)
             return interpolate(fine, FullState(self._snapshots.pop(new)), self.alpha)
 
         return Transition(f"de-coalesce L{old}->L{new} + interpolate (alpha={self.alpha})", self.dims(new), up)
