@@ -292,6 +292,29 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     "probe: the coarse model at the peak LR (4e-3) instead of 4x", stop_at=_probe_end(0.55)),
             PlanRun("bml-coarse2", "multilevel.yaml", ("--growth.coarse_lr_mult=2",),
                     "probe: the coarse model at 2x the peak LR (8e-3) instead of 4x", stop_at=_probe_end(0.55)),
+            # at 1x the coarse phase is far ahead (-0.77 at equal FLOPs) and de-coalescing loses it all (-0.02): the
+            # train loss jumps 5.02 -> 5.61. BERT interpolates with alpha 0.5, half of the snapshot taken at 5 %
+            # (still on the plateau), and its depth de-coalescing runs every layer twice
+            PlanRun("bml-coarse1-alpha0", "multilevel.yaml", ("--growth.coarse_lr_mult=1", "--growth.alpha=0"),
+                    "probe: bml-coarse1 without the interpolation (alpha 0 instead of BERT's 0.5)",
+                    stop_at=_probe_end(0.55)),
+            PlanRun("bml-coarse1-zero", "multilevel.yaml",
+                    ("--growth.coarse_lr_mult=1", "--growth.alpha=0", "--growth.depth_decoalesce=zero"),
+                    "probe: bml-coarse1-alpha0 with the second layer of each de-coalesced pair as an identity-like "
+                    "block (residual-writing projections zeroed; post-LN: not exactly the identity)",
+                    stop_at=_probe_end(0.55)),
+        ),
+    ),
+    Study(
+        "bert-apollo", "bert",
+        "BERT: the shipped Apollo plan reaches scratch's loss with 39.1 % fewer FLOPs (priced wall 39.0 %), unlike "
+        "in the gpt suite. Is it robust to the seed (data order and initialization), and does the stacking map "
+        "(the better map in the gpt suite) do better?",
+        ("apollo",),
+        (
+            PlanRun("apollo-s1235", "apollo.yaml", ("--run.seed=1235",), "the shipped plan, second seed"),
+            PlanRun("apollo-stacking", "apollo.yaml", ("--growth.layer_map=stacking",),
+                    "ablation: the stacking map instead of interpolation"),
         ),
     ),
     Study(
