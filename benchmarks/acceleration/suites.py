@@ -303,6 +303,11 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     "probe: bml-coarse1-alpha0 with the second layer of each de-coalesced pair as an identity-like "
                     "block (residual-writing projections zeroed; post-LN: not exactly the identity)",
                     stop_at=_probe_end(0.55)),
+            # the probes' best (-0.127 300 steps after de-coalescing; alpha 0: -0.053, identity layers: -0.076,
+            # both at 1x): its full run
+            PlanRun("bml-coarse2-full", "multilevel.yaml", ("--growth.coarse_lr_mult=2",),
+                    "bml-coarse2 to the end of the run (continued from the probe's checkpoint)",
+                    continues="bml-coarse2"),
         ),
     ),
     Study(
