@@ -186,6 +186,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     ("--growth.depth_decoalesce=zero", "--growth.residual_scale=true", "--growth.alpha=0"),
                     "probe: function-preserving de-coalescing: identity second layers, the residual-writing "
                     "projections scaled with the width, no interpolation", stop_at=_probe_end(0.55)),
+            # the bert suite's coarse phase needs <= 2x (4x keeps it on MLM's plateau; 2x was its best probe):
+            # would 2x serve the gpt suite too, so that one shipped default fits both?
+            PlanRun("ml-coarse2", "multilevel.yaml", ("--growth.coarse_lr_mult=2",),
+                    "probe: the coarse model at 2x the peak LR instead of 4x", stop_at=_probe_end(0.55)),
         ),
     ),
     Study(
