@@ -87,7 +87,10 @@ class MultiLevelPlan(StatelessPlan):
             fine = decoalesce(state, **self._sizes(old), depth_new=self.depth_decoalesce)
             return interpolate(fine, FullState(self._snapshots.pop(new)), self.alpha)
 
-        return Transition(f"de-coalesce L{old}->L{new} + interpolate (alpha={self.alpha})", self.dims(new), up)
+        how = [*(["second layers as identity blocks"] if self.depth_decoalesce == "zero" else []),
+               *(["residual writers scaled"] if self.residual_scale else [])]
+        detail = f" ({', '.join(how)})" if how else ""
+        return Transition(f"de-coalesce L{old}->L{new}{detail} + interpolate (alpha={self.alpha})", self.dims(new), up)
 
     def decide(self, step: int, micro_step: int) -> Decision:
         level = self.level(step)
