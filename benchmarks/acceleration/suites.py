@@ -186,6 +186,19 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     ("--growth.depth_decoalesce=zero", "--growth.residual_scale=true", "--growth.alpha=0"),
                     "probe: function-preserving de-coalescing: identity second layers, the residual-writing "
                     "projections scaled with the width, no interpolation", stop_at=_probe_end(0.55)),
+            # ml-preserve's train loss rises only 4.69 -> 4.78 at de-coalescing (alpha 0: -> 4.96), then to 4.88 as
+            # the fresh per-phase schedule hits the peak LR on reset moments; with one global schedule the probe
+            # was ahead (ml-lr-continue) but its full run lost because the de-coalesced model started ~0.5 nats
+            # worse at a low LR. A preserved function with the global schedule removes both:
+            PlanRun("ml-preserve-continue", "multilevel.yaml",
+                    ("--growth.depth_decoalesce=zero", "--growth.residual_scale=true", "--growth.alpha=0",
+                     "--growth.lr_policy=continue"),
+                    "probe: ml-preserve with one global LR schedule (growth.lr_policy=continue)",
+                    stop_at=_probe_end(0.55)),
+            PlanRun("ml-preserve-continue-full", "multilevel.yaml",
+                    ("--growth.depth_decoalesce=zero", "--growth.residual_scale=true", "--growth.alpha=0",
+                     "--growth.lr_policy=continue"),
+                    "ml-preserve-continue to the end of the run", continues="ml-preserve-continue"),
             # the bert suite's coarse phase needs <= 2x (4x keeps it on MLM's plateau; 2x was its best probe):
             # would 2x serve the gpt suite too, so that one shipped default fits both?
             PlanRun("ml-coarse2", "multilevel.yaml", ("--growth.coarse_lr_mult=2",),
