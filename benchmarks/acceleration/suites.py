@@ -340,6 +340,15 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         ),
     ),
     Study(
+        "bert-wsd", "bert",
+        "BERT under warmup-stable-decay (decay over the last 20 %): in the gpt suite scratch under WSD ends 0.107 "
+        "below cosine scratch. Is WSD scratch the stronger BERT baseline too, and does Apollo's saving survive it?",
+        ("apollo",),
+        tuple(PlanRun(f"{name}-wsd", plan_file, ("--optim.schedule=wsd", "--optim.decay_fraction=0.2"),
+                      f"{name} under WSD (decay over the last 20 %)")
+              for name, plan_file in (("scratch", None), ("apollo", "apollo.yaml"))),
+    ),
+    Study(
         "wsd", "gpt",
         "The schedule the field uses now: warmup-stable-decay (the peak LR until the last 20 % of the steps, then "
         "one linear decay to 0), growth during the stable phase. Scratch gets the same schedule: if WSD scratch beats "
