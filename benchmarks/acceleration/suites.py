@@ -134,6 +134,7 @@ def _probe_end(boundary: float) -> int:
     return round(boundary * _GPT_STEPS) + _LAG
 
 _DEIT_STEPS = 6200  # the deit suite's (configs/deit.yaml)
+_BERT_STEPS = 3400  # the bert suite's (configs/bert.yaml)
 
 def _lr_grid(plans: tuple[tuple[str, str], ...], lrs: tuple[float, ...]) -> tuple[PlanRun, ...]:
     return tuple(PlanRun(f"{name}-lr{lr_tag(lr)}", plan_file, (f"--optim.lr={lr:g}",), f"{name} at peak LR {lr:g}")
@@ -350,6 +351,15 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         tuple(PlanRun(f"{name}-wsd", plan_file, ("--optim.schedule=wsd", "--optim.decay_fraction=0.2"),
                       f"{name} under WSD (decay over the last 20 %)")
               for name, plan_file in (("scratch", None), ("apollo", "apollo.yaml"))),
+    ),
+    Study(
+        "bert-equal-flops", "bert",
+        "BERT: MSG and bert2bert run 1.04 nats ahead of scratch before growing and fall behind after it (4.594 and "
+        "4.547 with 0.751x the FLOPs). Given scratch's FLOPs they paid on gpt (26.5 % and 19.1 %): do they on bert?",
+        ("msg", "bert2bert"),
+        tuple(PlanRun(f"{name}-equal-flops", f"{name}.yaml", (f"--train.max_steps={round(_BERT_STEPS / 0.751)}",),
+                      f"the shipped {name} plan with 1/0.751 x the steps: scratch's FLOPs")
+              for name in ("msg", "bert2bert")),
     ),
     Study(
         "wsd", "gpt",
