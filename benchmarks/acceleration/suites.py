@@ -326,6 +326,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
             PlanRun("bml-coarse2-full", "multilevel.yaml", ("--growth.coarse_lr_mult=2",),
                     "bml-coarse2 to the end of the run (continued from the probe's checkpoint)",
                     continues="bml-coarse2"),
+            # bml-coarse2-full ends at 4.546, -0.133 at equal FLOPs with 0.584x scratch's FLOPs: given scratch's?
+            PlanRun("bml-coarse2-equal-flops", "multilevel.yaml",
+                    ("--growth.coarse_lr_mult=2", f"--train.max_steps={round(_BERT_STEPS / 0.584)}"),
+                    "bml-coarse2 with 1/0.584 x the steps: scratch's FLOPs"),
         ),
     ),
     Study(
