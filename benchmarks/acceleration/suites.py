@@ -57,11 +57,17 @@ class Suite:
     step_costs: str | None = None
 
 
+# configs/plans/apollo.yaml ships the stacking map since issue 12 (it won in both suites); the runs made before
+# with the paper's interpolation map name it, so that their commands still say what ran
+_INTERP = "--growth.layer_map=interpolation"
+
 _GPT_PLANS = (
-    PlanRun("apollo", "apollo.yaml", note="LVPS, interpolation map (shipped)"),
-    PlanRun("apollo-uniform", "apollo.yaml", ("--growth.sampler=uniform",), "ablation: uniform depth sampler"),
-    PlanRun("apollo-full", "apollo.yaml", ("--growth.sampler=full",), "ablation: every micro-batch at full live depth"),
-    PlanRun("apollo-stacking", "apollo.yaml", ("--growth.layer_map=stacking",), "ablation: stacking map"),
+    PlanRun("apollo", "apollo.yaml", (_INTERP,), "LVPS, the paper's interpolation map (shipped until issue 12)"),
+    PlanRun("apollo-uniform", "apollo.yaml", ("--growth.sampler=uniform", _INTERP), "ablation: uniform depth sampler"),
+    PlanRun("apollo-full", "apollo.yaml", ("--growth.sampler=full", _INTERP),
+            "ablation: every micro-batch at full live depth"),
+    PlanRun("apollo-stacking", "apollo.yaml", ("--growth.layer_map=stacking",),
+            "ablation: stacking map (the shipped map since issue 12)"),
     PlanRun("multilevel", "multilevel.yaml", note="2 levels (shipped)"),
     PlanRun("multilevel-3", "multilevel.yaml", ("--growth.levels=3", "--growth.boundaries=[0.05,0.10,0.35,0.55]"),
             "3 levels: coalesce at 5% and 10%, de-coalesce at 35% and 55%"),
@@ -81,7 +87,7 @@ SUITES: dict[str, Suite] = {
         # one LR for the half model (gpt: 1x and 2x the best LR ended 0.009 apart), to spend the CPU on the plans
         credibility_lr_mults=(1.0,),
         plans=(
-            PlanRun("apollo", "apollo.yaml", note="LVPS, interpolation map (shipped)"),
+            PlanRun("apollo", "apollo.yaml", (_INTERP,), "LVPS, the paper's interpolation map (shipped until 12)"),
             PlanRun("multilevel", "multilevel.yaml", note="2 levels (shipped)"),
             PlanRun("stackbert", "stackbert.yaml"),
             # "the best two of the rest": the smallest equal-FLOPs gaps of the gpt suite besides stackbert
@@ -213,18 +219,18 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "pay at equal FLOPs? (The sampler and layer-map ablations are suite runs: apollo-uniform/-full/-stacking.)",
         ("apollo", "apollo-uniform", "apollo-full", "apollo-stacking"),
         (
-            PlanRun("ap-equal-flops", "apollo.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.885)}",),
-                    "the shipped plan with 1/0.885 x the steps: scratch's FLOPs"),
+            PlanRun("ap-equal-flops", "apollo.yaml", (f"--train.max_steps={round(_GPT_STEPS / 0.885)}", _INTERP),
+                    "the suite's apollo plan with 1/0.885 x the steps: scratch's FLOPs"),
             # probes: each stops _LAG steps after its last growth (6 -> 12 layers)
-            PlanRun("ap-moments-fresh", "apollo.yaml", ("--growth.moments=fresh",),
+            PlanRun("ap-moments-fresh", "apollo.yaml", ("--growth.moments=fresh", _INTERP),
                     "probe: all AdamW moments and the step reset at each growth instead of copied",
                     stop_at=_probe_end(0.25)),
-            PlanRun("ap-rewarm", "apollo.yaml", ("--growth.lr_policy=rewarm",),
+            PlanRun("ap-rewarm", "apollo.yaml", ("--growth.lr_policy=rewarm", _INTERP),
                     "probe: the LR re-ramped over the warmup after each growth", stop_at=_probe_end(0.25)),
-            PlanRun("ap-late", "apollo.yaml", ("--growth.boundaries=[0.10,0.25,0.50]",),
+            PlanRun("ap-late", "apollo.yaml", ("--growth.boundaries=[0.10,0.25,0.50]", _INTERP),
                     "probe: grow later: stages start at 10/25/50% instead of 5/10/25%", stop_at=_probe_end(0.50)),
             # the one probe that helped (+0.035 against the shipped +0.120 at step 2000): its full run
-            PlanRun("ap-late-full", "apollo.yaml", ("--growth.boundaries=[0.10,0.25,0.50]",),
+            PlanRun("ap-late-full", "apollo.yaml", ("--growth.boundaries=[0.10,0.25,0.50]", _INTERP),
                     "ap-late to the end of the run (continued from the probe's checkpoint)", continues="ap-late"),
         ),
     ),
@@ -339,7 +345,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "(the better map in the gpt suite) do better?",
         ("apollo",),
         (
-            PlanRun("apollo-s1235", "apollo.yaml", ("--run.seed=1235",), "the shipped plan, second seed"),
+            PlanRun("apollo-s1235", "apollo.yaml", ("--run.seed=1235", _INTERP), "the suite's apollo, second seed"),
             PlanRun("apollo-stacking", "apollo.yaml", ("--growth.layer_map=stacking",),
                     "ablation: the stacking map instead of interpolation"),
             # the stacking map won in both suites (gpt 4.524 vs 4.580; bert 41.4 % vs 39.1 %), one seed each
@@ -352,9 +358,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "BERT under warmup-stable-decay (decay over the last 20 %): in the gpt suite scratch under WSD ends 0.107 "
         "below cosine scratch. Is WSD scratch the stronger BERT baseline too, and does Apollo's saving survive it?",
         ("apollo",),
-        tuple(PlanRun(f"{name}-wsd", plan_file, ("--optim.schedule=wsd", "--optim.decay_fraction=0.2"),
+        tuple(PlanRun(f"{name}-wsd", plan_file, ("--optim.schedule=wsd", "--optim.decay_fraction=0.2", *extra),
                       f"{name} under WSD (decay over the last 20 %)")
-              for name, plan_file in (("scratch", None), ("apollo", "apollo.yaml"))),
+              for name, plan_file, extra in (("scratch", None, ()), ("apollo", "apollo.yaml", (_INTERP,)))),
     ),
     Study(
         "bert-equal-flops", "bert",
