@@ -381,6 +381,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         (
             PlanRun("scratch-wsd", None, ("--optim.schedule=wsd", "--optim.decay_fraction=0.2"),
                     "scratch under WSD (decay over the last 20 %)"),
+            # tuned as cosine scratch was: WSD scratch's peak LR on the same grid
+            *(PlanRun(f"scratch-wsd-lr{lr_tag(lr)}", None,
+                      ("--optim.schedule=wsd", "--optim.decay_fraction=0.2", f"--optim.lr={lr:g}"),
+                      f"scratch under WSD at peak LR {lr:g}") for lr in (4e-3, 1.6e-2)),
             # scratch-wsd ends at 4.252, 0.107 below cosine scratch's 4.359: the baseline to beat. The decisive run
             # first: the plan that paid under cosine (MSG given scratch's FLOPs), under WSD
             _at_scratch_flops("msg-wsd-equal-flops", "msg.yaml", 0.764, "MSG under WSD",
@@ -396,8 +400,14 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "Tuned as scratch was: each finalist plan's peak LR on scratch's sweep grid. The suite ran every plan at "
         "scratch's best LR, 8e-3, which sits at the edge of stability (scratch's second seed stalled there); does a "
         "plan do better at 4e-3 (scratch's robust LR) or 1.6e-2?",
-        tuple(n for n, _ in _FINALISTS),
-        tuple(PlanRun(p.name, p.plan_file, (*p.overrides, "--growth.layer_map=stacking") if "apollo" in p.name
+        (*(n for n, _ in _FINALISTS), "multilevel"),
+        (
+            *(PlanRun(p.name, p.plan_file, (*p.overrides, "--growth.layer_map=stacking") if "apollo" in p.name
                       else p.overrides, p.note) for p in _lr_grid(_FINALISTS, (4e-3, 1.6e-2))),
+            # Multi-level is no finalist (+0.220 at equal FLOPs): probes, each stopped _LAG steps after de-coalescing
+            # (the coarse model trains at 4x the peak LR: 1.6e-2 and 6.4e-2)
+            *(PlanRun(f"multilevel-lr{lr_tag(lr)}", "multilevel.yaml", (f"--optim.lr={lr:g}",),
+                      f"probe: multilevel at peak LR {lr:g}", stop_at=_probe_end(0.55)) for lr in (4e-3, 1.6e-2)),
+        ),
     ),
 )}
