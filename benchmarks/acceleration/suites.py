@@ -404,6 +404,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         (
             *(PlanRun(p.name, p.plan_file, (*p.overrides, "--growth.layer_map=stacking") if "apollo" in p.name
                       else p.overrides, p.note) for p in _lr_grid(_FINALISTS, (4e-3, 1.6e-2))),
+            # StackBERT and G_stack were best at 4e-3, the grid's low edge: scratch's sweep goes down to 2e-3
+            *(PlanRun(f"{name}-lr2e-3", plan_file, ("--optim.lr=0.002",), f"{name} at peak LR 0.002")
+              for name, plan_file in (("stackbert", "stackbert.yaml"), ("gstack", "gstack.yaml"))),
             # Multi-level is no finalist (+0.220 at equal FLOPs): probes, each stopped _LAG steps after de-coalescing
             # (the coarse model trains at 4x the peak LR: 1.6e-2 and 6.4e-2)
             *(PlanRun(f"multilevel-lr{lr_tag(lr)}", "multilevel.yaml", (f"--optim.lr={lr:g}",),
