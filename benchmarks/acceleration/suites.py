@@ -265,6 +265,11 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
             _at_scratch_flops("gstack-equal-flops", "gstack.yaml", 0.842, "the shipped G_stack plan"),
             _at_scratch_flops("apollo-stacking-equal-flops", "apollo.yaml", 0.885, "Apollo with the stacking map",
                               "--growth.layer_map=stacking"),
+            # plan-lr: at their own budgets StackBERT and G_stack do better at peak LR 4e-3 than at scratch's 8e-3
+            _at_scratch_flops("stackbert-equal-flops-lr4e-3", "stackbert.yaml", 0.821, "StackBERT at peak LR 4e-3",
+                              "--optim.lr=0.004"),
+            _at_scratch_flops("gstack-equal-flops-lr4e-3", "gstack.yaml", 0.842, "G_stack at peak LR 4e-3",
+                              "--optim.lr=0.004"),
         ),
     ),
     Study(
