@@ -199,6 +199,7 @@ def plot(head: dict, plans: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    base_steps = next((v["max_steps"] for v in plans.values() if v["baseline"]), None)
     for plan, v in plans.items():
         if len(v["lrs"]) < 2:
             continue
@@ -209,7 +210,7 @@ def plot(head: dict, plans: dict[str, dict], path: Path) -> None:
             "-",
             lw=2.4 if v["baseline"] else 1.4,
             color="black" if v["baseline"] else None,
-            label=plan,
+            label=plan if v["max_steps"] == base_steps else f"{plan} ({v['max_steps']} steps)",
         )
         for p in v["points"]:
             ax.plot(
@@ -221,6 +222,9 @@ def plot(head: dict, plans: dict[str, dict], path: Path) -> None:
             )
     ax.axhline(head["target_loss"], color="grey", ls=":", lw=1, label=f"L* = {head['target_loss']:.3f}")
     ax.set_xscale("log", base=2)
+    ticks = sorted({p["lr"] for v in plans.values() for p in v["points"]})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("peak LR")
     ax.set_ylabel("final validation loss")
     ax.set_title("peak-LR grid: filled = reached L*, x = second seed")
