@@ -377,6 +377,18 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
               for name in ("msg", "bert2bert")),
     ),
     Study(
+        "bert-plan-lr", "bert",
+        "Tuned as scratch was, on bert: the two plans that reach scratch's loss (StackBERT 43.8 %, Apollo with the "
+        "stacking map 41.4 %) ran at scratch's best LR 4e-3. On gpt the depth-stacking plans preferred half of "
+        "scratch's LR; on bert, scratch's sweep (1e-3, 2e-3, 4e-3, 8e-3) has its best at 4e-3 and stays on MLM's "
+        "plateau at 8e-3. Where is each plan's best LR?",
+        ("stackbert", "apollo"),
+        tuple(PlanRun(f"{name}-lr{lr_tag(lr)}", plan_file, (f"--optim.lr={lr:g}", *extra), f"{name} at peak LR {lr:g}")
+              for lr in (2e-3, 8e-3)
+              for name, plan_file, extra in (("stackbert", "stackbert.yaml", ()),
+                                             ("apollo-stacking", "apollo.yaml", ("--growth.layer_map=stacking",)))),
+    ),
+    Study(
         "wsd", "gpt",
         "The schedule the field uses now: warmup-stable-decay (the peak LR until the last 20 % of the steps, then "
         "one linear decay to 0), growth during the stable phase. Scratch gets the same schedule: if WSD scratch beats "
