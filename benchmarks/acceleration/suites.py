@@ -251,6 +251,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
             PlanRun("msg-equal-flops-s1235", "msg.yaml",
                     (f"--train.max_steps={round(_GPT_STEPS / 0.764)}", "--run.seed=1235"),
                     "msg-equal-flops, second seed (data order and initialization)"),
+            # plan-lr: bert2bert's best LR at its own budget is 1.6e-2 (4.455 against 4.476 at 8e-3)
+            _at_scratch_flops("bert2bert-equal-flops-lr1.6e-2", "bert2bert.yaml", 0.764, "bert2bert at peak LR 1.6e-2",
+                              "--optim.lr=0.016"),
         ),
     ),
     Study(
