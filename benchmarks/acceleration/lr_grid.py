@@ -102,7 +102,8 @@ def collect(dirs: list[Path]) -> tuple[dict, list[GridPoint], list[dict]]:
             seen.add(run)
             src, cfg = _run_config(dirs, d / "report.json", run)
             if cfg["exit_at_step"]:
-                left_out.append({"run": run, "source": str(src), "why": f"probe (stops at step {cfg['exit_at_step']})"})
+                left_out.append({"run": run, "plan": plan_of(run), "source": str(src),
+                                 "why": f"probe (stops at step {cfg['exit_at_step']})"})
                 continue
             points.append(
                 GridPoint(
