@@ -8,8 +8,9 @@ plan's best peak LR (its first seed's lowest final loss at the suite's budget); 
 
 - the baseline (the tuned scratch), with its other seeds at its LR;
 - per plan run at the suite's budget: its runs at its best LR (every seed);
-- per ``<plan>-equal-flops`` entry (the plan given scratch's FLOPs): its runs at the best LR of ``<plan>``; where it
-  never ran at that LR it is left out and listed (the tuned question is not answered by a run at another LR);
+- per ``<plan>-equal-flops`` entry (the plan given scratch's FLOPs): its runs at the best LR of ``<plan>`` (of the
+  plan it is a variant of, ``stackbert-late`` -> ``stackbert``); where it never ran at that LR it is left out and
+  listed (the tuned question is not answered by a run at another LR);
 
 and runs ``megagrow report`` over them (the instrument's report.json, report.md and plots), baseline first. Writes
 ``selection.md`` and ``selection.json`` beside them: the runs chosen, each plan's grid (the LRs it ran, whether the
@@ -54,6 +55,16 @@ def _pick(label: str, p: dict, tuned: str, role: str) -> Pick:
     return Pick(label, p["run"], p["source"], p["lr"], p["seed"], p["max_steps"], tuned, role)
 
 
+def _base_plan(name: str, plans: dict[str, dict]) -> str | None:
+    """The plan whose best LR a run given scratch's FLOPs uses: ``name`` itself, else its longest ``-``-separated
+    prefix in the grid (``stackbert-late`` -> ``stackbert``: a variant of the plan, at the plan's tuned LR)."""
+    parts = name.split("-")
+    for n in range(len(parts), 0, -1):
+        if "-".join(parts[:n]) in plans:
+            return "-".join(parts[:n])
+    return None
+
+
 def select(grid: dict) -> tuple[list[Pick], list[dict]]:
     """The runs of the tuned standings (baseline first) and the grid entries left out, each with why."""
     plans: dict[str, dict] = grid["plans"]
@@ -75,7 +86,8 @@ def select(grid: dict) -> tuple[list[Pick], list[dict]]:
         if label == base_label:
             continue
         if label.endswith(EQUAL_FLOPS):
-            own = plans.get(label[: -len(EQUAL_FLOPS)])
+            base = _base_plan(label[: -len(EQUAL_FLOPS)], plans)
+            own = plans.get(base) if base else None
             if own is None:
                 left_out.append({"plan": label, "why": f"no {label[: -len(EQUAL_FLOPS)]} at the suite's budget in "
                                  "the grid: its best LR is unknown"})
@@ -85,7 +97,7 @@ def select(grid: dict) -> tuple[list[Pick], list[dict]]:
                 left_out.append({"plan": label, "why": f"not run at its plan's best LR {own['best_lr']:g} (ran at "
                                  + ", ".join(f"{lr:g}" for lr in v["lrs"]) + ")"})
                 continue
-            how = _tuning(own, probes.get(label[: -len(EQUAL_FLOPS)], 0))
+            how = _tuning(own, probes.get(base, 0))
             picks += [_pick(label, p, how, "scratch's FLOPs") for p in at]
         elif v["max_steps"] != base_steps:
             left_out.append({"plan": label, "why": f"budget {v['max_steps']} steps, not the suite's {base_steps}"})
