@@ -209,6 +209,11 @@ def phase_costs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# a run whose total FLOPs is within this fraction of the baseline's last evaluation is compared with the baseline's
+# final loss (a budget set to "scratch's FLOPs" rounds its steps, landing a hair past the baseline's curve)
+EQUAL_FLOPS_RTOL = 1e-3
+
+
 def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None,
             lag_steps: int = 200, costs: StepCosts | None = None) -> dict[str, Any]:
     """One run against the baseline: crossing, savings, equal-FLOPs gap and totals (``report.json``); with
@@ -220,6 +225,9 @@ def compare(run: RunCurves, baseline: RunCurves, ema_alpha: float | None = None,
     cross = first_crossing(run_pts, target)
     final = run_pts[-1].val_loss
     base_at = loss_at(base_pts, "flops", total["flops"])
+    end = base_pts[-1].flops if base_pts else 0.0
+    if base_at is None and end and abs(total["flops"] - end) <= EQUAL_FLOPS_RTOL * end:
+        base_at = base_pts[-1].val_loss  # "given scratch's FLOPs": its steps rounded past the baseline's total
     out: dict[str, Any] = {
         "plan": run.plan,
         "final_val_loss": final,

@@ -71,6 +71,17 @@ def test_crossing_savings_and_gap(runs: dict[str, Path]) -> None:
     assert b["reached"] and b["flops_saving"] == pytest.approx(0.0) and b["equal_flops_gap"] == pytest.approx(0.0)
 
 
+def test_a_run_given_the_baselines_flops_is_compared_at_its_end_despite_rounding(tmp_path: Path) -> None:
+    """A run budgeted at "scratch's FLOPs" rounds its steps: ending 0.05 % past the baseline's curve it is still
+    compared with the baseline's final loss; 1 % past it, there is no baseline to compare with (n/a)."""
+    base = load_run(write_run(tmp_path, "scratch", {50: 4.0, 100: 3.0}))
+    hair = load_run(write_run(tmp_path, "hair", {50: 3.5, 100: 2.9}, flops_per_step=1.0005e9, plan="stackbert"))
+    far = load_run(write_run(tmp_path, "far", {50: 3.5, 100: 2.9}, flops_per_step=1.01e9, plan="stackbert"))
+    rep = build_report([base, hair, far], "scratch")
+    assert rep["runs"]["hair"]["equal_flops_gap"] == pytest.approx(2.9 - 3.0)
+    assert rep["runs"]["far"]["equal_flops_gap"] is None
+
+
 def test_transition_gaps(runs: dict[str, Path], tmp_path: Path) -> None:
     """The equal-FLOPs gap before each phase change and a lag after it, and the gap curve."""
     grown = write_run(tmp_path, "grown", {20: 5.5, 40: 4.6, 60: 3.4, 80: 3.1}, plan="stackbert",

@@ -49,7 +49,7 @@ def test_each_plan_at_its_best_lr_and_equal_flops_runs_at_their_plans_best_lr() 
         _pt("stackbert-late-equal-flops-lr4e-3", 0.004, 4.28, steps=4620),
         _pt("multilevel", 0.008, 4.74),
         _pt("half", 0.008, 4.49, steps=16009),
-        _pt("orphan-equal-flops", 0.008, 4.3, steps=4000),
+        _pt("orphan-equal-flops", 0.008, 4.3, steps=4000), _pt("stray-equal-flops-lr4e-3", 0.004, 4.3, steps=4000),
     ], left_out=[{"run": "multilevel-lr4e-3", "plan": "multilevel", "why": "probe"},
                  {"run": "multilevel-lr1.6e-2", "plan": "multilevel", "why": "probe"}])
     picks, left_out = tuned.select(grid)
@@ -65,8 +65,10 @@ def test_each_plan_at_its_best_lr_and_equal_flops_runs_at_their_plans_best_lr() 
     assert runs["bert2bert-lr1.6e-2"].tuned == "2 LRs"
     assert runs["multilevel"].tuned == "1 LR + 2 LR probes"
     why = {x["plan"]: x["why"] for x in left_out}
-    assert "best LR 0.016" in why["bert2bert-equal-flops"] and "ran at 0.008" in why["bert2bert-equal-flops"]
-    assert "16009" in why["half"] and "best LR is unknown" in why["orphan-equal-flops"]
+    assert "ran at 0.008" in why["bert2bert-equal-flops"]
+    # no run of its plan at the suite's budget: at scratch's LR, said so; left out at another LR
+    assert runs["orphan-equal-flops"].tuned == "scratch's LR" and "ran at 0.004" in why["stray-equal-flops"]
+    assert "16009" in why["half"] and "not run at its plan's best LR 0.016" in why["bert2bert-equal-flops"]
     md = tuned.markdown(grid, picks, left_out, "cmd", ["megagrow", "report"])
     assert "| stackbert-lr4e-3 | stackbert | own budget | 0.004 |" in md and "`bert2bert-equal-flops`" in md
 

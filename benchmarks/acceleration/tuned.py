@@ -10,7 +10,8 @@ plan's best peak LR (its first seed's lowest final loss at the suite's budget); 
 - per plan run at the suite's budget: its runs at its best LR (every seed);
 - per ``<plan>-equal-flops`` entry (the plan given scratch's FLOPs): its runs at the best LR of ``<plan>`` (of the
   plan it is a variant of, ``stackbert-late`` -> ``stackbert``); where it never ran at that LR it is left out and
-  listed (the tuned question is not answered by a run at another LR);
+  listed (the tuned question is not answered by a run at another LR); one whose plan never ran at the suite's
+  budget, at scratch's tuned LR;
 
 and runs ``megagrow report`` over them (the instrument's report.json, report.md and plots), baseline first. Writes
 ``selection.md`` and ``selection.json`` beside them: the runs chosen, each plan's grid (the LRs it ran, whether the
@@ -87,17 +88,15 @@ def select(grid: dict) -> tuple[list[Pick], list[dict]]:
             continue
         if label.endswith(EQUAL_FLOPS):
             base = _base_plan(label[: -len(EQUAL_FLOPS)], plans)
-            own = plans.get(base) if base else None
-            if own is None:
-                left_out.append({"plan": label, "why": f"no {label[: -len(EQUAL_FLOPS)]} at the suite's budget in "
-                                 "the grid: its best LR is unknown"})
-                continue
-            at = _points_at(v, own["best_lr"])
+            if base is None:  # no run of its plan at the suite's budget: scratch's tuned LR is the one it has
+                lr, how, whose = base_lr, "scratch's LR", "scratch's"
+            else:
+                lr, how, whose = plans[base]["best_lr"], _tuning(plans[base], probes.get(base, 0)), "its plan's best"
+            at = _points_at(v, lr)
             if not at:
-                left_out.append({"plan": label, "why": f"not run at its plan's best LR {own['best_lr']:g} (ran at "
-                                 + ", ".join(f"{lr:g}" for lr in v["lrs"]) + ")"})
+                left_out.append({"plan": label, "why": f"not run at {whose} LR {lr:g} (ran at "
+                                 + ", ".join(f"{x:g}" for x in v["lrs"]) + ")"})
                 continue
-            how = _tuning(own, probes.get(base, 0))
             picks += [_pick(label, p, how, "scratch's FLOPs") for p in at]
         elif v["max_steps"] != base_steps:
             left_out.append({"plan": label, "why": f"budget {v['max_steps']} steps, not the suite's {base_steps}"})
