@@ -69,7 +69,7 @@ def test_each_plan_at_its_best_lr_and_equal_flops_runs_at_their_plans_best_lr() 
     # no run of its plan at the suite's budget: at scratch's LR, said so; left out at another LR
     assert runs["orphan-equal-flops"].tuned == "scratch's LR" and "ran at 0.004" in why["stray-equal-flops"]
     assert "16009" in why["half"] and "not run at its plan's best LR 0.016" in why["bert2bert-equal-flops"]
-    md = tuned.markdown(grid, picks, left_out, "cmd", ["megagrow", "report"])
+    md = tuned.markdown(grid, picks, left_out, "cmd", [["megagrow", "report"]])
     assert "| stackbert-lr4e-3 | stackbert | own budget | 0.004 |" in md and "`bert2bert-equal-flops`" in md
 
 
@@ -96,6 +96,16 @@ def test_main_runs_the_report_over_the_picks_and_writes_the_selection(tmp_path: 
     assert tuned.main([str(grid), "--out", str(out), "--megagrow", "true"]) == 0
     sel = json.loads((out / "selection.json").read_text())
     assert [p["run"] for p in sel["picks"]] == ["scratch-lr8e-3", "msg"]
-    assert sel["report_command"][-2:] == ["--out", str(out)] and (out / "selection.md").is_file()
+    assert sel["report_commands"][0][-2:] == ["--out", str(out)] and (out / "selection.md").is_file()
+    # against a stronger baseline too: the same runs, that baseline first, into vs-<its name>/
+    wsd = res / "runs" / "scratch-wsd"
+    with pytest.raises(SystemExit, match="expected a run directory with metrics.jsonl"):
+        tuned.main([str(grid), "--out", str(out), "--megagrow", "true", "--vs", str(wsd)])
+    wsd.mkdir()
+    (wsd / "metrics.jsonl").write_text("")
+    assert tuned.main([str(grid), "--out", str(out), "--megagrow", "true", "--vs", str(wsd)]) == 0
+    vs = json.loads((out / "selection.json").read_text())["report_commands"][1]
+    assert vs[2:5] == [str(wsd), str(res / "runs" / "scratch-lr8e-3"), str(res / "runs" / "msg")]
+    assert vs[vs.index("--baseline") + 1] == str(wsd) and (out / "vs-scratch-wsd").is_dir()
     with pytest.raises(SystemExit, match="megagrow report failed"):
         tuned.main([str(grid), "--out", str(out), "--megagrow", "false"])

@@ -13,7 +13,8 @@ plan's best peak LR (its first seed's lowest final loss at the suite's budget); 
   listed (the tuned question is not answered by a run at another LR); one whose plan never ran at the suite's
   budget, at scratch's tuned LR;
 
-and runs ``megagrow report`` over them (the instrument's report.json, report.md and plots), baseline first. Writes
+and runs ``megagrow report`` over them (the instrument's report.json, report.md and plots), baseline first; with
+``--vs RUN`` (scratch under WSD, say) the same runs again against that stronger baseline, into ``vs-<RUN>/``. Writes
 ``selection.md`` and ``selection.json`` beside them: the runs chosen, each plan's grid (the LRs it ran, whether the
 best is interior) and what was left out and why. Plans run at one LR only are kept, marked untuned.
 """
@@ -106,17 +107,18 @@ def select(grid: dict) -> tuple[list[Pick], list[dict]]:
     return picks, left_out
 
 
-def markdown(grid: dict, picks: list[Pick], left_out: list[dict], command: str, report_cmd: list[str]) -> str:
+def markdown(grid: dict, picks: list[Pick], left_out: list[dict], command: str, report_cmds: list[list[str]]) -> str:
     lines = [
         f"# Tuned standings against {grid['baseline']} (L* = {grid['target_loss']:.4f})",
         "",
         "Every plan at its best peak LR from the grid (`lr_grid.py`); a plan given scratch's FLOPs at the best LR of "
         "the plan at the suite's budget. *Tuning*: where that best LR lies among the LRs the plan ran (interior = "
-        "tuned as scratch was; 1 LR = untuned). The savings are in `report.md`.",
+        "tuned as scratch was; 1 LR = untuned). The savings are in `report.md` (and, against a stronger "
+        "baseline, in `vs-<its name>/report.md`).",
         "",
         "```sh",
         command,
-        " ".join(report_cmd),
+        *(" ".join(c) for c in report_cmds),
         "```",
         "",
         "| run | plan | role | peak LR | seed | steps | tuning |",
@@ -126,6 +128,11 @@ def markdown(grid: dict, picks: list[Pick], left_out: list[dict], command: str, 
     if left_out:
         lines += ["", "Left out:", ""] + [f"- `{x['plan']}`: {x['why']}" for x in left_out]
     return "\n".join(lines) + "\n"
+
+
+def _report_cmd(run_dirs: list[str], baseline: str, out: Path, step_costs: Path | None) -> list[str]:
+    cmd = ["megagrow", "report", *run_dirs, "--baseline", baseline, "--out", str(out)]
+    return cmd + (["--step-costs", str(step_costs)] if step_costs else [])
 
 
 def _write(path: Path, text: str) -> None:
@@ -139,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("grid", type=Path, help="lr_grid.py's JSON")
     ap.add_argument("--out", type=Path, required=True, help="the report's directory")
     ap.add_argument("--step-costs", type=Path, help="passed to megagrow report (the priced wall saving)")
+    ap.add_argument("--vs", type=Path, help="a stronger baseline's run directory (scratch under WSD): the same runs "
+                    "are also reported against it, into <out>/vs-<its name>/")
     ap.add_argument("--megagrow", default="megagrow", help="the megagrow command (default: megagrow on PATH)")
     a = ap.parse_args(argv)
     try:
@@ -150,19 +159,23 @@ def main(argv: list[str] | None = None) -> int:
     for d in run_dirs:
         if not Path(d).is_dir():
             raise SystemExit(f"tuned: {d} is missing: run from the repository root the grid was made in")
-    report_cmd = ["megagrow", "report", *run_dirs, "--baseline", run_dirs[0], "--out", str(a.out)]
-    if a.step_costs:
-        report_cmd += ["--step-costs", str(a.step_costs)]
-    a.out.mkdir(parents=True, exist_ok=True)
-    rc = subprocess.run([a.megagrow, *report_cmd[1:]]).returncode
-    if rc:
-        raise SystemExit(f"tuned: megagrow report failed (exit {rc})")
+    report_cmds = [_report_cmd(run_dirs, run_dirs[0], a.out, a.step_costs)]
+    if a.vs:
+        if not (a.vs / "metrics.jsonl").is_file():
+            raise SystemExit(f"tuned: --vs {a.vs}: expected a run directory with metrics.jsonl")
+        others = [d for d in run_dirs if Path(d).resolve() != a.vs.resolve()]
+        report_cmds.append(_report_cmd([str(a.vs), *others], str(a.vs), a.out / f"vs-{a.vs.name}", a.step_costs))
+    for cmd in report_cmds:
+        Path(cmd[cmd.index("--out") + 1]).mkdir(parents=True, exist_ok=True)
+        rc = subprocess.run([a.megagrow, *cmd[1:]]).returncode
+        if rc:
+            raise SystemExit(f"tuned: megagrow report failed (exit {rc}): {' '.join(cmd)}")
     command = f"python benchmarks/acceleration/tuned.py {a.grid} --out {a.out}" + (
-        f" --step-costs {a.step_costs}" if a.step_costs else "")
+        f" --step-costs {a.step_costs}" if a.step_costs else "") + (f" --vs {a.vs}" if a.vs else "")
     _write(a.out / "selection.json", json.dumps(
         {"grid": str(a.grid), "baseline": grid["baseline"], "target_loss": grid["target_loss"], "command": command,
-         "report_command": report_cmd, "picks": [asdict(p) for p in picks], "left_out": left_out}, indent=1) + "\n")
-    _write(a.out / "selection.md", markdown(grid, picks, left_out, command, report_cmd))
+         "report_commands": report_cmds, "picks": [asdict(p) for p in picks], "left_out": left_out}, indent=1) + "\n")
+    _write(a.out / "selection.md", markdown(grid, picks, left_out, command, report_cmds))
     return 0
 
 
