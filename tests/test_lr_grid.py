@@ -88,6 +88,21 @@ def test_grid_groups_runs_by_plan_finds_the_best_lr_and_whether_it_is_interior(d
     assert "4.360 (L*) / 4.600" in md and "`multilevel-lr4e-3`" in md
 
 
+def test_a_probe_continued_to_the_end_of_its_budget_is_a_full_run(tmp_path: Path) -> None:
+    d = _results(tmp_path / "s", {
+        "scratch-lr8e-3": (0.008, 4.36, True, 0.0, 1234, 3400, 0),
+        "ml-probe": (0.008, 5.0, False, None, 1234, 3400, 2170),
+        "ml-full": (0.008, 4.5, False, None, 1234, 3400, 2170),  # continued from the probe: the probe's config
+    })
+    (d / "runs" / "ml-probe" / "metrics.jsonl").write_text('{"step": 10}\n{"step": 2170}\n')
+    (d / "runs" / "ml-full" / "metrics.jsonl").write_text('{"step": 2170}\n{"step": 3400}\n\n')
+    _, points, left_out = lg.collect([d])
+    assert [x["run"] for x in left_out] == ["ml-probe"] and "ml-full" in {p.run for p in points}
+    (d / "runs" / "ml-full" / "metrics.jsonl").write_text('{"loss": 1}\n')
+    with pytest.raises(SystemExit, match="a line without a step"):
+        lg.collect([d])
+
+
 def test_main_writes_json_markdown_and_plot(dirs: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "out" / "lr-grid"
     assert lg.main([*map(str, dirs), "--out", str(out)]) == 0

@@ -8,8 +8,9 @@ collects the grid from finished results directories (an acceleration suite's and
 ``report.json`` gives a run's final loss and savings against the suite's target L*, and the run's resolved
 ``runs/<name>/config.yaml`` its peak LR and budget. A run's plan is its name less a ``-s<seed>`` and then an
 ``-lr<tag>`` suffix (``msg-lr4e-3`` -> ``msg``; the suite's ``msg`` ran at the suite's LR); its budget
-(``train.max_steps``) is listed beside it. Left out, and listed: probes (``train.exit_at_step`` > 0), whose
-last loss is not a final one. Writes ``<out>.json``, ``<out>.md`` and
+(``train.max_steps``) is listed beside it. Left out, and listed: probes (``train.exit_at_step`` > 0, unless the
+run's ``metrics.jsonl`` reaches ``train.max_steps``: a probe continued to the end), whose last loss is not a final
+one. Writes ``<out>.json``, ``<out>.md`` and
 ``<out>.png`` (final loss against peak LR, one line per plan; filled markers reached L*).
 """
 
@@ -70,13 +71,32 @@ def _run_config(dirs: list[Path], report: Path, run: str) -> tuple[Path, dict]:
     path = found[0] / "runs" / run / "config.yaml"
     cfg = yaml.safe_load(path.read_text())
     try:
-        return found[0], {
+        out = {
             "lr": float(cfg["optim"]["lr"]),
             "max_steps": int(cfg["train"]["max_steps"]),
             "exit_at_step": int(cfg["train"].get("exit_at_step") or 0),
         }
     except (KeyError, TypeError, ValueError) as e:
         raise SystemExit(f"lr_grid: {path}: expected optim.lr and train.max_steps ({e!r})") from None
+    # a probe continued to the end of its budget keeps the probe's config: its metrics say it is a full run
+    last = _last_step(found[0] / "runs" / run / "metrics.jsonl")
+    if out["exit_at_step"] and last is not None and last >= out["max_steps"]:
+        out["exit_at_step"] = 0
+    return found[0], out
+
+
+def _last_step(metrics: Path) -> int | None:
+    """The last logged step of a run's metrics.jsonl; None without the file."""
+    if not metrics.is_file():
+        return None
+    last = None
+    for line in metrics.read_text().splitlines():
+        if line.strip():
+            try:
+                last = int(json.loads(line)["step"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise SystemExit(f"lr_grid: {metrics}: a line without a step: {line[:80]!r}") from None
+    return last
 
 
 def collect(dirs: list[Path]) -> tuple[dict, list[GridPoint], list[dict]]:
