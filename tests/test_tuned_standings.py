@@ -45,6 +45,9 @@ def test_each_plan_at_its_best_lr_and_equal_flops_runs_at_their_plans_best_lr() 
         # never run at bert2bert's best LR given scratch's FLOPs: left out, said why
         _pt("bert2bert", 0.008, 4.48), _pt("bert2bert-lr1.6e-2", 0.016, 4.46),
         _pt("bert2bert-equal-flops", 0.008, 4.34, steps=4450),
+        # tuned at scratch's FLOPs itself (two LRs): its own best, not its plan's (0.008)
+        _pt("msg", 0.008, 4.42), _pt("msg-equal-flops", 0.008, 4.31, steps=4450),
+        _pt("msg-equal-flops-lr4e-3", 0.004, 4.30, steps=4450),
         # a variant of a plan (other boundaries) given scratch's FLOPs: at the plan's best LR
         _pt("stackbert-late-equal-flops-lr4e-3", 0.004, 4.28, steps=4620),
         _pt("multilevel", 0.008, 4.74),
@@ -63,6 +66,8 @@ def test_each_plan_at_its_best_lr_and_equal_flops_runs_at_their_plans_best_lr() 
     assert runs["stackbert-equal-flops-lr4e-3"].role == "scratch's FLOPs"
     assert runs["stackbert-late-equal-flops-lr4e-3"].tuned == "interior"
     assert runs["bert2bert-lr1.6e-2"].tuned == "2 LRs"
+    assert "msg-equal-flops-lr4e-3" in runs and "msg-equal-flops" not in runs
+    assert runs["msg-equal-flops-lr4e-3"].tuned == "2 LRs"
     assert runs["multilevel"].tuned == "1 LR + 2 LR probes"
     why = {x["plan"]: x["why"] for x in left_out}
     assert "ran at 0.008" in why["bert2bert-equal-flops"]

@@ -8,7 +8,8 @@ plan's best peak LR (its first seed's lowest final loss at the suite's budget); 
 
 - the baseline (the tuned scratch), with its other seeds at its LR;
 - per plan run at the suite's budget: its runs at its best LR (every seed);
-- per ``<plan>-equal-flops`` entry (the plan given scratch's FLOPs): its runs at the best LR of ``<plan>`` (of the
+- per ``<plan>-equal-flops`` entry (the plan given scratch's FLOPs): its runs at its own best LR where it ran at two
+  LRs or more (tuned at that budget), else at the best LR of ``<plan>`` (of the
   plan it is a variant of, ``stackbert-late`` -> ``stackbert``); where it never ran at that LR it is left out and
   listed (the tuned question is not answered by a run at another LR); one whose plan never ran at the suite's
   budget, at scratch's tuned LR;
@@ -89,7 +90,9 @@ def select(grid: dict) -> tuple[list[Pick], list[dict]]:
             continue
         if label.endswith(EQUAL_FLOPS):
             base = _base_plan(label[: -len(EQUAL_FLOPS)], plans)
-            if base is None:  # no run of its plan at the suite's budget: scratch's tuned LR is the one it has
+            if len(v["lrs"]) >= 2:  # tuned at scratch's FLOPs itself: its own best LR
+                lr, how, whose = v["best_lr"], _tuning(v), "its own best"
+            elif base is None:  # no run of its plan at the suite's budget: scratch's tuned LR is the one it has
                 lr, how, whose = base_lr, "scratch's LR", "scratch's"
             else:
                 lr, how, whose = plans[base]["best_lr"], _tuning(plans[base], probes.get(base, 0)), "its plan's best"
