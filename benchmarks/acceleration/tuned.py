@@ -114,8 +114,9 @@ def markdown(grid: dict, picks: list[Pick], left_out: list[dict], command: str, 
     lines = [
         f"# Tuned standings against {grid['baseline']} (L* = {grid['target_loss']:.4f})",
         "",
-        "Every plan at its best peak LR from the grid (`lr_grid.py`); a plan given scratch's FLOPs at the best LR of "
-        "the plan at the suite's budget. *Tuning*: where that best LR lies among the LRs the plan ran (interior = "
+        "Every plan at its best peak LR from the grid (`lr_grid.py`); a plan given scratch's FLOPs at its own best LR "
+        "there where it ran at two LRs or more, else at the best LR of the plan at the suite's budget (else "
+        "scratch's). *Tuning*: where that best LR lies among the LRs the plan ran (interior = "
         "tuned as scratch was; 1 LR = untuned). The savings are in `report.md` (and, against a stronger "
         "baseline, in `vs-<its name>/report.md`).",
         "",
