@@ -219,8 +219,9 @@ def plot(head: dict, plans: dict[str, dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(10, 5))
     base_steps = next((v["max_steps"] for v in plans.values() if v["baseline"]), None)
+    colors = iter(plt.get_cmap("tab20").colors * 2)  # distinct colours for up to 40 lines
     for plan, v in plans.items():
         if len(v["lrs"]) < 2:
             continue
@@ -228,9 +229,9 @@ def plot(head: dict, plans: dict[str, dict], path: Path) -> None:
         (line,) = ax.plot(
             [p["lr"] for p in main],
             [p["final_val_loss"] for p in main],
-            "-",
+            "-" if v["max_steps"] == base_steps else "--",  # dashed: another budget (scratch's FLOPs)
             lw=2.4 if v["baseline"] else 1.4,
-            color="black" if v["baseline"] else None,
+            color="black" if v["baseline"] else next(colors),
             label=plan if v["max_steps"] == base_steps else f"{plan} ({v['max_steps']} steps)",
         )
         for p in v["points"]:
@@ -242,14 +243,25 @@ def plot(head: dict, plans: dict[str, dict], path: Path) -> None:
                 mfc=line.get_color() if p["reached"] else "white",
             )
     ax.axhline(head["target_loss"], color="grey", ls=":", lw=1, label=f"L* = {head['target_loss']:.3f}")
+    # a run left on a plateau or diverged would squash the grid: clip the axis, and write such losses at its top
+    top = head["target_loss"] + 0.45
+    drawn = [v for v in plans.values() if len(v["lrs"]) >= 2]
+    lows = [p["final_val_loss"] for v in drawn for p in v["points"] if math.isfinite(p["final_val_loss"])]
+    if lows and max(lows) > top:
+        ax.set_ylim(min(lows) - 0.02, top)
+        for v in drawn:
+            for p in v["points"]:
+                if not math.isfinite(p["final_val_loss"]) or p["final_val_loss"] > top:
+                    ax.annotate(f"{p['final_val_loss']:.2f} ↑", (p["lr"], top), textcoords="offset points",
+                                xytext=(0, -12), ha="center", fontsize=7)
     ax.set_xscale("log", base=2)
     ticks = sorted({p["lr"] for v in plans.values() for p in v["points"]})
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("peak LR")
     ax.set_ylabel("final validation loss")
-    ax.set_title("peak-LR grid: filled = reached L*, x = second seed")
-    ax.legend(fontsize=8)
+    ax.set_title("peak-LR grid: filled = reached L*, x = second seed, dashed = another budget")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)
