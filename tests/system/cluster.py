@@ -256,7 +256,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={sock}
+AuthInfo=socket={sock},cred_expire=20
 MailProg=/bin/true
 StateSaveLocation={d}/state
 SlurmdSpoolDir={d}/spool/%n
