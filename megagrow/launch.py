@@ -171,7 +171,14 @@ def deepspeed_command(args: argparse.Namespace, env: dict[str, str]) -> list[str
         if args.launcher_args:
             cmd += ["--launcher_args", args.launcher_args]
     if args.each_rank_log:
-        cmd += [f"--enable_each_rank_log={args.each_rank_log}"]
+        # Created here, absolute: DeepSpeed's per-host launcher checks `exists` and then calls `makedirs`
+        # without exist_ok, so hosts sharing a filesystem race for it and the loser fails the job at start.
+        log_dir = Path(args.each_rank_log).resolve()
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--each-rank-log {args.each_rank_log}: cannot create the directory ({e})") from e
+        cmd += [f"--enable_each_rank_log={log_dir}"]
     return cmd + _train_args(args.config, args.overrides)
 
 

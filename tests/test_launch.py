@@ -60,10 +60,13 @@ def test_deepspeed_pdsh_command_from_a_slurm_allocation(tmp_path: Path, monkeypa
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2")
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")
-    assert launch.main(["deepspeed", "--dry-run", "--workdir", str(tmp_path), CONFIG, "--train.max_steps=5"]) == 0
+    assert launch.main(["deepspeed", "--dry-run", "--workdir", str(tmp_path), "--each-rank-log", "logs/ranks", CONFIG,
+                        "--train.max_steps=5"]) == 0
     cmd = capsys.readouterr().err
+    # made before launching, absolute: DeepSpeed's per-host `exists` + `makedirs` races on a shared filesystem
+    assert (tmp_path / "logs/ranks").is_dir() and f"--enable_each_rank_log={tmp_path}/logs/ranks " in cmd
     assert f"{sys.executable} -u -m deepspeed.launcher.runner --hostfile {tmp_path}/hostfile.77" in cmd
-    assert "--master_addr localhost --master_port 29500 --module megagrow.cli train" in cmd
+    assert "--master_addr localhost --master_port 29500 " in cmd and " --module megagrow.cli train " in cmd
     assert cmd.strip().endswith("--train.max_steps=5")
     assert (tmp_path / "hostfile.77").read_text() == "localhost slots=2\n"
     assert "DS_ACCELERATOR=cpu" in (tmp_path / ".deepspeed_env.77").read_text()
@@ -83,6 +86,10 @@ def test_deepspeed_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert launch.main(["deepspeed", "--dry-run", "--no-ssh", "--node-rank", "2", "--hostfile", str(hf), CONFIG]) == 2
     assert "outside the 2 host(s)" in capsys.readouterr().err
     assert launch.main(["deepspeed", "--dry-run", "--hostfile", str(hf), "missing.yaml"]) == 2
+    _write(tmp_path, "", "a-file")
+    assert launch.main(["deepspeed", "--dry-run", "--no-ssh", "--node-rank", "0", "--hostfile", str(hf),
+                        "--each-rank-log", str(tmp_path / "a-file" / "ranks"), CONFIG]) == 2
+    assert "--each-rank-log" in capsys.readouterr().err
 
 
 def test_torchrun_per_node_from_slurm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
