@@ -152,10 +152,12 @@ class OptimConfig:
 class TrainConfig:
     max_steps: int = doc("optimizer steps to train", 1000)
     grad_accum: int = doc("micro-batches accumulated per optimizer step (per rank)", 1)
-    precision: Literal["fp32", "bf16", "bf16-autocast"] = doc(
-        "fp32; bf16 = DeepSpeed's bf16 (bf16 weights and activations, fp32 master weights in its optimizer wrapper); "
-        "bf16-autocast = fp32 weights, matmuls in bf16 under torch.autocast (DeepSpeed's torch_autocast; the optimizer "
-        "is torch AdamW itself: far less per-step overhead at ZeRO-0 on a GPU, see benchmarks/throughput)", "fp32")
+    precision: Literal["auto", "fp32", "bf16", "bf16-autocast"] = doc(
+        "auto = bf16-autocast on a CUDA device with bf16, else fp32 (TF32 matmuls on CUDA); the run's first lines say "
+        "what it resolved to and config.yaml records that. fp32; bf16-autocast = fp32 weights, matmuls in bf16 under "
+        "torch.autocast (the optimizer is torch AdamW itself: the fast GPU mode); bf16 = DeepSpeed's bf16 (bf16 "
+        "weights and activations, fp32 master weights in its optimizer wrapper: a memory mode, ~0.55x the speed of "
+        "bf16-autocast on one GPU; README: Training on GPUs)", "auto")
     eval_every: int = doc("evaluate validation loss every N steps (and at the end); 0 = only at the end", 100)
     exit_at_step: int = doc("checkpoint and exit (code 0) after this step, as on SIGTERM; 0 = off", 0)
     nonfinite: Literal["skip", "stop"] = doc(
@@ -178,6 +180,12 @@ class TrainConfig:
         "state preserved: the same losses and gradients): a step keeps each block's input instead of all its "
         "intermediate activations, for one more forward pass of the blocks (not counted in megagrow's model FLOPs)",
         False)
+    loss_chunk: int = doc(
+        "0 = off (the LM head's logits are materialised); N > 0 = the output projection to the vocabulary and the "
+        "cross-entropy run N positions at a time, gradients computed in the forward (fused, as Liger-Kernel's "
+        "FusedLinearCrossEntropy): the full [positions, vocab] logits, their fp32 copy and gradient are never "
+        "materialised (GPT-Base at 16 x 1024 tokens and a 32k vocabulary: ~2 GiB per step), for the same loss and "
+        "gradients (up to rounding). GPT and BERT; the model's forward then returns no logits", 0)
 
 
 @dataclass
@@ -271,6 +279,7 @@ def validate(cfg: Config) -> list[str]:
     positive("train.eval_every", cfg.train.eval_every, allow_zero=True)
     positive("train.exit_at_step", cfg.train.exit_at_step, allow_zero=True)
     positive("train.max_consecutive_skips", cfg.train.max_consecutive_skips)
+    positive("train.loss_chunk", cfg.train.loss_chunk, allow_zero=True)
     positive("checkpoint.every", cfg.checkpoint.every, allow_zero=True)
     positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
     positive("logging.log_every", cfg.logging.log_every)
@@ -641,8 +650,10 @@ def deepspeed_config(cfg: Config, world_size: int) -> dict[str, Any]:
     """The DeepSpeed config for this run. The optimizer and LR schedule are ours (torch AdamW, set
     per step from :mod:`megagrow.schedule`), so they do not appear here."""
     from megagrow.faults import owns_step
+    from megagrow.precision import concrete
 
     stage = cfg.distributed.zero_stage
+    precision = concrete(cfg.train.precision)
     zero: dict[str, Any] = {"stage": stage}
     if stage >= 2:
         zero.update(overlap_comm=False, contiguous_gradients=True)
@@ -653,10 +664,10 @@ def deepspeed_config(cfg: Config, world_size: int) -> dict[str, Any]:
         "train_micro_batch_size_per_gpu": cfg.data.micro_batch_size,
         "gradient_accumulation_steps": cfg.train.grad_accum,
         # ZeRO-0 without DeepSpeed's bf16 wrapper: megagrow clips (faults.clip_owned: fused, no per-parameter norms)
-        "gradient_clipping": 0.0 if owns_step(stage, cfg.train.precision) else cfg.optim.grad_clip,
+        "gradient_clipping": 0.0 if owns_step(stage, precision) else cfg.optim.grad_clip,
         "zero_optimization": zero,
-        "bf16": {"enabled": cfg.train.precision == "bf16"},
-        "torch_autocast": {"enabled": cfg.train.precision == "bf16-autocast", "dtype": "torch.bfloat16"},
+        "bf16": {"enabled": precision == "bf16"},
+        "torch_autocast": {"enabled": precision == "bf16-autocast", "dtype": "torch.bfloat16"},
         "fp16": {"enabled": False},
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 10**9,

@@ -99,6 +99,12 @@ class NonFiniteGuard:
         self.consecutive = self.consecutive + 1 if skipped else 0
         return skipped
 
+    def observe(self, run: int, longest: int) -> None:
+        """Deferred statistics (:mod:`megagrow.step_stats`): the steps were skipped on the device; ``run`` is the
+        current run of consecutive skips, ``longest`` the longest in the window read back. A run that reached the
+        limit stops the run even if later steps were applied (they are kept)."""
+        self.consecutive = longest if longest >= self.max_consecutive else run
+
     def verdict(self, step: int) -> str | None:
         """Why the run must stop now, or None."""
         if not self.consecutive:

@@ -39,6 +39,7 @@ from megagrow.distributed.engine import (
     build_engine,
     fill_missing_grads,
     full_state_on_rank0,
+    fused_adamw,
     init_distributed,
     partitioned_init,
     set_lr,
@@ -46,14 +47,15 @@ from megagrow.distributed.engine import (
 from megagrow.distributed.env import DistEnv
 from megagrow.distributed.freeze import SkippedSlots
 from megagrow.distributed.scheduler import StepScheduler
-from megagrow.distributed.state import gather_full_state, scatter_full_state
+from megagrow.distributed.state import gather_full_state, scatter_full_state, torch_optimizer
 from megagrow.eta import CostProfile, eta_seconds, format_seconds
 from megagrow.evaluation import eval_layout
-from megagrow.faults import NonFiniteGuard, NonFiniteStop, clip_owned, fault, local_bad
+from megagrow.faults import NonFiniteGuard, NonFiniteStop, clip_owned, fault, local_bad, owns_step
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Plan, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, progress_mode
 from megagrow.models import ModelConfig, build_model
+from megagrow.precision import DeviceFacts, apply_matmul_settings, resolve_precision
 from megagrow.profiling import StepProfiler, phase
 from megagrow.resume import (
     ResumeRefused,
@@ -68,6 +70,7 @@ from megagrow.resume import (
 )
 from megagrow.rundir import RunDir
 from megagrow.schedule import phase_lr
+from megagrow.step_stats import DeferredStats, deferred_applies
 from megagrow.train_state import Counters, Interval, StopFlag, dropout_seed
 from megagrow.transition import Charge, apply_transition
 
@@ -101,10 +104,15 @@ class _Session:
     counters: Counters = field(default_factory=Counters)
     guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard("skip", 5))
     log: Callable[[str], None] = print  # console lines (main rank); the progress bar's writer once it exists
+    stats: DeferredStats | None = None  # statistics kept on the device between flushes, where that applies
 
 
 def _setup(cfg: Config) -> _Session:
     env = init_distributed(cfg)
+    requested = cfg.train.precision
+    precision = resolve_precision(requested, DeviceFacts.probe())
+    cfg.train.precision = precision.precision  # what config.yaml records and a resume compares
+    apply_matmul_settings(precision)
     seed = cfg.run.seed
     torch.manual_seed(seed)
     data = build_data(cfg.data, cfg.model, seed)
@@ -123,7 +131,7 @@ def _setup(cfg: Config) -> _Session:
     full_state = None
     model_cfg = replace(cfg.model, **plan.arch_at(0))
     on_rank0 = resume_from is not None and full_state_on_rank0(cfg, env.world_size)
-    verdict, notes = Verdict(()), []
+    verdict, notes = Verdict(()), [precision.line(requested)]
     if resume_from is not None:
         meta = load_checkpoint_meta(resume_from)
         verdict, notes = _check_resume(cfg, env.world_size, data.seq_len, plan, meta, run, resume_from)  # or refuse
@@ -180,8 +188,11 @@ def _setup(cfg: Config) -> _Session:
                                  env.rank, key_offset=data.eval_key_offset)
     guard = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_consecutive_skips)
     scheduler = StepScheduler(plan, env.rank, env.world_size, cfg.model.n_layers, cfg.distributed.check_decisions)
+    deferred = deferred_applies(owns_step(cfg.distributed.zero_stage, cfg.train.precision), fused_adamw(cfg),
+                                cfg.train.nonfinite)
+    stats = DeferredStats(torch.device(engine.device), env.world_size) if deferred else None
     return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, scheduler, counters,
-                    guard)
+                    guard, stats=stats)
 
 
 def _plan_of(cfg: Config, world_size: int, seq_len: int) -> Plan:
@@ -297,6 +308,9 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         fill_missing_grads(engine)  # one rank at ZeRO-0: what DeepSpeed's (skipped) all-reduce would do
         grad_norm = clip_owned(engine, cfg.optim.grad_clip)  # None where DeepSpeed's optimizer clips and checks
         bad = local_bad(loss_sum, grad_norm)
+    if s.stats is not None:
+        return _finish_deferred(s, interval, frozen, step, t0, loss_sum, bad, flops, tokens, depth_sum, charge,
+                                exit_now)
     with phase("sync"):
         g_loss, g_flops, g_stop, g_tokens, g_extra, g_bad = all_reduce_sum(  # the step's one host sync
             [loss_sum, float(flops), float(exit_now), float(tokens), float(charge.micro_batches), bad], engine.device)
@@ -319,6 +333,57 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     interval.depth += depth_sum / cfg.train.grad_accum
     interval.steps += 1
     return g_stop > 0
+
+
+def _finish_deferred(s: _Session, interval: Interval, frozen: SkippedSlots, step: int, t0: float,
+                     loss_sum: torch.Tensor, bad: torch.Tensor, flops: int, tokens: int, depth_sum: int, charge: Charge,
+                     exit_now: bool) -> bool:
+    """The end of a step whose statistics stay on the device (:mod:`megagrow.step_stats`): the optimizer step,
+    skipped on the device when a rank saw a non-finite value, and the counters; read back only at a flush step.
+    Returns whether any rank asked to stop (known at flush steps only)."""
+    cfg, engine, stats = s.cfg, s.engine, s.stats
+    with phase("optimizer"):
+        found_inf = stats.add_step(loss_sum, bad)
+        opt = torch_optimizer(engine)
+        opt.found_inf = found_inf  # fused AdamW: no parameter, moment or step count moves where it is 1
+        try:
+            frozen.step(engine.step)  # skipped slots restored around it
+        finally:
+            opt.found_inf = None
+    stats.add_host(tokens, flops, charge.micro_batches)
+    c, gas, world = s.counters, cfg.train.grad_accum, s.env.world_size
+    c.step = step + 1
+    c.samples += cfg.global_batch_size(world)
+    interval.sched += s.scheduler.seconds
+    interval.depth += depth_sum / gas
+    interval.steps += 1
+    stop = False
+    if _flush_due(cfg, step + 1, exit_now, world):
+        with phase("sync"):
+            f = stats.flush(exit_now)
+        c.tokens += f.tokens
+        c.flops += f.flops
+        c.skipped_steps += f.skipped
+        c.samples += f.extra_micro_batches * cfg.data.micro_batch_size  # learned operators' samples
+        interval.tokens += f.tokens
+        interval.flops += f.flops
+        interval.loss += f.loss / (gas * world)
+        interval.skipped += f.skipped
+        s.guard.observe(f.run, f.longest)
+        stop = f.stop
+    dt = time.perf_counter() - t0  # host time; a flush waits for the device, so the sum over a window is exact
+    c.wall_s += dt
+    interval.wall += dt
+    return stop
+
+
+def _flush_due(cfg: Config, n: int, exit_now: bool, world: int) -> bool:
+    """Whether the statistics must be read back after step ``n`` (1-based): a metrics record, an evaluation, a
+    checkpoint, the last step, ``train.exit_at_step``; a stop signal on one rank (several ranks agree at the next
+    regular flush)."""
+    every = (cfg.logging.log_every, cfg.train.eval_every, cfg.checkpoint.every)
+    return (any(k and n % k == 0 for k in every) or n >= cfg.train.max_steps or n == cfg.train.exit_at_step
+            or (exit_now and world == 1))
 
 
 def _next_batch(s: _Session, step: int, micro: int) -> tuple[dict[str, torch.Tensor], int]:

@@ -12,9 +12,11 @@ from datetime import timedelta
 import torch
 
 from megagrow.config import Config, deepspeed_config
+from megagrow.distributed.direct import DirectStep, direct_step_applies
 from megagrow.distributed.env import DistEnv, check_reachable, rendezvous_failure, resolve_dist_env
 from megagrow.distributed.threads import apply_cpu_threads
 from megagrow.faults import RendezvousFailed
+from megagrow.precision import concrete
 
 _NO_DECAY_SUFFIXES = ("bias", "cls_token", "dist_token", "pos_embed")
 
@@ -110,21 +112,48 @@ def _fused_supported() -> bool:
     return hasattr(torch, "_fused_adamw_")
 
 
-COMPILE_VARIANTS = 64  # compiled variants kept per model: one per distinct layer map (Apollo: one per depth)
+def fused_adamw(cfg: Config) -> bool:
+    """Whether the run's AdamW is torch's fused kernel (``optim.fused``)."""
+    return cfg.optim.fused == "on" or (cfg.optim.fused == "auto" and _fused_supported())
+
+
+COMPILE_BACKEND = "inductor"  # torch.compile backend of train.compile; CPU tests swap in eager-like ones (no codegen)
+# Compiled variants dynamo keeps per code object. Every compiled block runs the one code object ``Block.forward``,
+# so its cache holds one entry per block shape x mode (training / evaluation under no_grad) x masks or not (MSG's
+# ramp): Apollo and StackBERT 2 entries, multilevel 4, MSG 6. Past the default limit (8) dynamo would silently run
+# further variants eager; 64 leaves room for any plan (and a partial last batch, a new shape under dynamic=False).
+COMPILE_VARIANTS = 64
 
 
 def compile_in_place(model: torch.nn.Module) -> None:
-    """``torch.compile`` the model's forward in place (``nn.Module.compile``): parameter names, state dicts and
-    checkpoints are unchanged. Dynamo guards on the layer map (a list of ints), so each distinct map compiles once
-    and is reused; the recompile limit is raised so that a plan's depths (Apollo samples up to 12) all stay
-    compiled instead of falling back to eager after the default 8."""
+    """Regional ``torch.compile`` for ``train.compile``: each transformer block is compiled on its own
+    (``nn.Module.compile`` per ``model.blocks[i]``, in place: parameter names, state dicts and checkpoints are
+    unchanged), while the loop over the layer map (:meth:`~megagrow.models.core.MegagrowModel.run_blocks`), the
+    embeddings and the heads stay eager.
+
+    Why per block: compiling the whole model made dynamo guard on the layer map, so every sampled depth, every new
+    layer map and every transition (a new model object) recompiled the whole model. A block's compiled code depends
+    only on its shapes and mode: dynamo inlines ``nn.Module``s and takes their parameters as graph inputs, so all
+    blocks of one shape share ONE compiled graph (guards: tensor shapes/dtypes/devices, ``training``, grad mode,
+    which mask fields are ``None``), across blocks, layer maps, depths and the new models of depth transitions;
+    a width transition compiles the new block shape once. Growth masks (:class:`~megagrow.models.masks.GrowthMasks`)
+    are graph inputs too: a ramping mask value reuses the graph (a masked forward is one more variant per shape, not
+    one per value). Activation checkpointing wraps the compiled block (non-reentrant), its recomputation calls the
+    same compiled code. Count what was compiled with :func:`~megagrow.distributed.compile_stats.compile_stats`.
+
+    A model without ``blocks`` (not a :class:`~megagrow.models.core.MegagrowModel`) is compiled whole."""
     import torch._dynamo
 
     limit = max(int(torch._dynamo.config.recompile_limit), COMPILE_VARIANTS)
     torch._dynamo.config.recompile_limit = limit
     torch._dynamo.config.accumulated_recompile_limit = max(int(torch._dynamo.config.accumulated_recompile_limit),
                                                            4 * limit)
-    model.compile(dynamic=False)
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, torch.nn.ModuleList):
+        model.compile(dynamic=False, backend=COMPILE_BACKEND)
+        return
+    for block in blocks:
+        block.compile(dynamic=False, backend=COMPILE_BACKEND)
 
 
 def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Mapping[str, int] | None = None):
@@ -137,10 +166,11 @@ def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Ma
     import deepspeed
 
     o = cfg.optim
-    fused = o.fused == "on" or (o.fused == "auto" and _fused_supported())
+    fused = fused_adamw(cfg)
     if torch.cuda.is_available():
         model = model.cuda()
     model.activation_checkpointing = cfg.train.activation_checkpointing
+    model.loss_chunk = cfg.train.loss_chunk
     if cfg.train.compile:
         compile_in_place(model)
     optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay, steps), lr=o.lr, betas=(o.beta1, o.beta2),
@@ -152,6 +182,9 @@ def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Ma
         # "all-reduces" it and copies it back after each backward (2.5 ms of a 13 ms step of a small model on CPU);
         # fill_missing_grads does the one thing of it that changes the numbers
         engine.enable_backward_allreduce = False
+    precision = concrete(cfg.train.precision)
+    if direct_step_applies(cfg.distributed.zero_stage, world_size, precision):
+        return DirectStep(engine, cfg.train.grad_accum, torch.bfloat16 if precision == "bf16-autocast" else None)
     return engine
 
 

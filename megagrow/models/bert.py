@@ -16,7 +16,7 @@ from megagrow.models.core import (
     MegagrowModel,
     ModelOutput,
     TextEmbedding,
-    cross_entropy,
+    head_loss,
     require,
 )
 from megagrow.models.masks import GrowthMasks, hidden_ln
@@ -48,19 +48,22 @@ class MlmHead(nn.Module):
         self.ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
 
+    def transform(self, h: torch.Tensor, masks: GrowthMasks | None = None) -> torch.Tensor:
+        """dense -> GELU -> LayerNorm: the decoder's input."""
+        return hidden_ln(self.ln, F.gelu(self.dense(h)), masks)
+
     def forward(
         self, h: torch.Tensor, decoder_weight: torch.Tensor, masks: GrowthMasks | None = None
     ) -> torch.Tensor:
-        if masks is None:
-            return F.linear(self.ln(F.gelu(self.dense(h))), decoder_weight, self.bias)
-        return F.linear(hidden_ln(self.ln, F.gelu(self.dense(h)), masks), decoder_weight, self.bias)
+        return F.linear(self.transform(h, masks), decoder_weight, self.bias)
 
 
 class BertModel(MegagrowModel):
     """Batch: ``input_ids`` [B,T], ``labels`` [B,T] (-100 on unmasked positions), optional
     ``token_type_ids`` [B,T] (default zeros) and ``attention_mask`` [B,T] (1 keep, 0 pad).
 
-    ``logits`` are [M, V] for the M masked positions (row order = ``labels != -100`` in row-major order).
+    ``logits`` are [M, V] for the M masked positions (row order = ``labels != -100`` in row-major order), or
+    empty with ``loss_chunk > 0`` (decoder and loss chunked, see :func:`~megagrow.models.core.head_loss`).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -85,7 +88,6 @@ class BertModel(MegagrowModel):
             x = hidden_ln(self.final_ln, x, masks)
         labels = batch["labels"]
         masked = labels != IGNORE_INDEX
-        logits = self.mlm(x[masked], self.embed.tokens.weight, masks)
-        return ModelOutput(
-            loss=cross_entropy(logits, labels[masked]), logits=logits, n_predictions=logits.shape[0]
-        )
+        h = self.mlm.transform(x[masked], masks)
+        loss, logits = head_loss(h, self.embed.tokens.weight, labels[masked], self.loss_chunk, self.mlm.bias)
+        return ModelOutput(loss=loss, logits=logits, n_predictions=h.shape[0])

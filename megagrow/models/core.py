@@ -18,6 +18,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from megagrow.flops import Arch
+from megagrow.models.chunked_loss import linear_cross_entropy
 from megagrow.models.masks import GrowthMasks, apply_mask, hidden_ln
 from megagrow.models.spec import ModelConfig
 
@@ -29,7 +30,10 @@ class ModelOutput(NamedTuple):
     tensors in a module's outputs only inside tuples/lists/dicts, and needs them for its backward hooks."""
 
     loss: torch.Tensor  # scalar fp32, mean over the predicted (non-ignored) positions
-    logits: torch.Tensor  # the head outputs actually computed
+    # the head outputs actually computed; EMPTY (numel 0) when the LM loss is chunked (``model.loss_chunk > 0``, set
+    # from train.loss_chunk by the engine builder): the full logits are then never materialised. Callers that need
+    # logits (megagrow.use, HF export) build the model without it (loss_chunk = 0, the default)
+    logits: torch.Tensor
     n_predictions: int  # positions the output projection ran on (FLOPs accounting)
 
 
@@ -181,6 +185,21 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
+def head_loss(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk: int, bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, logits)`` of the output projection ``F.linear(hidden, weight, bias)`` (``hidden`` [..., d], labels
+    [...]) and :func:`cross_entropy`. With ``chunk > 0`` the projection and the loss run ``chunk`` positions at a time
+    (:func:`~megagrow.models.chunked_loss.linear_cross_entropy`, the same loss and gradients) and ``logits`` is an
+    empty tensor: the full logits are never materialised."""
+    if chunk > 0:
+        loss = linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, labels.reshape(-1), chunk,
+                                    IGNORE_INDEX, bias)
+        return loss, hidden.new_empty(0)
+    logits = F.linear(hidden, weight, bias)
+    return cross_entropy(logits, labels), logits
+
+
 class MegagrowModel(nn.Module):
     """Base class: K weight slots in ``self.blocks`` executed along a layer map; heads in subclasses.
 
@@ -196,6 +215,7 @@ class MegagrowModel(nn.Module):
         # train.activation_checkpointing: while training with autograd on, each block's forward is recomputed in the
         # backward pass instead of keeping its intermediate activations (set by the engine builder)
         self.activation_checkpointing = False
+        self.loss_chunk = 0  # train.loss_chunk: > 0 = LM head + loss N positions at a time, logits not returned
 
     def _make_blocks(self, pre_ln: bool, causal: bool, gelu_approximate: str) -> nn.ModuleList:
         return nn.ModuleList(

@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from megagrow.models.core import MegagrowModel, ModelOutput, TextEmbedding, cross_entropy, require
+from megagrow.models.core import MegagrowModel, ModelOutput, TextEmbedding, head_loss, require
 from megagrow.models.masks import GrowthMasks, hidden_ln
 from megagrow.models.spec import ModelConfig
 
 
 class GPTModel(MegagrowModel):
     """Batch: ``input_ids`` [B,T] and ``labels`` [B,T], already shifted (position t predicts labels[t];
-    -100 = ignore). The LM head runs on all B*T positions; ``logits`` are [B, T, V]."""
+    -100 = ignore). The LM head runs on all B*T positions; ``logits`` are [B, T, V], or empty with
+    ``loss_chunk > 0`` (head and loss chunked, see :func:`~megagrow.models.core.head_loss`)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
@@ -30,13 +30,10 @@ class GPTModel(MegagrowModel):
         require(batch, "gpt", "input_ids", "labels")
         if masks is None:
             x = self.run_blocks(self.embed(batch["input_ids"]), layer_map)
-            logits = F.linear(self.final_ln(x), self.embed.tokens.weight)
+            h = self.final_ln(x)
         else:
             masks = masks.to(batch["input_ids"].device)
             x = self.run_blocks(self.embed(batch["input_ids"], masks=masks), layer_map, masks=masks)
-            logits = F.linear(hidden_ln(self.final_ln, x, masks), self.embed.tokens.weight)
-        return ModelOutput(
-            loss=cross_entropy(logits, batch["labels"]),
-            logits=logits,
-            n_predictions=logits.shape[0] * logits.shape[1],
-        )
+            h = hidden_ln(self.final_ln, x, masks)
+        loss, logits = head_loss(h, self.embed.tokens.weight, batch["labels"], self.loss_chunk)
+        return ModelOutput(loss=loss, logits=logits, n_predictions=h.shape[0] * h.shape[1])
