@@ -175,6 +175,11 @@ class TrainConfig:
         "faults its logits and activations in again: measured 15-30% of a CPU step, more in small growth "
         "phases; benchmarks/phase_cost.py), else system; tcmalloc/jemalloc = required; system = glibc malloc",
         "auto")
+    phase_batching: Literal["auto", "off"] = doc(
+        "auto = a growth phase smaller than the target model runs grad_accum micro-batches merged k at a time (k: "
+        "the largest divisor of grad_accum whose merged micro-batch costs no more FLOPs than one of the target "
+        "model), so a small phase fills the device; the same samples, tokens per step and loss to rounding. GPT and "
+        "DeiT, megagrow's own step (ZeRO-0, one rank); off = one forward per micro-batch", "auto")
     activation_checkpointing: bool = doc(
         "recompute each block's activations in the backward pass (torch.utils.checkpoint, non-reentrant, RNG "
         "state preserved: the same losses and gradients): a step keeps each block's input instead of all its "

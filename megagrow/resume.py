@@ -95,6 +95,7 @@ RULES: tuple[Rule, ...] = (
     Rule("train.max_consecutive_skips", H, "non-finite step policy"),
     Rule("train.compile", H, "torch.compile: the same math, fused (rounding may differ)"),
     Rule("train.activation_checkpointing", H, "blocks recomputed in the backward pass: the same math"),
+    Rule("train.phase_batching", H, "small phases' micro-batches merged: the same samples and loss to rounding"),
     Rule("train.loss_chunk", H, "LM head + loss run in chunks: the same math (rounding may differ)"),
     Rule("optim.lr", H, "peak LR"),
     Rule("optim.min_lr_ratio", H, "LR floor"),

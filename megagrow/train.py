@@ -33,6 +33,7 @@ from megagrow.checkpoint import (
 from megagrow.config import Config, deepspeed_config, warnings_for
 from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
+from megagrow.distributed.direct import DirectStep
 from megagrow.distributed.engine import (
     all_reduce_sum,
     barrier,
@@ -55,6 +56,7 @@ from megagrow.flops import train_flops
 from megagrow.growth.plans import Plan, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, progress_mode
 from megagrow.models import ModelConfig, build_model
+from megagrow.phase_batching import MERGING_FAMILIES, merge_factor, merge_groups
 from megagrow.precision import DeviceFacts, apply_matmul_settings, resolve_precision
 from megagrow.profiling import StepProfiler, phase
 from megagrow.resume import (
@@ -105,6 +107,7 @@ class _Session:
     guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard("skip", 5))
     log: Callable[[str], None] = print  # console lines (main rank); the progress bar's writer once it exists
     stats: DeferredStats | None = None  # statistics kept on the device between flushes, where that applies
+    merge_cache: dict[tuple[int, int, int], int] = field(default_factory=dict)  # (layers, hidden, depth) -> k
 
 
 def _setup(cfg: Config) -> _Session:
@@ -284,9 +287,11 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         frozen = SkippedSlots(engine, s.model.blocks, [d.layer_map for d in decisions])  # slots no micro-batch runs
     flops, depth_sum, tokens = charge.flops, 0, charge.tokens
     loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)  # read back once, in the all-reduce
-    for micro, decision in enumerate(decisions):
+    groups = _micro_groups(s, decisions)
+    for g, (micro, count) in enumerate(groups):  # count > 1: micro-batches merged (train.phase_batching)
+        decision = decisions[micro]
         with phase("data"):
-            batch, n_tokens = _next_batch(s, step, micro)
+            batch, n_tokens = _next_batch(s, step, micro) if count == 1 else _merged_batch(s, step, micro, count)
         tokens += n_tokens
         if s.model_cfg.dropout or s.model_cfg.attn_dropout:  # reseeding costs ~1 ms of host time: only when used
             torch.manual_seed(dropout_seed(cfg.run.seed, step, micro, s.env.rank))
@@ -294,14 +299,14 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
             out = engine(batch, decision.layer_map, decision.extras.get("masks"))
         loss = out.loss * float("nan") if fault("nan", step, s.env.rank) else out.loss
         with phase("backward"):
-            frozen.backward(loss, micro)
-        if micro < cfg.train.grad_accum - 1:
+            frozen.backward(loss, micro, count)
+        if g < len(groups) - 1:
             with phase("optimizer"):
                 engine.step()  # the last one is the optimizer step: after the ranks agree it is finite
-        loss_sum += loss.detach().float()
-        flops += train_flops(s.model.arch(), decision.depth, cfg.data.micro_batch_size, s.data.seq_len,
+        loss_sum += loss.detach().float() * count if count != 1 else loss.detach().float()
+        flops += train_flops(s.model.arch(), decision.depth, cfg.data.micro_batch_size * count, s.data.seq_len,
                              out.n_predictions)
-        depth_sum += decision.depth
+        depth_sum += decision.depth * count
         interval.phase = decision.phase
     exit_now = stop_requested or step + 1 == cfg.train.exit_at_step
     with phase("clip"):
@@ -384,6 +389,28 @@ def _flush_due(cfg: Config, n: int, exit_now: bool, world: int) -> bool:
     every = (cfg.logging.log_every, cfg.train.eval_every, cfg.checkpoint.every)
     return (any(k and n % k == 0 for k in every) or n >= cfg.train.max_steps or n == cfg.train.exit_at_step
             or (exit_now and world == 1))
+
+
+def _micro_groups(s: _Session, decisions: list) -> list[tuple[int, int]]:
+    """``(first micro-batch, count)`` of each forward of the step: one each, or merged where
+    ``train.phase_batching`` applies (:mod:`megagrow.phase_batching`)."""
+    cfg = s.cfg
+    if (cfg.train.phase_batching == "off" or len(decisions) == 1 or not isinstance(s.engine, DirectStep)
+            or s.model_cfg.family not in MERGING_FAMILIES):
+        return [(i, 1) for i in range(len(decisions))]
+    seq, depth = s.data.seq_len, decisions[0].depth
+    key = (s.model_cfg.n_layers, s.model_cfg.hidden, depth)
+    k = s.merge_cache.get(key)
+    if k is None:
+        full = train_flops(cfg.model.arch(), cfg.model.n_layers, 1, seq, seq)
+        k = s.merge_cache[key] = merge_factor(len(decisions), full, train_flops(s.model.arch(), depth, 1, seq, seq))
+    return merge_groups(decisions, k)
+
+
+def _merged_batch(s: _Session, step: int, micro: int, count: int) -> tuple[dict[str, torch.Tensor], int]:
+    """Micro-batches ``micro .. micro + count - 1`` as one (the same samples in the same order) and their tokens."""
+    parts = [_next_batch(s, step, micro + j) for j in range(count)]
+    return {k: torch.cat([b[k] for b, _ in parts]) for k in parts[0][0]}, sum(n for _, n in parts)
 
 
 def _next_batch(s: _Session, step: int, micro: int) -> tuple[dict[str, torch.Tensor], int]:

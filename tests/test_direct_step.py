@@ -141,3 +141,49 @@ def test_deferred_consecutive_skips_stop_at_the_next_flush(tmp_path: Path, text_
     state, meta = load_checkpoint(latest_checkpoint(tmp_path / "skips" / "checkpoints"))
     assert meta["counters"]["step"] == 4 and meta["counters"]["skipped_steps"] == 3
     assert state.adam_step == 1
+
+
+# ------------------------------------------------------------------------------------ train.phase_batching
+
+
+def test_merge_factor_and_groups() -> None:
+    from megagrow.growth.plans.base import Decision
+    from megagrow.phase_batching import merge_factor, merge_groups
+
+    assert merge_factor(8, 100.0, 21.6) == 4  # GPT-Base's half model: 0.216x the FLOPs -> 4 micro-batches merged
+    assert merge_factor(6, 100.0, 21.6) == 3 and merge_factor(5, 100.0, 21.6) == 1  # divisors of grad_accum only
+    assert merge_factor(4, 100.0, 100.0) == 1 and merge_factor(1, 100.0, 1.0) == 1
+    a, b, m = Decision("x", (0, 1)), Decision("x", (0,)), Decision("x", (0, 1), {"masks": object()})
+    assert merge_groups([a, a, a, a], 4) == [(0, 4)]
+    assert merge_groups([a, a, a, a], 2) == [(0, 2), (2, 2)]
+    assert merge_groups([a, b, b, a, a], 4) == [(0, 1), (1, 2), (3, 2)]  # only the same layer map merges
+    assert merge_groups([m, m, a], 4) == [(0, 1), (1, 1), (2, 1)]  # growth masks never merge
+
+
+def test_phase_batching_gives_the_same_losses_to_rounding(tmp_path: Path, text_data: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multi-level's coarse phase (half width and depth) with grad_accum 4: its micro-batches merge 4 at a time (one
+    forward per step instead of four); every step's loss and the final weights match the unmerged run to rounding."""
+    merged: list[int] = []
+    real = train_mod._merged_batch
+
+    def spy(s, step, micro, count):
+        merged.append(count)
+        return real(s, step, micro, count)
+
+    monkeypatch.setattr(train_mod, "_merged_batch", spy)
+    extra = ["--growth.plan=multilevel", "--growth.levels=2", "--growth.boundaries=2,6", "--growth.boundary_unit=steps",
+             "--model.n_layers=4", "--model.n_heads=4", "--train.grad_accum=4", "--data.micro_batch_size=2",
+             "--train.max_steps=8", "--logging.log_every=1", "--train.eval_every=0"]
+    on = records(run(tiny_config("gpt", tmp_path, "on", *extra, data_path=text_data)).run_dir)
+    assert merged and set(merged) == {4} and len(merged) == 4  # the 4 coarse steps (3-6), nothing else
+    off = records(run(tiny_config("gpt", tmp_path, "off", *extra, "--train.phase_batching=off",
+                                  data_path=text_data)).run_dir)
+    assert len(merged) == 4
+    assert [r["phase"] for r in on] == [r["phase"] for r in off]
+    for ra, rb in zip(on, off, strict=True):
+        assert (ra["tokens"], ra["samples"], ra["flops"]) == (rb["tokens"], rb["samples"], rb["flops"])
+        assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5, abs=1e-6)
+    fa, fb = _final(tmp_path / "on"), _final(tmp_path / "off")
+    for k in fa:
+        torch.testing.assert_close(fa[k], fb[k], rtol=1e-3, atol=1e-4)  # AdamW amplifies rounding of tiny grads

@@ -43,6 +43,7 @@ class DirectStep:
         self.micro_steps = 0  # micro-batches stepped, as DeepSpeed counts them (the boundary is every grad_accum-th)
         self.global_steps = 0  # optimizer steps taken
         self._params = [p for p in self.module.parameters()]
+        self._pending = 1  # micro-batches the last backward stood for
 
     def __getattr__(self, name: str) -> Any:  # only for what this class does not define
         return getattr(self.__dict__["engine"], name)
@@ -58,14 +59,18 @@ class DirectStep:
 
     forward = __call__
 
-    def backward(self, loss: torch.Tensor) -> torch.Tensor:
-        """``(loss / grad_accum).backward()``: gradients averaged over the step's micro-batches, as DeepSpeed does."""
-        scaled = loss / self.grad_accum if self.grad_accum != 1 else loss
+    def backward(self, loss: torch.Tensor, micro_batches: int = 1) -> torch.Tensor:
+        """``(loss / grad_accum).backward()``: gradients averaged over the step's micro-batches, as DeepSpeed does.
+        ``micro_batches`` > 1: ``loss`` is the mean over that many merged micro-batches (``train.phase_batching``),
+        which weigh as many; the next :meth:`step` counts them all."""
+        scaled = loss * (micro_batches / self.grad_accum) if micro_batches != 1 else (
+            loss / self.grad_accum if self.grad_accum != 1 else loss)
         scaled.backward()
+        self._pending = micro_batches
         return scaled
 
     def is_gradient_accumulation_boundary(self) -> bool:
-        return (self.micro_steps + 1) % self.grad_accum == 0
+        return (self.micro_steps + self._pending) % self.grad_accum == 0
 
     def step(self) -> None:
         """At the accumulation boundary the optimizer step, then every gradient set to None; else nothing."""
@@ -74,7 +79,8 @@ class DirectStep:
             for p in self._params:
                 p.grad = None
             self.global_steps += 1
-        self.micro_steps += 1
+        self.micro_steps += self._pending
+        self._pending = 1
 
     def train(self, mode: bool = True) -> DirectStep:
         self.module.train(mode)

@@ -211,9 +211,13 @@ class SkippedSlots:
         stale = len(first) < len(slots) and engine.zero_optimization_stage() == 3
         self._zero_after_first = unused_slot_params(slots, first) if stale else []
 
-    def backward(self, loss: torch.Tensor, micro: int) -> None:
-        """``engine.backward(loss)`` for micro-batch ``micro`` (ZeRO-3: then clear stale partitions)."""
-        self.engine.backward(loss)
+    def backward(self, loss: torch.Tensor, micro: int, micro_batches: int = 1) -> None:
+        """``engine.backward(loss)`` for micro-batch ``micro`` (ZeRO-3: then clear stale partitions);
+        ``micro_batches`` > 1: the loss of that many merged micro-batches (megagrow's own step only)."""
+        if micro_batches != 1:
+            self.engine.backward(loss, micro_batches=micro_batches)
+        else:
+            self.engine.backward(loss)
         if micro == 0 and self._zero_after_first:
             zero_local_grads(self._zero_after_first)
 
