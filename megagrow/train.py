@@ -33,6 +33,7 @@ from megagrow.checkpoint import (
 from megagrow.config import Config, deepspeed_config, warnings_for
 from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
+from megagrow.distributed.compile_stats import compile_stats
 from megagrow.distributed.direct import DirectStep
 from megagrow.distributed.engine import (
     all_reduce_sum,
@@ -496,6 +497,8 @@ def train(cfg: Config) -> TrainResult:
             if step % cfg.logging.log_every == 0 or is_eval:
                 rec = interval.record(s.counters, s.engine.optimizer.param_groups[0]["lr"], s.model_cfg.hidden, peak,
                                       s.env.world_size)
+                if cfg.train.compile:  # cumulative: graphs compiled, recompiles, seconds spent compiling
+                    rec.update({k if k.startswith("compile") else f"compile_{k}": v for k, v in compile_stats().items()})
                 if is_eval:
                     rec["val_loss"] = last["val_loss"] = _evaluate(s)
                     progress.write(f"step {step}: loss {rec['loss']:.4f}  val_loss {rec['val_loss']:.4f}")
@@ -524,5 +527,10 @@ def train(cfg: Config) -> TrainResult:
         if writer:
             writer.close()
     c = s.counters
+    if cfg.train.compile and main:
+        st = compile_stats()
+        share = f" ({st['compile_s'] / c.wall_s:.1%} of the training wall time)" if c.wall_s > 0 else ""
+        print(f"[megagrow] torch.compile: {st['graphs']} graphs, {st['recompiles']} recompiles, {st['graph_breaks']} "
+              f"graph breaks, {st['compile_s']:.1f} s compiling{share}", file=sys.stderr, flush=True)
     tokens_per_s = c.tokens / c.wall_s if c.wall_s > 0 else None
     return TrainResult(s.run.path, c.step, last["loss"], last["val_loss"], tokens_per_s, stopped, reason)

@@ -25,7 +25,7 @@ from tests.test_models import make_batch, model_for
 from tests.test_plans import MULTILEVEL, STAGED
 from tests.trainutil import records, run, tiny_config
 
-GraphKey = tuple[tuple[int, ...], bool]  # (the block input's shape [B, T, d], grad mode: train or eval)
+GraphKey = tuple[str, tuple[int, ...], bool]  # (region: block or head, its input's shape [B, T, d], grad mode)
 
 
 @pytest.fixture
@@ -36,7 +36,8 @@ def graphs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[GraphKey]]:
 
     def recording_backend(gm: torch.fx.GraphModule, example_inputs: list) -> object:
         x = next(t for t in example_inputs if isinstance(t, torch.Tensor) and t.dim() == 3)
-        seen.append((tuple(x.shape), torch.is_grad_enabled()))
+        region = "block" if "scaled_dot_product_attention" in str(gm.graph) else "head"
+        seen.append((region, tuple(x.shape), torch.is_grad_enabled()))
         return gm.forward
 
     monkeypatch.setattr(engine, "COMPILE_BACKEND", recording_backend)
@@ -52,7 +53,8 @@ def assert_counts(seen: list[GraphKey]) -> dict:
     twice; returns :func:`compile_stats`."""
     stats = compile_stats()
     assert stats["graphs"] == stats["frames_ok"] == stats["frames"] == len(seen), (stats, seen)
-    assert stats["recompiles"] == len(seen) - 1  # one code object (Block.forward): every graph after the first
+    regions = len({region for region, _, _ in seen})  # code objects: Block.forward (and GPT's head_loss)
+    assert stats["recompiles"] == len(seen) - regions  # every graph of a code object after its first
     assert stats["graph_breaks"] == 0 and stats["compile_s"] > 0
     assert len(set(seen)) == len(seen), f"a block shape compiled twice: {seen}"
     return stats
@@ -85,8 +87,8 @@ def test_compiled_model_matches_eager_and_keeps_names_across_layer_maps(monkeypa
             else:
                 torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
     assert all(p.grad is not None for p in compiled.parameters())
-    # every layer map, and all three slots, ran one compiled graph: the blocks share it
-    assert compile_stats()["graphs"] == 1 and compile_stats()["recompiles"] == 0
+    # every layer map, and all three slots, ran one compiled graph: the blocks share it (+ GPT's compiled head)
+    assert compile_stats()["graphs"] == 2 and compile_stats()["recompiles"] == 0
     torch._dynamo.reset()
 
 
@@ -122,7 +124,8 @@ def test_compiled_blocks_under_checkpointing_and_growth_masks_match_eager(
             for g_compiled, g_eager in zip(grads[1], grads[0], strict=True):
                 torch.testing.assert_close(g_compiled, g_eager, rtol=1e-5, atol=1e-6)
     stats = compile_stats()
-    assert stats["graphs"] == 2 and stats["recompiles"] == 1 and stats["graph_breaks"] == 0, stats
+    heads = 1 if family == "gpt" else 0  # GPT's head + loss is a compiled region too (one graph)
+    assert stats["graphs"] == 2 + heads and stats["recompiles"] == 1 and stats["graph_breaks"] == 0, stats
     torch._dynamo.reset()
 
 
@@ -141,9 +144,11 @@ def test_depth_growth_run_compiles_each_block_shape_once(
     assert len({r["phase"] for r in recs}) == 3
     assert len(set(depths)) > 2 if plan == "apollo" else depths == [1] * 6 + [2] * 6 + [4] * 8
     assert_counts(graphs)
+    assert recs[-1]["compile_graphs"] == len(graphs) and recs[-1]["compile_s"] > 0  # the metrics carry the counts
     hidden = cfg.model.hidden
-    assert {shape[-1] for shape, _ in graphs} == {hidden}
-    assert sorted(grad for _, grad in graphs) == [False, True]  # evaluation (no_grad), training
+    assert {shape[-1] for _, shape, _ in graphs} == {hidden}
+    regions = ["block", "head"] if family == "gpt" else ["block"]  # BERT's head (masked positions) stays eager
+    assert sorted((region, grad) for region, _, grad in graphs) == [(r, g) for r in regions for g in (False, True)]
 
 
 def test_multilevel_run_compiles_one_graph_per_block_shape(graphs: list[GraphKey], tmp_path: Path,
@@ -156,8 +161,8 @@ def test_multilevel_run_compiles_one_graph_per_block_shape(graphs: list[GraphKey
     hidden = cfg.model.hidden
     assert [r["hidden"] for r in recs] == [hidden] * 4 + [hidden // 2] * 8 + [hidden] * 8
     assert_counts(graphs)
-    assert sorted((shape[-1], grad) for shape, grad in graphs) == [
-        (hidden // 2, False), (hidden // 2, True), (hidden, False), (hidden, True)]
+    assert sorted((region, shape[-1], grad) for region, shape, grad in graphs) == [
+        (region, d, grad) for region in ("block", "head") for d in (hidden // 2, hidden) for grad in (False, True)]
 
 
 def test_compile_with_zero3_is_refused_naming_both_fields() -> None:

@@ -154,6 +154,10 @@ def compile_in_place(model: torch.nn.Module) -> None:
         return
     for block in blocks:
         block.compile(dynamic=False, backend=COMPILE_BACKEND)
+    if getattr(model, "compiles_head", False):  # GPT: the output head + cross-entropy (fp32 upcast fused)
+        from megagrow.models.core import head_loss
+
+        model.head_loss_fn = torch.compile(head_loss, dynamic=False, backend=COMPILE_BACKEND)
 
 
 def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Mapping[str, int] | None = None):

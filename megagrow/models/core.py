@@ -216,6 +216,11 @@ class MegagrowModel(nn.Module):
         # backward pass instead of keeping its intermediate activations (set by the engine builder)
         self.activation_checkpointing = False
         self.loss_chunk = 0  # train.loss_chunk: > 0 = LM head + loss N positions at a time, logits not returned
+        # the output head + loss as the family calls it: head_loss, or its compiled version (train.compile, for
+        # families whose head has static shapes: compiles_head)
+        self.head_loss_fn = head_loss
+
+    compiles_head = False  # train.compile also compiles head_loss_fn (its shapes do not change between batches)
 
     def _make_blocks(self, pre_ln: bool, causal: bool, gelu_approximate: str) -> nn.ModuleList:
         return nn.ModuleList(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from megagrow.models.core import MegagrowModel, ModelOutput, TextEmbedding, head_loss, require
+from megagrow.models.core import MegagrowModel, ModelOutput, TextEmbedding, require
 from megagrow.models.masks import GrowthMasks, hidden_ln
 from megagrow.models.spec import ModelConfig
 
@@ -16,6 +16,8 @@ class GPTModel(MegagrowModel):
     """Batch: ``input_ids`` [B,T] and ``labels`` [B,T], already shifted (position t predicts labels[t];
     -100 = ignore). The LM head runs on all B*T positions; ``logits`` are [B, T, V], or empty with
     ``loss_chunk > 0`` (head and loss chunked, see :func:`~megagrow.models.core.head_loss`)."""
+
+    compiles_head = True  # every position is predicted: the head's shapes are the batch's, fixed
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
@@ -35,5 +37,5 @@ class GPTModel(MegagrowModel):
             masks = masks.to(batch["input_ids"].device)
             x = self.run_blocks(self.embed(batch["input_ids"], masks=masks), layer_map, masks=masks)
             h = hidden_ln(self.final_ln, x, masks)
-        loss, logits = head_loss(h, self.embed.tokens.weight, batch["labels"], self.loss_chunk)
+        loss, logits = self.head_loss_fn(h, self.embed.tokens.weight, batch["labels"], self.loss_chunk)
         return ModelOutput(loss=loss, logits=logits, n_predictions=h.shape[0] * h.shape[1])
