@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from megagrow.distributed.direct import trainable_params
+
 EXIT_NONFINITE = 3
 EXIT_PEER = 4
 
@@ -54,7 +56,7 @@ def clip_owned(engine, max_norm: float) -> torch.Tensor | None:
     only below 1). None where DeepSpeed's optimizer clips and checks (ZeRO 1-3, DeepSpeed's bf16)."""
     if not _owns_step(engine):
         return None
-    params = [p for p in engine.module.parameters() if p.grad is not None]
+    params = [p for p in trainable_params(engine) if p.grad is not None]
     if not params:
         return None
     if max_norm > 0:

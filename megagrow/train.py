@@ -260,13 +260,13 @@ def _resume_line(ckpt: Path, meta: dict[str, Any], step: int, cfg: Config, plan:
 
 def _evaluate(s: _Session) -> float:
     s.engine.eval()
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64, device=s.engine.device)  # read back once, in the all-reduce
     layer_map = s.plan.eval_layer_map(s.counters.step - 1)  # the model as it stands after the last step
     masks = s.plan.eval_masks(s.counters.step - 1)  # growth masks (msg) in effect after the last step, if any
     with torch.no_grad():
         for batch in s.eval_loader:
-            out = s.engine({k: v.to(s.engine.device) for k, v in batch.items()}, layer_map, masks)
-            total += float(out.loss)
+            out = s.engine(to_device(batch, s.engine.device), layer_map, masks)
+            total += out.loss.detach().double()
     s.engine.train()
     loss_sum, n = all_reduce_sum([total, float(len(s.eval_loader))], s.engine.device)
     return loss_sum / n
@@ -421,7 +421,15 @@ def _next_batch(s: _Session, step: int, micro: int) -> tuple[dict[str, torch.Ten
         batch = _mix(s, batch, step, micro)
     mask = batch.get("attention_mask")
     n = int(mask.sum()) if mask is not None else s.cfg.data.micro_batch_size * s.data.seq_len
-    return {k: v.to(s.engine.device) for k, v in batch.items()}, n
+    return to_device(batch, s.engine.device), n
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """A host batch on ``device``: on a GPU pinned and copied without blocking the host (queued on the stream, so the
+    host runs ahead to the next step's work instead of waiting for the copy); unchanged on a CPU."""
+    if torch.device(device).type != "cuda":
+        return batch
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def _mix(s: _Session, batch: dict[str, torch.Tensor], step: int, micro: int) -> dict[str, torch.Tensor]:
@@ -498,7 +506,8 @@ def train(cfg: Config) -> TrainResult:
                 rec = interval.record(s.counters, s.engine.optimizer.param_groups[0]["lr"], s.model_cfg.hidden, peak,
                                       s.env.world_size)
                 if cfg.train.compile:  # cumulative: graphs compiled, recompiles, seconds spent compiling
-                    rec.update({k if k.startswith("compile") else f"compile_{k}": v for k, v in compile_stats().items()})
+                    rec.update({k if k.startswith("compile") else f"compile_{k}": v
+                                for k, v in compile_stats().items()})
                 if is_eval:
                     rec["val_loss"] = last["val_loss"] = _evaluate(s)
                     progress.write(f"step {step}: loss {rec['loss']:.4f}  val_loss {rec['val_loss']:.4f}")

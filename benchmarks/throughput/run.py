@@ -21,13 +21,31 @@ Variants (each a fresh process, so that no variant inherits another's allocator 
 * ``megagrow-z0-autocast`` / ``-z2-autocast`` / ``-z0-autocast-compile`` (with ``--precision bf16``): ``megagrow train``
   with ``train.precision=bf16-autocast`` (fp32 weights, bf16 matmuls under torch.autocast, the optimizer is torch
   AdamW itself) instead of DeepSpeed's bf16 optimizer wrapper.
+* ``megagrow-auto`` / ``-auto-compile``: ``megagrow train`` at ZeRO-0 with no ``train.precision`` override, i.e. the
+  trainer's default ``auto`` (bf16-autocast on a CUDA GPU with bf16, fp32 elsewhere): what a user gets. The
+  precision it resolved to is recorded (``resolved_precision``).
+* ``-chunk`` (``megagrow-auto-chunk``, ``megagrow-auto-compile-chunk``): with ``train.loss_chunk=--loss-chunk``
+  (the LM head and cross-entropy N positions at a time).
+* ``-pb`` (``megagrow-auto-compile-pb``): for the sizes that measure a growth plan's small first phase
+  (``*-msg-half``), with ``train.phase_batching=auto`` (the phase's micro-batches merged); the other variants run
+  those sizes with ``phase_batching=off``. Skipped (recorded as ``skipped``) where the trainer has no
+  ``train.phase_batching``. The plain loop has no growth plan and skips those sizes.
+
+Per megagrow variant the JSON also records the ``compile_*`` statistics the trainer writes to ``metrics.jsonl``
+(where it writes any) and each measurement's start and end (``t``, Unix seconds: ``--merge --gpu-memory-csv``
+matches them against an ``nvidia-smi`` memory log).
 
 Every variant runs ``--warmup`` steps, then ``--steps`` timed steps; ``--rounds`` repeats the whole set of variants
 in turn (interleaved: A B C A B C ...) so that a noisy machine slows every variant alike. Reported: the median
 tokens/s of each variant over the rounds, its ratio to ``plain``'s median (the overhead is ``1 - ratio``), the
 achieved model FLOP/s (megagrow.flops, the convention of the rest of megagrow) as a fraction of a large matmul's
 FLOP/s measured here (the practical peak) and, on a GPU with a datasheet entry, of the datasheet peak (MFU).
-Results go to ``--out`` (JSON, rewritten after every measurement) and a PNG beside it.
+Results go to ``--out`` (JSON, rewritten after every measurement) and a PNG beside it. ``--merge A.json B.json ...
+--out C.json`` merges the results of several invocations (e.g. one per size with its own variants:
+``gpu-check.sh``) into one JSON, PNG and table.
+
+The GPU sizes ``gpt-base-fill`` and ``gpt-medium`` take their micro-batch (and ``gpt-medium`` its shape) from the GPU
+presets ``configs/gpu/gpt-base.yaml`` / ``gpt-medium.yaml``; ``--loss-chunk`` defaults to the GPT-Base preset's.
 """
 
 from __future__ import annotations
@@ -48,13 +66,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout: megagrow importable without an install
 BASE = ROOT / "benchmarks" / "throughput" / "configs" / "gpt.yaml"
+GPU_PRESETS = ROOT / "configs" / "gpu"
 _NO_DROPOUT = ("--model.dropout=0", "--model.attn_dropout=0")
+
+
+def preset(name: str) -> dict:
+    """The raw tree of the GPU preset ``configs/gpu/<name>.yaml`` (with its includes, unvalidated)."""
+    from megagrow.config import config_tree
+
+    return config_tree(GPU_PRESETS / f"{name}.yaml")
+
+
+_GPT_BASE = preset("gpt-base")
+_GPT_MEDIUM = preset("gpt-medium")
+_BASE_MB, _MEDIUM_MB = _GPT_BASE["data"]["micro_batch_size"], _GPT_MEDIUM["data"]["micro_batch_size"]
+_GPT_MEDIUM_SHAPE = tuple(f"--model.{k}={_GPT_MEDIUM['model'][k]}" for k in ("n_layers", "hidden", "n_heads", "ffn"))
 
 
 @dataclass(frozen=True)
 class Size:
     overrides: tuple[str, ...]
     note: str
+    # a growth plan whose FIRST phase is measured: the plan's growth step is placed after the measured steps and the
+    # run stops at the last measured step (train.exit_at_step); the plain loop skips such a size
+    plan: str | None = None
 
 
 SIZES: dict[str, Size] = {
@@ -84,16 +119,53 @@ SIZES: dict[str, Size] = {
                               "--data.micro_batch_size=64"),
                              "gpt-base-half with 4x the tokens per step (64 x 1024): about the full model's FLOPs "
                              "per step; does a small phase's time per FLOP recover with a larger batch?"),
+    "gpt-base-fill": Size(("--model.size=gpt-base", *_NO_DROPOUT, "--data.seq_len=1024",
+                           f"--data.micro_batch_size={_BASE_MB}"),
+                          f"GPT-Base 12 x 768, seq 1024, at the GPU preset's micro-batch ({_BASE_MB} x 1024 tokens "
+                          "per step, configs/gpu/gpt-base.yaml)"),
+    "gpt-medium": Size(("--model.size=gpt-base", *_NO_DROPOUT, *_GPT_MEDIUM_SHAPE, "--data.seq_len=1024",
+                        f"--data.micro_batch_size={_MEDIUM_MB}"),
+                       f"GPT-Medium 24 x 1024, seq 1024, at the GPU preset's micro-batch ({_MEDIUM_MB} x 1024 tokens "
+                       "per step, configs/gpu/gpt-medium.yaml)"),
+    "gpt-base-msg-half": Size(("--model.size=gpt-base", *_NO_DROPOUT, "--data.seq_len=1024",
+                               "--data.micro_batch_size=16", "--train.grad_accum=4"),
+                              "GPT-Base under MSG, measured in its first stage (the half-width, half-depth 6 x 384 "
+                              "model, gpt-base-half's), 4 micro-batches of 16 x 1024 per step: with -pb "
+                              "(train.phase_batching=auto) they run merged as one of 64 x 1024", plan="msg"),
+    "micro-msg-half": Size(("--model.n_layers=12", "--model.hidden=32", "--model.n_heads=2", "--model.ffn=64",
+                            "--data.seq_len=16", "--data.micro_batch_size=2", "--train.grad_accum=4"),
+                           "micro under MSG, measured in its first stage (6 x 16), 4 micro-batches of 2 x 16 per "
+                           "step (the plumbing of gpt-base-msg-half on a CPU)", plan="msg"),
 }
 VARIANTS = ("plain", "plain-compile", "megagrow-z0", "megagrow-z2", "megagrow-z0-compile", "megagrow-z0-autocast",
-            "megagrow-z2-autocast", "megagrow-z0-autocast-compile", "megagrow-z0-ckpt")
+            "megagrow-z2-autocast", "megagrow-z0-autocast-compile", "megagrow-z0-ckpt", "megagrow-auto",
+            "megagrow-auto-compile", "megagrow-auto-chunk", "megagrow-auto-compile-chunk", "megagrow-auto-compile-pb")
 
 
-def size_overrides(size: str, data: str | None, precision: str) -> list[str]:
-    out = [*SIZES[size].overrides, f"--train.precision={precision}"]
+class Skipped(RuntimeError):
+    """A variant that does not apply here (recorded as ``skipped``, not as a failure)."""
+
+
+def variant_parts(variant: str) -> set[str]:
+    """``megagrow-auto-compile-chunk`` -> {"auto", "compile", "chunk"}."""
+    return set(variant.split("-")[1:])
+
+
+def size_overrides(size: str, data: str | None, precision: str | None) -> list[str]:
+    """The size's overrides, ``--train.precision`` unless ``precision`` is None (the base config's: auto)."""
+    out = [*SIZES[size].overrides, *([f"--train.precision={precision}"] if precision else [])]
     if data:
         out.append(f"--data.path={data}")
     return out
+
+
+def has_train_field(name: str) -> bool:
+    """Whether this megagrow's TrainConfig has ``train.<name>`` (features that land later are skipped, not failed)."""
+    import dataclasses
+
+    from megagrow.config import TrainConfig
+
+    return name in {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 # ----------------------------------------------------------------------------------------------- the plain loop
@@ -168,8 +240,12 @@ def plain_worker(args: argparse.Namespace) -> dict:
     tokens = args.steps * cfg.data.micro_batch_size * data.seq_len
     flops = train_flops(model.arch(), len(layer_map), cfg.data.micro_batch_size, data.seq_len,
                         cfg.data.micro_batch_size * data.seq_len)
-    return {"tokens_per_s": tokens / wall, "flops_per_step": flops, "steps": args.steps, "wall_s": wall,
-            "final_loss": float(losses[-1]), "params": sum(p.numel() for p in params)}
+    out = {"tokens_per_s": tokens / wall, "flops_per_step": flops, "steps": args.steps, "wall_s": wall,
+           "final_loss": float(losses[-1]), "params": sum(p.numel() for p in params)}
+    if device.type == "cuda":
+        out["max_memory_allocated"] = torch.cuda.max_memory_allocated()
+        out["max_memory_reserved"] = torch.cuda.max_memory_reserved()
+    return out
 
 
 # ------------------------------------------------------------------------------------------- the megagrow path
@@ -186,25 +262,46 @@ def megagrow_profile(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
 def megagrow_run(args: argparse.Namespace, variant: str, tmp: Path, name: str | None = None,
                  extra: list[str] | None = None, steps: int | None = None) -> dict:
     """``megagrow train`` as a user runs it; tokens/s and FLOPs from its metrics.jsonl after the warmup."""
-    zero = 2 if "-z2" in variant else 0
+    parts = variant_parts(variant)
+    zero = 2 if "z2" in parts else 0
     name = name or f"{args.size}-{variant}"
     steps = steps or args.steps
-    precision = args.precision
-    if "-autocast" in variant:
+    precision: str | None = args.precision
+    if "auto" in parts:
+        precision = None  # the base config's train.precision: auto
+    elif "autocast" in parts:
         if precision == "fp32":
             raise RuntimeError(f"{variant}: needs --precision bf16")
         precision = "bf16-autocast"
+    variant_args = []
+    if "chunk" in parts:
+        variant_args.append(f"--train.loss_chunk={args.loss_chunk}")
+    size = SIZES[args.size]
+    if "pb" in parts and not has_train_field("phase_batching"):
+        raise Skipped(f"{variant}: this megagrow has no train.phase_batching")
+    if size.plan:
+        # the plan's first phase over the whole measurement: growth one step after it, the run stopped before it
+        last = args.warmup + steps
+        variant_args += [f"--growth.plan={size.plan}", "--growth.boundary_unit=steps",
+                         f"--growth.boundaries=[{last + 1}]", f"--train.exit_at_step={last}",
+                         "--checkpoint.save_final=false"]
+        if has_train_field("phase_batching"):
+            variant_args.append(f"--train.phase_batching={'auto' if 'pb' in parts else 'off'}")
+        max_steps = last + 2
+    else:
+        max_steps = args.warmup + steps
     cmd = [sys.executable, "-m", "megagrow.cli", "train", str(BASE), f"--run.out_dir={tmp}", f"--run.name={name}",
            *size_overrides(args.size, args.data, precision), f"--distributed.zero_stage={zero}",
-           f"--train.max_steps={args.warmup + steps}", f"--logging.log_every={args.log_every}",
-           f"--train.compile={'true' if variant.endswith('-compile') else 'false'}",
-           f"--train.activation_checkpointing={'true' if variant.endswith('-ckpt') else 'false'}", *(extra or [])]
+           f"--train.max_steps={max_steps}", f"--logging.log_every={args.log_every}",
+           f"--train.compile={'true' if 'compile' in parts else 'false'}",
+           f"--train.activation_checkpointing={'true' if 'ckpt' in parts else 'false'}", *variant_args, *(extra or [])]
     proc = _run(cmd, args)
     if proc.returncode != 0:
         raise RuntimeError(f"{name}: megagrow train exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
-    records = [json.loads(line) for line in (tmp / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    records = [r for r in records if "tokens_per_s" in r]
+    all_records = [json.loads(line) for line in (tmp / name / "metrics.jsonl").read_text().splitlines()
+                   if line.strip()]
+    records = [r for r in all_records if "tokens_per_s" in r]
     steps_wanted = steps
     prev_tokens, tokens, wall, flops, steps = 0, 0, 0.0, 0, 0
     last: dict = {}
@@ -219,8 +316,19 @@ def megagrow_run(args: argparse.Namespace, variant: str, tmp: Path, name: str | 
     if steps != (n_expected := steps_wanted):
         raise RuntimeError(f"{name}: metrics.jsonl covers {steps} steps after the warmup, expected {n_expected} "
                            f"(--warmup and --steps must be multiples of --log-every)")
-    return {"tokens_per_s": tokens / wall, "flops_per_step": flops // steps, "steps": steps, "wall_s": wall,
-            "final_loss": last["loss"]}
+    out = {"tokens_per_s": tokens / wall, "flops_per_step": flops // steps, "steps": steps, "wall_s": wall,
+           "final_loss": last["loss"]}
+    # compile statistics, where the trainer writes them (cumulative: the last value of each key)
+    compile_stats = {k: v for r in all_records for k, v in r.items() if k.startswith("compile_")}
+    if compile_stats:
+        out["compile_stats"] = compile_stats
+    try:
+        import yaml
+
+        out["resolved_precision"] = yaml.safe_load((tmp / name / "config.yaml").read_text())["train"]["precision"]
+    except (OSError, KeyError, TypeError):
+        pass
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- the peak
@@ -271,6 +379,8 @@ def _run(cmd: list[str], args: argparse.Namespace) -> subprocess.CompletedProces
 def measure(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
     if variant.startswith("megagrow"):
         return megagrow_run(args, variant, tmp)
+    if SIZES[args.size].plan:
+        raise Skipped(f"{args.size}: the plain loop has no growth plan")
     cmd = [sys.executable, __file__, "--worker", variant, "--size", args.size, "--device", args.device,
            "--precision", args.precision, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--threads", str(args.threads), *(["--data", args.data] if args.data else []),
@@ -307,25 +417,28 @@ def summarize(result: dict, peak: dict, datasheet: float | None) -> None:
             paired = [x / b for x, b in zip(v["tokens_per_s"], plain_runs, strict=False)]
             v["paired_ratios"] = paired
             v["paired_ratio_to_plain"] = statistics.median(paired) if paired else None
-            flops_per_s = med / size_res["tokens_per_step"] * v["flops_per_step"]
+            flops_per_s = med / v.get("tokens_per_step", size_res["tokens_per_step"]) * v["flops_per_step"]
             v["model_flops_per_s"] = flops_per_s
             v["fraction_of_matmul_peak"] = flops_per_s / peak["flops_per_s"]
             v["mfu"] = flops_per_s / datasheet if datasheet else None
 
 
 def table(result: dict) -> str:
-    lines = [f"{'size':<10} {'variant':<21} {'tokens/s':>12} {'vs plain':>9} {'paired':>7} {'GFLOP/s':>10} "
+    sw = max([10, *map(len, result["sizes"])])
+    vw = max([21, *(len(n) for sr in result["sizes"].values() for n in sr["variants"])])
+    lines = [f"{'size':<{sw}} {'variant':<{vw}} {'tokens/s':>12} {'vs plain':>9} {'paired':>7} {'GFLOP/s':>10} "
              f"{'of matmul':>10} {'MFU':>6}  rounds"]
     for size, sr in result["sizes"].items():
         for name, v in sr["variants"].items():
             if "median_tokens_per_s" not in v:
-                lines.append(f"{size:<10} {name:<21} {'failed' if v.get('error') else '-':>12}")
+                state = "failed" if v.get("error") else "skipped" if v.get("skipped") else "-"
+                lines.append(f"{size:<{sw}} {name:<{vw}} {state:>12}")
                 continue
             ratio = f"{v['ratio_to_plain']:.3f}" if v["ratio_to_plain"] else "-"
             mfu = f"{v['mfu']:.1%}" if v.get("mfu") else "-"
             rounds = " ".join(f"{x:,.0f}" for x in v["tokens_per_s"])
             paired = f"{v['paired_ratio_to_plain']:.3f}" if v.get("paired_ratio_to_plain") else "-"
-            lines.append(f"{size:<10} {name:<21} {v['median_tokens_per_s']:>12,.0f} {ratio:>9} {paired:>7} "
+            lines.append(f"{size:<{sw}} {name:<{vw}} {v['median_tokens_per_s']:>12,.0f} {ratio:>9} {paired:>7} "
                          f"{v['model_flops_per_s'] / 1e9:>10,.1f} {v['fraction_of_matmul_peak']:>10.1%} {mfu:>6}  "
                          f"{rounds}")
     return "\n".join(lines)
@@ -356,6 +469,67 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def gpu_memory_peaks(result: dict, csv_path: str) -> None:
+    """Each variant's peak ``memory.used`` (MiB) in an nvidia-smi log during its measurements (``t``)."""
+    import datetime
+
+    samples = []
+    for line in Path(csv_path).read_text().splitlines():
+        fields = [x.strip() for x in line.split(",")]
+        try:
+            stamp = datetime.datetime.strptime(fields[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            samples.append((stamp, float(fields[1].split()[0])))
+        except (ValueError, IndexError):
+            continue  # a header or a cut line
+    for sr in result["sizes"].values():
+        for v in sr["variants"].values():
+            used = [mib for t0, t1 in v.get("t", []) for t, mib in samples if t0 <= t <= t1]
+            if used:
+                v["gpu_memory_used_peak_mib"] = max(used)
+
+
+def merge_results(paths: list[Path], out: Path, memory_csv: str | None = None) -> dict:
+    """Several invocations' results as one: the first file's machine and peak, every size and variant (the rounds of a
+    variant measured in several files appended), summarized again; JSON, PNG and table as after a run."""
+    parts = []
+    for path in paths:
+        try:
+            parts.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            print(f"merge: {path} left out ({e})", flush=True)
+    if not parts:
+        raise SystemExit("merge: no result file to merge")
+    result = {k: v for k, v in parts[0].items() if k not in ("sizes", "command")}
+    result["commands"] = [p.get("command") for p in parts]
+    result["merged_from"] = [str(x) for x in paths]
+    result["sizes"] = {}
+    list_keys = ("tokens_per_s", "final_loss", "t", "compile_stats", "max_memory_allocated", "max_memory_reserved")
+    for part in parts:
+        for size, sr in part["sizes"].items():
+            dst = result["sizes"].setdefault(size, {k: v for k, v in sr.items() if k != "variants"} | {"variants": {}})
+            for k in ("tokens_per_step", "params"):
+                if k in sr:
+                    dst[k] = sr[k]
+            for name, v in sr["variants"].items():
+                if name not in dst["variants"]:
+                    dst["variants"][name] = json.loads(json.dumps(v))
+                    continue
+                d = dst["variants"][name]
+                for k, val in v.items():
+                    if k in list_keys:
+                        d.setdefault(k, []).extend(val)
+                    elif k not in d or k in ("error", "skipped", "flops_per_step", "tokens_per_step"):
+                        d[k] = val
+    if memory_csv and Path(memory_csv).is_file():
+        gpu_memory_peaks(result, memory_csv)
+    summarize(result, result["matmul_peak"], result.get("datasheet_peak_flops_per_s"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    plot(result, out.with_suffix(".png"))
+    print(table(result), flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["bench", "tiny", "100m"], choices=sorted(SIZES))
@@ -374,10 +548,22 @@ def main(argv: list[str] | None = None) -> int:
                         "per phase of the step; megagrow's from logging.profile_steps)")
     p.add_argument("--profile-steps", type=int, default=10)
     p.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--loss-chunk", type=int, default=int(_GPT_BASE["train"]["loss_chunk"]),
+                   help="train.loss_chunk of the -chunk variants (default: configs/gpu/gpt-base.yaml's)")
     p.add_argument("--out", default=None, help="result JSON (default benchmarks/results/throughput-<device>.json)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="merge these result files (of earlier invocations) into --out, its PNG and table; no runs")
+    p.add_argument("--gpu-memory-csv", default=None, metavar="CSV",
+                   help="with --merge: an `nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader,nounits "
+                        "-l 1` log taken during the runs; each variant gets the peak memory.used during its runs")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--size", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.merge:
+        if not args.out:
+            p.error("--merge needs --out")
+        merge_results([Path(x) for x in args.merge], Path(args.out), args.gpu_memory_csv)
+        return 0
     if args.worker:
         import torch
 
@@ -408,6 +594,10 @@ def main(argv: list[str] | None = None) -> int:
                     t0 = time.time()
                     try:
                         m = measure(args, variant, tmp)
+                    except Skipped as e:
+                        v["skipped"] = str(e)
+                        print(f"[{size} round {r + 1}] {variant}: skipped ({e})", flush=True)
+                        continue
                     except RuntimeError as e:
                         v["error"] = str(e)[-4000:]
                         print(f"[{size} round {r + 1}] {variant}: FAILED\n{e}", flush=True)
@@ -415,7 +605,13 @@ def main(argv: list[str] | None = None) -> int:
                     v["tokens_per_s"].append(m["tokens_per_s"])
                     v["flops_per_step"] = m["flops_per_step"]
                     v.setdefault("final_loss", []).append(m["final_loss"])
-                    sr["tokens_per_step"] = m["tokens_per_s"] * m["wall_s"] / m["steps"]
+                    v.setdefault("t", []).append([round(t0, 1), round(time.time(), 1)])
+                    v["tokens_per_step"] = sr["tokens_per_step"] = m["tokens_per_s"] * m["wall_s"] / m["steps"]
+                    for key in ("compile_stats", "max_memory_allocated", "max_memory_reserved"):
+                        if key in m:
+                            v.setdefault(key, []).append(m[key])
+                    if "resolved_precision" in m:
+                        v["resolved_precision"] = m["resolved_precision"]
                     if "params" in m:
                         sr["params"] = m["params"]
                     print(f"[{size} round {r + 1}] {variant}: {m['tokens_per_s']:,.0f} tokens/s "
@@ -429,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             for size in args.sizes:
                 args.size = size
                 for variant in args.variants:
-                    if variant.endswith("-compile") or variant == "plain-compile":
+                    if "compile" in variant_parts(variant) or "pb" in variant_parts(variant):
                         continue
                     try:
                         if variant.startswith("megagrow"):

@@ -12,7 +12,7 @@ from datetime import timedelta
 import torch
 
 from megagrow.config import Config, deepspeed_config
-from megagrow.distributed.direct import DirectStep, direct_step_applies
+from megagrow.distributed.direct import DirectStep, direct_step_applies, trainable_params
 from megagrow.distributed.env import DistEnv, check_reachable, rendezvous_failure, resolve_dist_env
 from megagrow.distributed.threads import apply_cpu_threads
 from megagrow.faults import RendezvousFailed
@@ -198,8 +198,8 @@ def fill_missing_grads(engine) -> None:
     advances every parameter's step alike on one rank and on many (see :mod:`megagrow.distributed.freeze`)."""
     if engine.zero_optimization_stage() != 0 or engine.enable_backward_allreduce:
         return
-    for p in engine.module.parameters():
-        if p.requires_grad and p.grad is None:
+    for p in trainable_params(engine):
+        if p.grad is None:
             p.grad = torch.zeros_like(p)
 
 
