@@ -166,9 +166,10 @@ class TrainConfig:
     max_consecutive_skips: int = doc("nonfinite=skip: this many skipped steps in a row checkpoint and exit (code 3)",
                                      5)
     compile: bool = doc(
-        "torch.compile the model in place (parameter names unchanged; one compiled variant per layer map, so a "
-        "sampled depth compiles once, not every micro-batch); ZeRO 0-2 only. Measured: benchmarks/throughput",
-        False)
+        "torch.compile per region, in place (parameter names unchanged): each transformer block (all blocks of one "
+        "shape share one compiled graph, so sampled depths, new layer maps and depth transitions reuse it; a width "
+        "transition compiles the new shape once) and GPT's head + loss; the metrics carry compile_graphs, "
+        "compile_recompiles and compile_s. ZeRO 0-2 only. Measured: benchmarks/throughput", False)
     allocator: Literal["auto", "tcmalloc", "jemalloc", "system"] = doc(
         "host memory allocator of `megagrow train` (it re-executes itself once with the library in LD_PRELOAD): "
         "auto = tcmalloc on CPU runs where installed (glibc malloc unmaps large freed blocks, so each step "

@@ -39,7 +39,7 @@ for pkg in deepspeed hjson pydantic annotated_types typing_inspection; do
   cp -r "$site"/${pkg}-*.dist-info "$gpu/site/"
 done
 find "$gpu/site" -name __pycache__ -type d -prune -exec rm -rf {} +
-echo "site: $(du -sh "$gpu/site" | cut -f1) ($(ls "$gpu/site" | tr '\n' ' '))"
+echo "site: $(du -sh "$gpu/site" | cut -f1):" "$gpu"/site/*[!o]  # the packages (not their *.dist-info)
 
 # 3. pydantic_core for CPython 3.12 (the GPU machine's Python), the venv's version
 core=$("$py" -c 'import importlib.metadata as m; print(m.version("pydantic_core"))')

@@ -6,6 +6,8 @@
 # DATA_DIR: a GPT dataset (megagrow-prep build; the committed result used a 32,768-token BPE on the benchmark
 # corpus's Austen and KJV books: megagrow-prep build --input TEXT --out DATA_DIR --vocab-size 32768).
 # With WHEELS=DIR (and SITE=DIR, an installed deepspeed), a machine without DeepSpeed gets it from there first.
+# The one-command GPU check of the GPU presets (auto precision, compile, loss_chunk, GPT-Medium, phase batching) is
+# gpu-check.sh beside this script (its bundle: gpu-bundle.sh).
 set -euo pipefail
 data=${1:?DATA_DIR}; out=${2:?OUT_JSON}
 if [[ -n "${WHEELS:-}" ]]; then
@@ -16,6 +18,7 @@ fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv
 python3 -c "import torch, deepspeed; print('torch', torch.__version__, 'deepspeed', deepspeed.__version__)"
 export PYTHONUNBUFFERED=1
+# shellcheck disable=SC2086  # SIZES and VARIANTS are word lists
 python3 "$(dirname "$0")/run.py" --device cuda --precision bf16 --sizes ${SIZES:-gpt-base} --data "$data" \
   --variants ${VARIANTS:-plain megagrow-z0 plain-compile megagrow-z0-compile megagrow-z2 megagrow-z0-autocast \
               megagrow-z2-autocast megagrow-z0-autocast-compile} \
