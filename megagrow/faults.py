@@ -65,12 +65,10 @@ def clip_owned(engine, max_norm: float) -> torch.Tensor | None:
 
 
 def local_bad(loss_sum: torch.Tensor, grad_norm: torch.Tensor | None) -> torch.Tensor:
-    """This rank's flag as a 0-d float tensor (1 = bad), computed on the device without a host sync: a non-finite
+    """This rank's flag as a 0-d float32 tensor (1 = bad), computed on the device without a host sync: a non-finite
     loss, or (where megagrow owns the step, ``grad_norm`` from :func:`clip_owned`) a non-finite gradient."""
-    bad = ~torch.isfinite(loss_sum)
-    if grad_norm is not None:
-        bad = bad | ~torch.isfinite(grad_norm.to(loss_sum.device))
-    return bad.to(torch.float64)
+    total = loss_sum if grad_norm is None else loss_sum + grad_norm.to(loss_sum.device)  # non-finite if either is
+    return torch.isfinite(total).logical_not_().to(torch.float32)
 
 
 @dataclass

@@ -49,34 +49,34 @@ class Flushed:
 
 @dataclass
 class DeferredStats:
-    """Device accumulators and host sums between flushes (one per run; see the module docstring)."""
+    """Per-step device values and host sums between flushes (one per run; see the module docstring). A step adds
+    no device work of its own on one rank (its loss and flag tensors are kept as they are) and one small all-reduce
+    on several; the arithmetic over the window happens on the host at the flush."""
 
     device: torch.device
     world: int
-    steps: int = 0
     tokens: int = 0  # this rank's
     flops: int = 0
     extra_micro_batches: int = 0
-    _acc: torch.Tensor | None = field(default=None, repr=False)  # [loss, skipped, run, longest], float64
+    run: int = 0  # consecutive skipped steps so far (carried across flushes)
+    _steps: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)  # (loss sum, bad)
 
-    def __post_init__(self) -> None:
-        self._acc = torch.zeros(4, dtype=torch.float64, device=self.device)
+    @property
+    def steps(self) -> int:
+        return len(self._steps)
 
     @torch.no_grad()
     def add_step(self, loss_sum: torch.Tensor, bad_local: torch.Tensor) -> torch.Tensor:
-        """Account one step's loss sum and non-finite flag (0-d device tensors); return ``found_inf`` for the
-        fused optimizer (float32, 1 = skip this step on every rank). No host sync."""
-        pair = torch.stack([loss_sum.detach().to(torch.float64), bad_local.detach().to(torch.float64)])
-        if self.world > 1:
-            torch.distributed.all_reduce(pair)  # on the device: queued, not waited for
-        bad = pair[1] > 0
-        acc = self._acc
-        acc[0] += torch.where(bad, torch.zeros_like(pair[0]), pair[0])
-        acc[1] += bad
-        acc[2] = (acc[2] + 1) * bad
-        acc[3] = torch.maximum(acc[3], acc[2])
-        self.steps += 1
-        return bad.to(torch.float32)
+        """Account one step's loss sum and non-finite flag (0-d device tensors, the flag float32: 1 = bad); return
+        ``found_inf`` for the fused optimizer (float32, 1 = skip this step on every rank). No host sync."""
+        loss_sum, bad_local = loss_sum.detach(), bad_local.detach()
+        if self.world == 1:
+            self._steps.append((loss_sum, bad_local))
+            return bad_local
+        pair = torch.stack([loss_sum.to(torch.float64), bad_local.to(torch.float64)])
+        torch.distributed.all_reduce(pair)  # on the device: queued, not waited for
+        self._steps.append((pair[0], pair[1]))
+        return (pair[1] > 0).to(torch.float32)
 
     def add_host(self, tokens: int, flops: int, extra_micro_batches: int = 0) -> None:
         self.tokens += tokens
@@ -87,12 +87,21 @@ class DeferredStats:
         """Read everything back (one host sync, one small collective) and start a new window."""
         from megagrow.distributed.engine import all_reduce_sum
 
-        loss, skipped, run, longest = self._acc.tolist()  # the device values are already global
+        n = len(self._steps)
+        values = torch.stack([torch.stack([a.to(torch.float64), b.to(torch.float64)]) for a, b in self._steps]
+                             ).tolist() if n else []  # the device values are already global
+        loss, skipped, longest = 0.0, 0, self.run
+        for step_loss, bad in values:
+            if bad > 0:
+                skipped += 1
+                self.run += 1
+                longest = max(longest, self.run)
+            else:
+                loss += step_loss
+                self.run = 0
         tokens, flops, extra, stop = all_reduce_sum(
             [float(self.tokens), float(self.flops), float(self.extra_micro_batches), float(stop_local)], self.device)
-        out = Flushed(self.steps, loss, int(skipped), int(run), int(longest), int(tokens), int(flops), int(extra),
-                      stop > 0)
-        self._acc[:2] = 0
-        self._acc[3] = self._acc[2]  # a run that continues carries its length into the next window
-        self.steps, self.tokens, self.flops, self.extra_micro_batches = 0, 0, 0, 0
+        out = Flushed(n, loss, skipped, self.run, longest, int(tokens), int(flops), int(extra), stop > 0)
+        self._steps.clear()
+        self.tokens, self.flops, self.extra_micro_batches = 0, 0, 0
         return out

@@ -287,7 +287,7 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         decisions = s.scheduler.decisions(step, cfg.train.grad_accum)  # collective: rank 0's layer maps
         frozen = SkippedSlots(engine, s.model.blocks, [d.layer_map for d in decisions])  # slots no micro-batch runs
     flops, depth_sum, tokens = charge.flops, 0, charge.tokens
-    loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)  # read back once, in the all-reduce
+    loss_sum: torch.Tensor | None = None  # on the device: read back at the step's sync, or at the next flush
     groups = _micro_groups(s, decisions)
     for g, (micro, count) in enumerate(groups):  # count > 1: micro-batches merged (train.phase_batching)
         decision = decisions[micro]
@@ -304,7 +304,8 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
         if g < len(groups) - 1:
             with phase("optimizer"):
                 engine.step()  # the last one is the optimizer step: after the ranks agree it is finite
-        loss_sum += loss.detach().float() * count if count != 1 else loss.detach().float()
+        micro_loss = loss.detach().float() * count if count != 1 else loss.detach().float()
+        loss_sum = micro_loss if loss_sum is None else loss_sum + micro_loss
         flops += train_flops(s.model.arch(), decision.depth, cfg.data.micro_batch_size * count, s.data.seq_len,
                              out.n_predictions)
         depth_sum += decision.depth * count
