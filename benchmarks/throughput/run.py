@@ -11,6 +11,8 @@ Variants (each a fresh process, so that no variant inherits another's allocator 
   bf16 through ``torch.autocast`` with fp32 weights (the plain PyTorch way). It reads the loss back only at the end:
   the floor a hand-written loop reaches.
 * ``plain-compile``: the same with ``torch.compile`` of the model.
+* ``plain-tcmalloc`` (CPU): the plain loop with tcmalloc preloaded, the allocator ``megagrow train`` preloads on CPU
+  runs (``train.allocator: auto``): megagrow's step against the same loop on the same allocator.
 * ``megagrow-z0`` / ``-z2``: the real ``megagrow train`` path (config loading, the plan, the data loader, the
   DeepSpeed engine at ZeRO-0 / ZeRO-2, the per-step bookkeeping and metrics) on one rank; bf16 is DeepSpeed's bf16
   (bf16 weights and activations, fp32 master weights). Its tokens/s are read from ``metrics.jsonl`` over the steps
@@ -137,7 +139,8 @@ SIZES: dict[str, Size] = {
                            "micro under MSG, measured in its first stage (6 x 16), 4 micro-batches of 2 x 16 per "
                            "step (the plumbing of gpt-base-msg-half on a CPU)", plan="msg"),
 }
-VARIANTS = ("plain", "plain-compile", "megagrow-z0", "megagrow-z2", "megagrow-z0-compile", "megagrow-z0-autocast",
+VARIANTS = ("plain", "plain-tcmalloc", "plain-compile", "megagrow-z0", "megagrow-z2", "megagrow-z0-compile",
+            "megagrow-z0-autocast",
             "megagrow-z2-autocast", "megagrow-z0-autocast-compile", "megagrow-z0-ckpt", "megagrow-auto",
             "megagrow-auto-compile", "megagrow-auto-chunk", "megagrow-auto-compile-chunk", "megagrow-auto-compile-pb")
 
@@ -369,9 +372,10 @@ def _env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], args: argparse.Namespace) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], args: argparse.Namespace, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, cwd=ROOT, env=_env(args), capture_output=True, text=True, timeout=args.timeout)
+        return subprocess.run(cmd, cwd=ROOT, env=env or _env(args), capture_output=True, text=True,
+                              timeout=args.timeout)
     except subprocess.TimeoutExpired as e:
         raise RuntimeError(f"timed out after {args.timeout} s: {shlex.join(cmd)}") from e
 
@@ -381,11 +385,17 @@ def measure(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
         return megagrow_run(args, variant, tmp)
     if SIZES[args.size].plan:
         raise Skipped(f"{args.size}: the plain loop has no growth plan")
+    env = None
+    if variant.endswith("-tcmalloc"):  # the plain loop with the allocator megagrow's train.allocator=auto preloads
+        from megagrow.allocator import plan_exec
+
+        env, _note = plan_exec("tcmalloc", _env(args), on_cpu=True)
+        variant = variant.removesuffix("-tcmalloc")
     cmd = [sys.executable, __file__, "--worker", variant, "--size", args.size, "--device", args.device,
            "--precision", args.precision, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--threads", str(args.threads), *(["--data", args.data] if args.data else []),
            *(["--profile"] if getattr(args, "profile", False) else [])]
-    proc = _run(cmd, args)
+    proc = _run(cmd, args, env)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{variant}: worker exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -417,6 +427,10 @@ def summarize(result: dict, peak: dict, datasheet: float | None) -> None:
             paired = [x / b for x, b in zip(v["tokens_per_s"], plain_runs, strict=False)]
             v["paired_ratios"] = paired
             v["paired_ratio_to_plain"] = statistics.median(paired) if paired else None
+            same_alloc = runs.get("plain-tcmalloc", {}).get("tokens_per_s", [])
+            if same_alloc:  # against the plain loop on megagrow's CPU allocator (tcmalloc), round by round
+                v["paired_ratio_to_plain_tcmalloc"] = statistics.median(
+                    x / b for x, b in zip(v["tokens_per_s"], same_alloc, strict=False))
             flops_per_s = med / v.get("tokens_per_step", size_res["tokens_per_step"]) * v["flops_per_step"]
             v["model_flops_per_s"] = flops_per_s
             v["fraction_of_matmul_peak"] = flops_per_s / peak["flops_per_s"]
