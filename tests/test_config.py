@@ -70,7 +70,7 @@ def test_unknown_key_suggests_close_match() -> None:
 def test_unknown_section_and_bad_choices() -> None:
     msg = _problems(None, ["--optimizer.lr=1", "--train.precision=fp16", "--distributed.zero_stage=4"])
     assert "unknown config key 'optimizer'" in msg and "did you mean 'optim'?" in msg
-    assert "train.precision='fp16': expected one of ['fp32', 'bf16', 'bf16-autocast']" in msg
+    assert "train.precision='fp16': expected one of ['auto', 'fp32', 'bf16', 'bf16-autocast']" in msg
     msg = _problems(None, ["--distributed.zero_stage=4"])
     assert "distributed.zero_stage=4: must be one of 0, 1, 2, 3" in msg
 

@@ -12,8 +12,9 @@ from megagrow.profiling import PHASES
 from tests.trainutil import run, tiny_config
 
 
-def test_profile_window_writes_a_breakdown_of_the_step(tmp_path: Path) -> None:
-    cfg = tiny_config("gpt", tmp_path, "prof", "--train.max_steps=6", "--logging.profile_steps=[3,5]")
+def test_profile_window_writes_a_breakdown_of_the_step(tmp_path: Path, text_data: Path) -> None:
+    cfg = tiny_config("gpt", tmp_path, "prof", "--train.max_steps=6", "--logging.profile_steps=[3,5]",
+                      data_path=text_data)  # not the sample corpus in the user's cache: a clean machine has none
     result = run(cfg)
     prof = json.loads((result.run_dir / "profile.json").read_text())
     assert prof["steps"] == [3, 5] and prof["n_steps"] == 3

@@ -20,6 +20,8 @@
 #   gpt-base-half      plain-compile, megagrow-auto-compile (6 x 384, 16 x 1024: a small growth phase's model)
 #   gpt-base-msg-half  megagrow-auto-compile-pb, megagrow-auto-compile (MSG's first stage, 4 x 16 x 1024 a step,
 #                      train.phase_batching auto vs off; -pb skipped where the trainer has no phase_batching)
+#   growth-compile     a whole StackBERT run (3 -> 6 -> 12 layers, 90 steps) with train.compile: graphs, recompiles
+#                      and seconds compiling over the growth (TAG-growth-compile.json)
 #
 # Results: $OUT/TAG-<group>.json (+ .png), the merged $OUT/TAG.json + .png (per variant: tokens/s, ratio to the plain
 # loop, MFU, compile_stats, resolved_precision, gpu_memory_used_peak_mib), TAG-gpu-memory.csv and TAG.log;
@@ -158,6 +160,51 @@ group gpt-base-fill 100 gpt-base-fill megagrow-auto-compile-chunk plain-compile
 group gpt-medium 110 gpt-medium megagrow-auto-compile plain-compile
 group gpt-base-half 70 gpt-base-half plain-compile megagrow-auto-compile
 group gpt-base-msg-half 80 gpt-base-msg-half megagrow-auto-compile-pb megagrow-auto-compile
+growth_compile() {  # growth_compile CAP_S: a whole StackBERT run (3 -> 6 -> 12 layers) with train.compile at GPT-Base:
+  # graphs compiled, recompiles and seconds compiling over the growth (the target: no recompilation inside a phase,
+  # compile time <= 5 % of a 10-minute run), from the run's metrics into $out/$tag-growth-compile.json
+  local cap=$1 left=$((deadline - SECONDS)) t0=$SECONDS run=/tmp/megagrow-growth-compile
+  local t=$((cap < left ? cap : left))
+  if ((t < 30)); then
+    echo "== growth-compile: SKIPPED, ${left} s left before the deadline"
+    return
+  fi
+  # shellcheck disable=SC2054  # the commas are growth.boundaries' list, not array separators
+  local shape=(--model.size=gpt-base --data.seq_len=1024 --data.micro_batch_size=16 --train.max_steps=90
+               --growth.boundaries=30,60)
+  # shellcheck disable=SC2054
+  [[ -n "$dry" ]] && shape=(--model.n_layers=12 --model.hidden=32 --model.n_heads=2 --model.ffn=64 --data.seq_len=16
+                            --data.micro_batch_size=2 --train.max_steps=30 --growth.boundaries=10,20)
+  echo "== growth-compile: StackBERT 3 -> 6 -> 12 with train.compile (at most $t s; ${SECONDS} s in)"
+  rm -rf "$run"
+  timeout --kill-after=5 "$t" "$py" -m megagrow.cli train benchmarks/throughput/configs/gpt.yaml \
+    --run.out_dir="$run" --run.name=stackbert --model.dropout=0 --model.attn_dropout=0 "${shape[@]}" \
+    --growth.plan=stackbert --growth.stages=3,6,12 --growth.boundary_unit=steps --growth.moments=copy \
+    --train.compile=true --logging.log_every=5 --checkpoint.resume=never \
+    ${data[1]:+--data.path=${data[1]}}
+  echo "== growth-compile: exit $? after $((SECONDS - t0)) s"
+  "$py" - "$run/stackbert/metrics.jsonl" "$out/$tag-growth-compile.json" <<'PY' || true
+import json, sys
+from pathlib import Path
+recs = [json.loads(x) for x in Path(sys.argv[1]).read_text().splitlines() if x.strip()]
+phases = {}
+for r in recs:
+    p = phases.setdefault(r["phase"], {"graphs_at_start": None, "records": 0})
+    p["records"] += 1
+    p["graphs_at_end"] = r.get("compile_graphs")
+    p["graphs_at_start"] = p["graphs_at_start"] if p["graphs_at_start"] is not None else r.get("compile_graphs")
+last = recs[-1]
+out = {"what": "StackBERT 3->6->12 with train.compile: dynamo's counts over the whole run (megagrow metrics)",
+       "steps": last["step"], "wall_s": last["wall_s"], "compile_graphs": last.get("compile_graphs"),
+       "compile_recompiles": last.get("compile_recompiles"), "compile_s": last.get("compile_s"),
+       "compile_share_of_this_run": (last.get("compile_s") or 0) / last["wall_s"],
+       "compile_share_of_a_10_minute_run": (last.get("compile_s") or 0) / 600.0,
+       "tokens_per_s_last_record": last["tokens_per_s"], "mfu_last_record": last.get("mfu"), "phases": phases}
+Path(sys.argv[2]).write_text(json.dumps(out, indent=1) + "\n")
+print(json.dumps(out, indent=1))
+PY
+}
+growth_compile 75
 group gpt-base-deepspeed 45 gpt-base megagrow-z0
 
 # ------------------------------------------------------------------------------------------------ merge
