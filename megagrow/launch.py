@@ -182,17 +182,38 @@ def deepspeed_command(args: argparse.Namespace, env: dict[str, str]) -> list[str
     return cmd + _train_args(args.config, args.overrides)
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback interface (``localhost``, ``127.x.x.x``, ``::1``)."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def torchrun_command(args: argparse.Namespace, env: Mapping[str, str]) -> list[str]:
     """This host's torchrun command; unset values come from Slurm (one task per node) or the defaults."""
     nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
     nnodes = args.nnodes or env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_JOB_NUM_NODES") or "1"
     node_rank = args.node_rank if args.node_rank is not None else env.get("SLURM_NODEID", "0")
     master = args.master_addr or env.get("MASTER_ADDR") or (expand_slurm_nodelist(nodelist)[0] if nodelist
-                                                             else "127.0.0.1")
+                                                             else None)
     port = str(args.master_port or env.get("MASTER_PORT") or 29500)
     nproc = args.nproc_per_node or env.get("SLURM_GPUS_ON_NODE") or "1"
     if not 0 <= int(node_rank) < int(nnodes):
         raise ValueError(f"--node-rank {node_rank}: outside --nnodes {nnodes}")
+    if int(nnodes) > 1:  # every host must reach rank 0's rendezvous: a loopback default would wait there forever
+        if master is None:
+            raise ValueError(f"--nnodes {nnodes}: give --master-addr (the address of the host with --node-rank 0, "
+                             "reachable from every host) or set MASTER_ADDR; there is no Slurm allocation to take it "
+                             "from, and 127.0.0.1 would make every other host wait for a rendezvous that never comes")
+        if _loopback(master):
+            raise ValueError(f"--master-addr {master}: a loopback address cannot be reached from the other "
+                             f"{int(nnodes) - 1} host(s) of --nnodes {nnodes}; give rank 0's cluster address")
+    master = master or "127.0.0.1"
     cmd = [sys.executable, "-u", "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--node_rank",
            str(node_rank), "--nproc_per_node", str(nproc), "--master_addr", master, "--master_port", port]
     if args.log_dir:  # one stdout/stderr pair per rank under it; "{node}" is this host's index

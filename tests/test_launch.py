@@ -101,3 +101,23 @@ def test_torchrun_per_node_from_slurm(monkeypatch: pytest.MonkeyPatch, capsys: p
     cmd = capsys.readouterr().err
     assert ("-m torch.distributed.run --nnodes 2 --node_rank 1 --nproc_per_node 4 --master_addr node1 "
             "--master_port 29500 --log_dir /l/node1 --redirects 3 -m megagrow.cli train") in cmd
+
+
+@pytest.mark.parametrize(("extra", "error"), [
+    ((), "--nnodes 2: give --master-addr"),
+    (("--master-addr", "127.0.0.1"), "--master-addr 127.0.0.1: a loopback address"),
+    (("--master-addr", "localhost"), "--master-addr localhost: a loopback address"),
+])
+def test_torchrun_multi_node_without_a_reachable_master_is_refused(
+    extra: tuple[str, ...], error: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outside Slurm, --nnodes 2 without --master-addr defaulted to 127.0.0.1: node 1 waited for a rendezvous on its
+    own loopback and hung silently. Refused before anything starts, naming the flag."""
+    for k in ("MASTER_ADDR", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST", "SLURM_JOB_NUM_NODES", "SLURM_NODEID"):
+        monkeypatch.delenv(k, raising=False)
+    assert launch.main(["torchrun", "--dry-run", "--nnodes", "2", "--node-rank", "1", *extra, CONFIG]) == 2
+    assert error in capsys.readouterr().err
+    assert launch.main(["torchrun", "--dry-run", "--nnodes", "2", "--node-rank", "1", "--master-addr", "node1",
+                        CONFIG]) == 0
+    assert launch.main(["torchrun", "--dry-run", CONFIG]) == 0  # one host: loopback is right
+    assert "--master_addr 127.0.0.1" in capsys.readouterr().err

@@ -109,15 +109,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return scaled(grad_h), scaled(grad_w), scaled(grad_b), None, None, None, None
 
 
-def _loss_only(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    labels: torch.Tensor,
-    chunk: int,
-    ignore_index: int,
-    dtype: torch.dtype,
-) -> torch.Tensor:
+def _loss_only(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, labels: torch.Tensor,
+               chunk: int, ignore_index: int, dtype: torch.dtype) -> torch.Tensor:
     """The loss without gradients (autograd off or nothing requires grad): no gradient matmuls."""
     count = (labels != ignore_index).sum().clamp(min=1)
     w = weight.to(dtype)
