@@ -217,7 +217,8 @@ class DistributedConfig:
 class CheckpointConfig:
     every: int = doc("save a checkpoint every N steps; 0 = only at the end (and on SIGTERM)", 0)
     keep_last: int = doc("keep the newest N checkpoints (older ones are deleted)", 2)
-    resume: str = doc("'auto' = newest checkpoint of this run if any, 'never', or a checkpoint path", "auto")
+    resume: str = doc("'auto' = newest checkpoint of this run if any; 'never' = start afresh (the run's previous "
+                      "outputs are moved aside to <name>.previous-<time>, never deleted); or a checkpoint path", "auto")
     save_final: bool = doc("save a checkpoint after the last step", True)
     allow_changes: list[str] = doc(
         "on resume, config changes to accept that can be honoured but alter what the run trains (e.g. "

@@ -39,6 +39,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 
@@ -257,7 +258,8 @@ def refusal_message(verdict: Verdict, run_dir: str, checkpoint: str) -> str:
     lines = [f"{run_dir} cannot resume from {checkpoint} with this config; it differs from the checkpoint's:"]
     lines += [f"  - {c.line()}" for c in refused]
     lines.append("Ways out: restore these values, or start a new run with --run.name=NEW (or "
-                 "--checkpoint.resume=never to restart this one from scratch)")
+                 "--checkpoint.resume=never to restart this one from scratch; its outputs are moved aside to "
+                 f"{Path(run_dir).name}.previous-<time>, not deleted)")
     allowable = [c.key for c in refused if c.rule.kind is Kind.ALLOWABLE]
     if allowable:
         lines.append(f"  or accept the changes that can be honoured: --checkpoint.allow_changes=[{','.join(allowable)}]"

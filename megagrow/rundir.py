@@ -5,8 +5,8 @@ changes a resume honours are appended to ``config.history.yaml`` (see :mod:`mega
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -51,10 +51,10 @@ class RunDir:
         missing) and record ``changes`` (a :func:`megagrow.resume.history_entry`) in ``config.history.yaml``."""
         self.path.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
-            for stale in (self.metrics, self.path / "tb", self.checkpoints, self.history):
-                if stale.exists():
-                    print(f"[megagrow] fresh start: removing previous {stale}", flush=True)
-                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            aside = self.move_aside()
+            if aside is not None:
+                print(f"[megagrow] fresh start: the previous outputs of {self.path} (checkpoints, metrics, "
+                      f"TensorBoard, config) moved to {aside}; delete it when no longer needed", flush=True)
             atomic_write_text(self.path / "config.yaml", dump_yaml(cfg))
         else:
             if self.metrics.exists():
@@ -66,6 +66,28 @@ class RunDir:
                 atomic_write_text(self.path / "config.yaml", text)
             self._record(resume_step, changes)
         atomic_write_text(self.path / "deepspeed.json", json.dumps(ds_config, indent=2) + "\n")
+
+    OUTPUTS = ("metrics.jsonl", "tb", "checkpoints", "config.history.yaml", "config.yaml", "deepspeed.json",
+               "profile.json", "profile_trace.json")
+
+    def move_aside(self, now: datetime | None = None) -> Path | None:
+        """A fresh start (``checkpoint.resume=never``, or nothing to resume) never deletes a run: the previous
+        outputs move into a timestamped sibling ``<name>.previous-<UTC time>`` (one rename each, same filesystem).
+        Returns it, or None when there was nothing to move (only ``config.yaml``/``deepspeed.json`` of a run that
+        never wrote a metric or checkpoint are simply replaced)."""
+        present = [self.path / n for n in self.OUTPUTS if (self.path / n).exists()]
+        if not any(p.name in ("metrics.jsonl", "tb", "checkpoints", "config.history.yaml") for p in present):
+            return None
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.name}.previous-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.previous-{stamp}-{n}")
+        aside.mkdir(parents=True)
+        for p in present:
+            p.rename(aside / p.name)
+        return aside
 
     def _record(self, resume_step: int, entry: dict | None) -> None:
         """Entries from ``resume_step`` on belong to a timeline the resume discards (as the metrics past it)."""

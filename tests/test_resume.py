@@ -144,6 +144,26 @@ def test_history_is_appended_atomically_and_rewound_with_the_checkpoint(tmp_path
     assert not list(run_dir.path.glob("*.tmp"))
     run_dir.prepare(cfg, {}, None)  # a fresh start forgets the history
     assert not run_dir.history.exists()
+    aside = list(tmp_path.glob("r.previous-*"))
+    assert len(aside) == 1 and (aside[0] / "config.history.yaml").exists()  # ... moved aside, not deleted
+
+
+def test_fresh_start_moves_the_previous_run_aside_never_deletes_it(tmp_path: Path, capsys) -> None:
+    """checkpoint.resume=never (the way out every refusal offers) used to delete the run's checkpoints, metrics and
+    TensorBoard logs at once; now they move to a timestamped sibling, and the console says where."""
+    first = run(_deit(tmp_path, "--train.max_steps=2"))
+    ckpts = sorted(p.name for p in (first.run_dir / "checkpoints").iterdir())
+    metrics = (first.run_dir / "metrics.jsonl").read_text()
+    second = run(_deit(tmp_path, "--train.max_steps=2", "--checkpoint.resume=never"))
+    assert second.run_dir == first.run_dir
+    aside = list(tmp_path.glob("r.previous-*"))
+    assert len(aside) == 1
+    assert sorted(p.name for p in (aside[0] / "checkpoints").iterdir()) == ckpts
+    assert (aside[0] / "metrics.jsonl").read_text() == metrics and (aside[0] / "tb").is_dir()
+    assert (aside[0] / "config.yaml").is_file()
+    assert f"moved to {aside[0]}" in capsys.readouterr().out
+    run(_deit(tmp_path, "--train.max_steps=2", "--checkpoint.resume=never"))  # twice in one second: a new sibling
+    assert len(list(tmp_path.glob("r.previous-*"))) == 2
 
 
 # ----------------------------------------------------------------- the trainer
