@@ -170,12 +170,15 @@ def gap_curve(run_pts: list[Point], base_pts: list[Point]) -> list[tuple[int, fl
 
 
 def phase_changes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Where the logged ``phase`` changes: the first logged step of each new phase (within ``log_every``)."""
+    """Where the logged ``phase`` changes. ``step`` = the optimizer steps completed when the new phase began: exact
+    where the trainer recorded the old phase's last step (``phase_end``, every transition since it does), else the
+    first logged step of the new phase (within ``log_every``; ``exact`` False)."""
     out = []
     for prev, rec in zip(records, records[1:], strict=False):
         if rec.get("phase") != prev.get("phase"):
-            out.append({"step": int(rec["step"]), "from": prev.get("phase"), "to": rec.get("phase"),
-                        "flops": float(prev["flops"])})
+            exact = bool(prev.get("phase_end"))
+            out.append({"step": int(prev["step"] if exact else rec["step"]), "from": prev.get("phase"),
+                        "to": rec.get("phase"), "flops": float(prev["flops"]), "exact": exact})
     return out
 
 

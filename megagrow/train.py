@@ -365,7 +365,7 @@ def _finish_deferred(s: _Session, interval: Interval, frozen: SkippedSlots, step
     interval.depth += depth_sum / gas
     interval.steps += 1
     stop = False
-    if _flush_due(cfg, step + 1, exit_now, world):
+    if _flush_due(cfg, s.plan, step + 1, exit_now, world):
         with phase("sync"):
             f = stats.flush(exit_now)
         c.tokens += f.tokens
@@ -384,13 +384,20 @@ def _finish_deferred(s: _Session, interval: Interval, frozen: SkippedSlots, step
     return stop
 
 
-def _flush_due(cfg: Config, n: int, exit_now: bool, world: int) -> bool:
-    """Whether the statistics must be read back after step ``n`` (1-based): a metrics record, an evaluation, a
-    checkpoint, the last step, ``train.exit_at_step``; a stop signal on one rank (several ranks agree at the next
-    regular flush)."""
+def _flush_due(cfg: Config, plan: Plan, n: int, exit_now: bool, world: int) -> bool:
+    """Whether the statistics must be read back after step ``n`` (1-based): a metrics record (a log step or the last
+    step of a phase), an evaluation, a checkpoint, the last step, ``train.exit_at_step``; a stop signal on one rank
+    (several ranks agree at the next regular flush)."""
     every = (cfg.logging.log_every, cfg.train.eval_every, cfg.checkpoint.every)
     return (any(k and n % k == 0 for k in every) or n >= cfg.train.max_steps or n == cfg.train.exit_at_step
-            or (exit_now and world == 1))
+            or (exit_now and world == 1) or _phase_ends(plan, n))
+
+
+def _phase_ends(plan: Plan, n: int) -> bool:
+    """Whether the step after ``n`` completed steps starts with a transition: step ``n`` is its phase's last, and
+    gets a metrics record of its own (``phase_end``), so reports place the transition at its exact step and charge
+    each phase exactly its own steps, FLOPs and wall time."""
+    return plan.transition(n) is not None
 
 
 def _micro_groups(s: _Session, decisions: list) -> list[tuple[int, int]]:
@@ -503,9 +510,12 @@ def train(cfg: Config) -> TrainResult:
             done = step == cfg.train.max_steps or stopped or why is not None
             is_eval = s.eval_loader is not None and (
                 bool(cfg.train.eval_every and step % cfg.train.eval_every == 0) or done)
-            if step % cfg.logging.log_every == 0 or is_eval:
+            phase_end = step < cfg.train.max_steps and _phase_ends(s.plan, step)
+            if step % cfg.logging.log_every == 0 or is_eval or phase_end:
                 rec = interval.record(s.counters, s.engine.optimizer.param_groups[0]["lr"], s.model_cfg.hidden, peak,
                                       s.env.world_size)
+                if phase_end:
+                    rec["phase_end"] = True  # the last step of its phase: the next one starts with a transition
                 if cfg.train.compile:  # cumulative: graphs compiled, recompiles, seconds spent compiling
                     rec.update({k if k.startswith("compile") else f"compile_{k}": v
                                 for k, v in compile_stats().items()})

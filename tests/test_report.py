@@ -206,3 +206,25 @@ def test_gaps_are_flagged_against_the_smallest_seed_band() -> None:
                                                    "0.004": {"1234": 4.440, "1235": 4.435}}}
     assert flag_band(suite) == pytest.approx(0.005)
     assert flag_band({"noise_band": 0.01}) == 0.01 and flag_band({}) is None
+
+
+def test_transitions_between_log_steps_are_reported_at_their_exact_steps(tmp_path: Path, text_data: Path) -> None:
+    """Apollo's transitions at steps 6 and 12 with a record every 4 steps: the trainer records each phase's last step
+    (``phase_end``), so the report places the transitions at 6 and 12 (not at the next log steps 8 and 16) and
+    charges each phase exactly its own steps, FLOPs and wall time."""
+    from tests.test_plans import STAGED
+    from tests.trainutil import records, run, tiny_config
+
+    grown = run(tiny_config("gpt", tmp_path, "apollo", *STAGED["apollo"], "--train.max_steps=16",
+                            "--logging.log_every=4", "--train.eval_every=4", data_path=text_data)).run_dir
+    recs = records(grown)
+    assert [r["step"] for r in recs] == [4, 6, 8, 12, 16]
+    assert [r["step"] for r in recs if r.get("phase_end")] == [6, 12]
+    base = run(tiny_config("gpt", tmp_path, "scratch", "--model.n_layers=4", "--train.max_steps=16",
+                           "--logging.log_every=4", "--train.eval_every=4", data_path=text_data)).run_dir
+    rep = build_report([load_run(base), load_run(grown)], "scratch", lag_steps=4)
+    ts = rep["runs"]["apollo"]["transitions"]
+    assert [(t["step"], t["exact"]) for t in ts] == [(6, True), (12, True)]
+    phases = rep["runs"]["apollo"]["phases"]
+    assert [p["steps"] for p in phases] == [6, 6, 4]
+    assert phases[0]["flops"] == pytest.approx(recs[1]["flops"])  # phase 1 is exactly its 6 steps' FLOPs
