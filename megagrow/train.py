@@ -155,6 +155,7 @@ def _setup(cfg: Config) -> _Session:
         if not on_rank0:
             model.load_state_dict(full_state.params, strict=True)  # module weights (bf16 copies follow)
         counters = Counters(**meta["counters"])
+        _check_same_data(cfg, meta["loader"], loader.state_dict(), resume_from)
         warning = loader.load_state_dict(meta["loader"], allow_fingerprint_change=cfg.data.allow_fingerprint_change)
         if warning and env.is_main:
             print(f"[megagrow] warning: {warning}", file=sys.stderr, flush=True)
@@ -197,6 +198,20 @@ def _setup(cfg: Config) -> _Session:
     stats = DeferredStats(torch.device(engine.device), env.world_size) if deferred else None
     return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, scheduler, counters,
                     guard, stats=stats)
+
+
+def _check_same_data(cfg: Config, old: dict[str, Any], new: dict[str, Any], ckpt: Path) -> None:
+    """Refuse, in the config's words, a resume over another dataset than the checkpoint's (its fingerprint or
+    sample count differs): the order of the samples would change from here on."""
+    changed = [k for k in ("fingerprint", "n_samples") if k in old and old[k] != new[k]]
+    if not changed or cfg.data.allow_fingerprint_change:
+        return
+    what = ", ".join(f"{k} {old[k]!r} -> {new[k]!r}" for k in changed)
+    raise ResumeRefused(
+        f"{ckpt} was trained on other data than data.path={cfg.data.path} ({what}); resuming would change the order "
+        "of the samples from here on. Ways out: point --data.path at the dataset the run trained on; or "
+        "--data.allow_fingerprint_change=true to go on with this one (its sample order from here on is new); or "
+        "start afresh (--checkpoint.resume=never, or a new --run.name)")
 
 
 def _plan_of(cfg: Config, world_size: int, seq_len: int) -> Plan:

@@ -245,6 +245,8 @@ def test_cli_export_of_a_checkpoint(runs: dict[str, Path], tmp_path: Path, name:
     _assert_same_logits(cm.build(), cm.layer_map, out)
     meta = json.loads((out / "megagrow_export.json").read_text())
     assert meta["step"] == 4 and meta["layer_map"] == [0, 1, 2]
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert len(set(modes.values())) == 1 and modes["model.safetensors"] & 0o044, modes  # not 0600 among 0644
     if name == "deit":
         assert not (out / "tokenizer.model").exists()
         return

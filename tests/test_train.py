@@ -132,8 +132,11 @@ def test_resume_refuses_different_data_unless_allowed(tmp_path: Path, text_data:
                   BuildSettings(vocab_size=400, val_fraction=0.2, min_chars=50, workers=1), progress=False)
     cut = run(tiny_config("gpt", tmp_path, "fp", "--train.exit_at_step=2", data_path=text_data))
     assert cut.step == 2
-    with pytest.raises(ValueError, match="fingerprint"):
+    with pytest.raises(ValueError, match="fingerprint") as e:
         run(tiny_config("gpt", tmp_path, "fp", data_path=other))
+    msg = str(e.value)  # in the config's words, not the loader's (GlobalBatchLoader.load_state_dict ...)
+    assert f"data.path={other}" in msg and "--data.allow_fingerprint_change=true" in msg
+    assert "GlobalBatchLoader" not in msg and "allow_fingerprint_change=True" not in msg
     done = run(tiny_config("gpt", tmp_path, "fp", "--data.allow_fingerprint_change=true", data_path=other))
     assert done.step == 8
     assert [r["step"] for r in records(done.run_dir)] == list(range(1, 9))

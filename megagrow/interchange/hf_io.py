@@ -58,6 +58,13 @@ def read_hf_dir(path: Path | str) -> tuple[dict[str, Any], dict[str, torch.Tenso
     raise FileNotFoundError(f"{path}: no {WEIGHTS} (nor {INDEX})")
 
 
+def usual_mode(path: Path) -> None:
+    """Give ``path`` the mode a plain ``open()`` would (0666 less the umask): safetensors creates its files 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def write_hf_dir(out: Path | str, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
                  files: Mapping[str, bytes | str] | None = None, overwrite: bool = False) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``files`` (name -> content) into ``out`` atomically: into
@@ -73,6 +80,7 @@ def write_hf_dir(out: Path | str, config: Mapping[str, Any], tensors: Mapping[st
     try:
         (tmp / CONFIG).write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n")
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        usual_mode(tmp / WEIGHTS)  # safetensors writes 0600; the rest of the export is 0644 (umask)
         for name, content in (files or {}).items():
             target = tmp / name
             if isinstance(content, bytes):
