@@ -159,6 +159,18 @@ def test_import_lists_every_mismatch(tmp_path: Path) -> None:
                  "expected [16, 32]"):
         assert part in msg, (part, msg)
     assert len(e.value.problems) == 2 + 1 + 12 + 1 + 1  # config, c_fc.bias, all 12 of layer 2, extra, wpe
+    assert "... and 10 more missing tensors" in msg and len(msg.splitlines()) == 1 + 2 + 3 + 1 + 1 + 1  # not 17
+
+
+def test_a_large_shape_mismatch_is_summarized() -> None:
+    """A 12-layer checkpoint into a 1-layer start model printed 134 lines; now a few per kind and counts."""
+    big = _model("gpt", n_layers=12)
+    config, tensors = to_hf(dict(big.named_parameters()), big.cfg)
+    with pytest.raises(HFConversionError) as e:
+        from_hf(tensors, config, replace(big.cfg, n_layers=1), source="DIR")
+    lines = str(e.value).splitlines()
+    assert len(lines) <= 10 and len(e.value.problems) > 100, lines
+    assert any(ln.startswith("  - ... and ") and ln.endswith("more unexpected tensors") for ln in lines)
 
 
 def test_import_refuses_what_megagrow_cannot_compute(tmp_path: Path) -> None:

@@ -42,9 +42,31 @@ _EXACT_GELU = ("gelu",)
 class HFConversionError(ValueError):
     """A Hugging Face checkpoint (or a megagrow state) that does not fit; ``problems`` lists every one."""
 
+    SHOWN = 3  # tensor problems printed per kind; the rest are counted (12 -> 1 layers listed 134 tensors)
+
     def __init__(self, head: str, problems: Sequence[str]):
-        self.problems = list(problems)
-        super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
+        self.problems = list(problems)  # all of them, for callers and tests
+        super().__init__("\n".join([head, *(f"  - {p}" for p in _summarized(self.problems, self.SHOWN))]))
+
+
+def _summarized(problems: Sequence[str], shown: int) -> list[str]:
+    """Every config problem; of each kind of tensor problem (missing, unexpected, wrong shape) the first ``shown``
+    and a count of the rest."""
+    def kind(p: str) -> str:
+        if p.startswith(("missing tensor", "unexpected tensor")):
+            return p.split(" ", 1)[0] + " tensors"
+        return "tensors of the wrong shape" if ": shape " in p else ""
+
+    out: list[str] = []
+    counts: dict[str, int] = {}
+    for p in problems:
+        k = kind(p)
+        counts[k] = counts.get(k, 0) + 1
+        if not k or counts[k] <= shown:
+            out.append(p)
+        elif counts[k] == shown + 1:
+            out.append(k)  # placeholder, replaced by the count below
+    return [f"... and {counts[p] - shown} more {p}" if p in counts else p for p in out]
 
 
 @dataclass(frozen=True)
