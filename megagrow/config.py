@@ -395,7 +395,7 @@ def validate(cfg: Config) -> list[str]:
 
 def warnings_for(cfg: Config) -> list[str]:
     """Settings that are valid but probably not what was meant (printed when a run starts)."""
-    w = []
+    w = list(cfg.__dict__.get("load_notes", []))
     if cfg.optim.warmup_steps >= cfg.train.max_steps:
         w.append(f"optim.warmup_steps={cfg.optim.warmup_steps} >= train.max_steps={cfg.train.max_steps}: the LR "
                  "never reaches optim.lr and never decays")
@@ -586,6 +586,7 @@ def _apply_model_preset(model: dict[str, Any], problems: list[str]) -> dict[str,
 def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
     problems: list[str] = []
     data = dict(data)
+    notes = _preset_notes(data.get("model"))
     if isinstance(data.get("model"), dict):
         data["model"] = _apply_model_preset(data["model"], problems)
     cfg = _build(Config, data, "", problems)
@@ -593,7 +594,22 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
         problems = validate(cfg)
     if problems:
         raise ConfigError(problems, source)
+    cfg.__dict__["load_notes"] = notes  # not a field: never saved; shown with the warnings when a run starts
     return cfg
+
+
+def _preset_notes(model: Any) -> list[str]:
+    """Warnings about a preset (``model.size``) whose width was overridden but whose MLP width was not: the
+    preset's ``ffn`` (4 x its own hidden) stays, which is rarely what was meant."""
+    if not isinstance(model, dict) or model.get("size") not in SIZES:
+        return []
+    preset = SIZES[model["size"]]
+    if "hidden" in model and "ffn" not in model and preset.get("ffn") and model["hidden"] != preset.get("hidden"):
+        return [f"model.hidden={model['hidden']} overrides model.size={model['size']}'s hidden {preset['hidden']}, "
+                f"but model.ffn stays the preset's {preset['ffn']} (4 x {preset['hidden']}); set --model.ffn="
+                f"{4 * int(model['hidden'])} for the usual 4 x hidden (or 0, which means that), or set it explicitly "
+                "to silence this"]
+    return []
 
 
 def config_tree(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:

@@ -205,3 +205,14 @@ def test_cli_output_into_a_closed_pipe_is_not_an_error() -> None:
                        text=True, env={**os.environ, "DS_ACCELERATOR": "cpu"})
     os.close(w)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_overriding_a_presets_width_warns_that_its_ffn_stays() -> None:
+    """--model.hidden over a preset kept the preset's ffn (4 x ITS hidden) without a word."""
+    from megagrow.config import warnings_for
+
+    (w,) = warnings_for(load_config("configs/gpt-tiny.yaml", ["--model.hidden=64", "--model.n_heads=2"]))
+    assert "model.ffn stays the preset's 1024" in w and "--model.ffn=256" in w
+    assert warnings_for(load_config("configs/gpt-tiny.yaml", ["--model.hidden=64", "--model.n_heads=2",
+                                                              "--model.ffn=1024"])) == []  # explicit: meant
+    assert warnings_for(load_config("configs/gpt-tiny.yaml")) == []
