@@ -248,6 +248,19 @@ def _phase_lr(cfg, plan, policy: str, start: int) -> tuple[float, str, float]:
     return mult, what, lr
 
 
+def warmup_notes(phases: list[Phase], warmup_steps: int) -> list[str]:
+    """A warning for each phase that starts a warmup (the run's, or a rewarm) longer than the phase itself."""
+    out = []
+    for i, ph in enumerate(phases):
+        if not warmup_steps or not ph.lr_policy.startswith(("warmup", "rewarm")) or warmup_steps <= ph.steps:
+            continue
+        then = (f"the LR is still warming up when {phases[i + 1].name} starts at step {ph.end_step}"
+                if i + 1 < len(phases) else "the LR never reaches its peak")
+        out.append(f"warning: optim.warmup_steps={warmup_steps} is longer than phase {ph.name} (steps "
+                   f"{ph.start_step}-{ph.end_step}, {ph.steps} steps) whose start warms up: {then}")
+    return out
+
+
 def default_model_note(m: ModelConfig) -> str:
     return (f"the config names no model: assumed the default model ({m.family}, {m.n_layers} layers, hidden "
             f"{m.hidden}, {m.n_heads} heads; `megagrow config --docs`). Show a config that includes the plan "
@@ -306,6 +319,7 @@ def summarize(cfg, world_size: int = 1, model_source: str = "config") -> PlanSum
             lr_policy=lr_policy,
             lr_start=lr_start,
         ))
+    notes += warmup_notes(phases, cfg.optim.warmup_steps)
     extra = sum(t.get("fit_tokens", 0) for t in transitions)
     if extra:
         notes.append(f"learned transitions read {_si(extra)} tokens beyond the run's {_si(G * seq * max_steps)}; "
@@ -385,7 +399,7 @@ def render_table(s: PlanSummary) -> str:
                          f"{_si(tr['fit_flops'])} FLOPs (operator itself {_si(tr['fit_operator_flops'])})")
     lines.append(f"expected FLOPs {_si(s.flops)} vs scratch {_si(s.scratch_flops)} for the same {_si(s.tokens)} "
                  f"tokens: ratio {s.flops_ratio:.4f} (training FLOPs per global batch of {s.global_batch} samples)")
-    lines += [f"note: {n}" for n in notes]
+    lines += [n if n.startswith("warning:") else f"note: {n}" for n in notes]
     return "\n".join(lines)
 
 

@@ -241,3 +241,13 @@ def test_transitions_name_their_target_once(plan: str, capsys) -> None:
     assert main(["plan", "show", f"configs/plans/{plan}.yaml"]) == 0
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("transition at step")]
     assert line.count("'hidden': 256") == 1, line
+
+
+def test_a_warmup_longer_than_its_phase_is_warned(capsys) -> None:
+    """Apollo's first phase is 50 steps; a 400-step warmup used to be shown without a word."""
+    assert main(["plan", "show", APOLLO, "--model.vocab_size=8000", "--optim.warmup_steps=400"]) == 0
+    text = capsys.readouterr().out
+    assert ("warning: optim.warmup_steps=400 is longer than phase apollo-N1 (steps 0-50, 50 steps) whose start warms "
+            "up: the LR is still warming up when apollo-N3 starts at step 50") in text
+    assert main(["plan", "show", APOLLO, "--model.vocab_size=8000", "--optim.warmup_steps=40"]) == 0
+    assert "warning:" not in capsys.readouterr().out
