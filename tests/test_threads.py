@@ -54,3 +54,15 @@ def test_apply_cpu_threads_sets_torch_and_logs_once() -> None:
         assert torch.get_num_threads() == n and len(lines) == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_busy_cpu_is_said_at_the_start() -> None:
+    """On a CPU shared with other jobs two threads per rank ran a 20-step job ~25x slower than one, silently."""
+    from megagrow.distributed.threads import busy_cpu_note
+
+    note = busy_cpu_note(cores=2, threads=2, local_world_size=1, load=2.1)
+    assert note is not None and "load average 2.1 on 2 cores" in note and "OMP_NUM_THREADS=1" in note
+    assert busy_cpu_note(cores=2, threads=2, local_world_size=1, load=0.3) is None  # an idle machine
+    assert busy_cpu_note(cores=2, threads=1, local_world_size=1, load=4.0) is None  # one thread: nothing to cut
+    assert busy_cpu_note(cores=64, threads=8, local_world_size=4, load=10.0) is None  # room left
+    assert busy_cpu_note(cores=2, threads=2, local_world_size=1, load=None) is None

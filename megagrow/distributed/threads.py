@@ -14,7 +14,26 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-__all__ = ["apply_cpu_threads", "available_cores", "intra_op_threads"]
+__all__ = ["apply_cpu_threads", "available_cores", "busy_cpu_note", "intra_op_threads"]
+
+
+def busy_cpu_note(cores: int, threads: int, local_world_size: int, load: float | None) -> str | None:
+    """A warning when the machine is already busy (pure): other jobs hold more than the cores this run does not
+    use, so every intra-op thread of every rank contends with them and a step can be many times slower (measured:
+    a 20-step job with 2 threads per rank ran ~25x slower than with 1 on a shared 2-core CPU). ``load`` is the
+    1-minute load average before this run's work started (None: unknown)."""
+    if load is None or threads <= 1 or load < 1.0 or load + threads * local_world_size <= 1.5 * cores:
+        return None
+    return (f"warning: this CPU is busy (load average {load:.1f} on {cores} cores) and this run starts {threads} "
+            f"intra-op threads per rank: they contend with the other jobs, which can make steps many times slower; "
+            "if it is slow, set OMP_NUM_THREADS=1 (or fewer ranks)")
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def intra_op_threads(cores: int, local_world_size: int, env: Mapping[str, str], accelerator: bool) -> int | None:
@@ -47,6 +66,10 @@ def apply_cpu_threads(local_world_size: int, accelerator: bool, log: Callable[[s
     env = os.environ if env is None else env
     cores = available_cores()
     threads = intra_op_threads(cores, local_world_size, env, accelerator)
+    if log is not None and not accelerator:
+        note = busy_cpu_note(cores, threads or torch.get_num_threads(), local_world_size, _load_average())
+        if note:
+            log(note)
     if threads is None:
         return None
     torch.set_num_threads(threads)
