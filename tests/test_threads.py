@@ -44,12 +44,12 @@ def test_apply_cpu_threads_sets_torch_and_logs_once() -> None:
     before = torch.get_num_threads()
     lines: list[str] = []
     try:
-        n = apply_cpu_threads(2, False, lines.append, env={})
+        n = apply_cpu_threads(2, False, lines.append, env={}, load=lambda: 0.0)
         assert n == max(1, available_cores() // 2) and torch.get_num_threads() == n
         assert lines == [f"2 ranks on this node share {available_cores()} cores: {n} intra-op thread(s) per rank "
                          "(OMP_NUM_THREADS is unset; set it to choose)"]
         torch.set_num_threads(before)
-        assert apply_cpu_threads(2, False, lines.append, env={"OMP_NUM_THREADS": "1"}) is None
+        assert apply_cpu_threads(2, False, lines.append, env={"OMP_NUM_THREADS": "1"}, load=lambda: 0.0) is None
         assert apply_cpu_threads(2, False, None, env={}) == n  # other ranks: no line
         assert torch.get_num_threads() == n and len(lines) == 1
     finally:
@@ -66,3 +66,11 @@ def test_a_busy_cpu_is_said_at_the_start() -> None:
     assert busy_cpu_note(cores=2, threads=1, local_world_size=1, load=4.0) is None  # one thread: nothing to cut
     assert busy_cpu_note(cores=64, threads=8, local_world_size=4, load=10.0) is None  # room left
     assert busy_cpu_note(cores=2, threads=2, local_world_size=1, load=None) is None
+    lines: list[str] = []
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        apply_cpu_threads(1, False, lines.append, env={"OMP_NUM_THREADS": "2"}, load=lambda: 50.0)
+    finally:
+        torch.set_num_threads(before)
+    assert len(lines) == 1 and lines[0].startswith("warning: this CPU is busy")  # the run's first lines say it

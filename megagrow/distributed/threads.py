@@ -59,15 +59,17 @@ def available_cores() -> int:
 
 
 def apply_cpu_threads(local_world_size: int, accelerator: bool, log: Callable[[str], None] | None,
-                      env: Mapping[str, str] | None = None) -> int | None:
-    """Set torch's intra-op threads per :func:`intra_op_threads`; ``log`` (the main rank's) gets one line."""
+                      env: Mapping[str, str] | None = None,
+                      load: Callable[[], float | None] | None = None) -> int | None:
+    """Set torch's intra-op threads per :func:`intra_op_threads`; ``log`` (the main rank's) gets one line, and one
+    more when the CPU is already busy (:func:`busy_cpu_note`; ``load`` reads the load average, os.getloadavg)."""
     import torch
 
     env = os.environ if env is None else env
     cores = available_cores()
     threads = intra_op_threads(cores, local_world_size, env, accelerator)
     if log is not None and not accelerator:
-        note = busy_cpu_note(cores, threads or torch.get_num_threads(), local_world_size, _load_average())
+        note = busy_cpu_note(cores, threads or torch.get_num_threads(), local_world_size, (load or _load_average)())
         if note:
             log(note)
     if threads is None:
