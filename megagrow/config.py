@@ -117,6 +117,10 @@ class DataConfig:
                             "(no val_loss)", 256)
     allow_fingerprint_change: bool = doc(
         "resume even if the dataset fingerprint differs from the checkpoint's (keeps the cursor)", False)
+    verify: Literal["background", "off"] = doc(
+        "text datasets: background = hash every shard (and the tokenizer) the run reads against manifest.json in a "
+        "background thread from the start, and stop before the next step with one line naming a file that does not "
+        "match; off = only the cheap checks at open (presence, sizes, schema, counts)", "background")
     synthetic_train_samples: int = doc("synthetic-images: size of the training set", 50000)
     augment: bool = doc("images: DeiT-style random resized crop (+ optional flip) on training images", True)
     augment_scale_min: float = doc("images: smallest crop area fraction of the random resized crop", 0.08)

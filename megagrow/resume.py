@@ -77,6 +77,7 @@ RULES: tuple[Rule, ...] = (
     Rule("train.allocator", N, "host memory allocator"),
     Rule("data.path", N, "dataset location; the dataset itself is compared by its fingerprint"),
     Rule("data.allow_fingerprint_change", N, "dataset fingerprint override"),
+    Rule("data.verify", N, "background check of the shards' hashes"),
     Rule("model.init_from", N, "start weights of a fresh run; a resume continues from the checkpoint's"),
     # honoured: exact from the resume step on; logged once and recorded
     Rule("distributed.world_size", H, "world size; the global batch is compared on its own"),

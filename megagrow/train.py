@@ -10,7 +10,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,7 +278,7 @@ def _evaluate(s: _Session) -> float:
     total = torch.zeros((), dtype=torch.float64, device=s.engine.device)  # read back once, in the all-reduce
     layer_map = s.plan.eval_layer_map(s.counters.step - 1)  # the model as it stands after the last step
     masks = s.plan.eval_masks(s.counters.step - 1)  # growth masks (msg) in effect after the last step, if any
-    with torch.no_grad():
+    with torch.no_grad(), _corrupt_data_said(s):
         for batch in s.eval_loader:
             out = s.engine(to_device(batch, s.engine.device), layer_map, masks)
             total += out.loss.detach().double()
@@ -291,6 +291,8 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
     """One optimizer step over ``grad_accum`` micro-batches; returns whether any rank asked to stop."""
     cfg, step = s.cfg, s.counters.step
     t0 = time.perf_counter()
+    if s.data.verifier is not None:
+        s.data.verifier.raise_if_bad()  # a shard that does not match its manifest: stop before this step
     transition = s.plan.transition(step)
     charge = Charge()
     if transition is not None:
@@ -439,12 +441,25 @@ def _merged_batch(s: _Session, step: int, micro: int, count: int) -> tuple[dict[
 
 def _next_batch(s: _Session, step: int, micro: int) -> tuple[dict[str, torch.Tensor], int]:
     """This rank's next micro-batch on the engine's device and its real token count (BERT padding excluded)."""
-    batch = s.loader.next_micro_batch()
+    with _corrupt_data_said(s):
+        batch = s.loader.next_micro_batch()
     if s.cfg.data.mixup or s.cfg.data.cutmix:
         batch = _mix(s, batch, step, micro)
     mask = batch.get("attention_mask")
     n = int(mask.sum()) if mask is not None else s.cfg.data.micro_batch_size * s.data.seq_len
     return to_device(batch, s.engine.device), n
+
+
+@contextlib.contextmanager
+def _corrupt_data_said(s: _Session) -> Iterator[None]:
+    """An error while reading data: if the background shard check finds (or found) a file that does not match its
+    manifest, that is what is raised (one line, the file, the way to re-verify), not the reader's traceback."""
+    try:
+        yield
+    except Exception:
+        if s.data.verifier is not None and s.data.verifier.wait(timeout=600) is not None:
+            s.data.verifier.raise_if_bad()
+        raise
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:

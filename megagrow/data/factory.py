@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from megagrow.data.bert_pairs import BERTPairDataset
 from megagrow.data.datasets import BERTDataset, GPTDataset, SampleDataset, SyntheticImageDataset
+from megagrow.data.integrity import ShardVerifier, corpus_files
 from megagrow.data.masking import MaskingConfig
 from megagrow.flops import deit_seq_len
 from megagrow.models.spec import ModelConfig
@@ -26,6 +27,7 @@ class DataBundle:
     vocab_size: int  # 0 for images
     seq_len: int  # tokens per sample entering the transformer blocks
     eval_key_offset: int = 0
+    verifier: ShardVerifier | None = None  # data.verify: the shards' hashes checked in the background
 
 
 def build_data(data_cfg, model_cfg: ModelConfig, seed: int) -> DataBundle:
@@ -74,8 +76,12 @@ def build_data(data_cfg, model_cfg: ModelConfig, seed: int) -> DataBundle:
         return BERTDataset(c, data_cfg.seq_len, mask_prob=data_cfg.mask_prob, seed=seed,
                            whole_word=data_cfg.whole_word_masking)
 
+    verifier = None
+    if data_cfg.verify == "background":
+        files = corpus_files(train_c) + (corpus_files(val_c)[:-1] if val_c is not None else [])  # one tokenizer
+        verifier = ShardVerifier(path, files)
     return DataBundle(train=dataset(train_c), validation=dataset(val_c) if val_c is not None else None,
-                      vocab_size=train_c.vocab_size, seq_len=data_cfg.seq_len)
+                      vocab_size=train_c.vocab_size, seq_len=data_cfg.seq_len, verifier=verifier)
 
 
 def _evaluates(data_cfg, manifest: dict) -> bool:
