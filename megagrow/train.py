@@ -33,6 +33,7 @@ from megagrow.checkpoint import (
 from megagrow.config import Config, deepspeed_config, warnings_for
 from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
+from megagrow.data.tokenizer_identity import checkpoint_tokenizer, mismatch
 from megagrow.distributed.compile_stats import compile_stats
 from megagrow.distributed.direct import DirectStep
 from megagrow.distributed.engine import (
@@ -148,13 +149,15 @@ def _setup(cfg: Config) -> _Session:
     if resume_from is None and model_cfg.init_from:  # start weights; a checkpoint (resume) takes precedence
         from megagrow.interchange.hf_init import init_params
 
-        model.load_state_dict(init_params(model_cfg.init_from, model_cfg), strict=True)
+        model.load_state_dict(init_params(model_cfg.init_from, model_cfg, data.tokenizer_sha256,
+                                          f"data.path={cfg.data.path}"), strict=True)
         notes.append(f"[megagrow] start weights: {model_cfg.init_from} ({model_cfg.family}, {model_cfg.n_layers} "
                      f"layers, hidden {model_cfg.hidden})")
     if resume_from is not None:
         if not on_rank0:
             model.load_state_dict(full_state.params, strict=True)  # module weights (bf16 copies follow)
         counters = Counters(**meta["counters"])
+        _check_same_tokenizer(meta, data.tokenizer_sha256, cfg, resume_from)
         _check_same_data(cfg, meta["loader"], loader.state_dict(), resume_from)
         warning = loader.load_state_dict(meta["loader"], allow_fingerprint_change=cfg.data.allow_fingerprint_change)
         if warning and env.is_main:
@@ -198,6 +201,14 @@ def _setup(cfg: Config) -> _Session:
     stats = DeferredStats(torch.device(engine.device), env.world_size) if deferred else None
     return _Session(cfg, env, data, model_cfg, model, plan, engine, run, loader, eval_loader, scheduler, counters,
                     guard, stats=stats)
+
+
+def _check_same_tokenizer(meta: dict[str, Any], ours: str | None, cfg: Config, ckpt: Path) -> None:
+    """Refuse a resume on a dataset tokenized with another tokenizer, even with data.allow_fingerprint_change (which
+    accepts other data, not other token ids)."""
+    theirs = checkpoint_tokenizer(meta)
+    if theirs is not None and ours is not None and theirs != ours:
+        raise ResumeRefused(mismatch(str(ckpt), theirs, f"data.path={cfg.data.path}", ours))
 
 
 def _check_same_data(cfg: Config, old: dict[str, Any], new: dict[str, Any], ckpt: Path) -> None:
@@ -490,7 +501,8 @@ def _checkpoint(s: _Session) -> None:
     barrier()
     if s.env.is_main:
         meta = {"counters": asdict(s.counters), "loader": s.loader.state_dict(), "plan": s.plan.state_dict(),
-                "model": asdict(s.model_cfg), "config": asdict(s.cfg), "world_size": world}
+                "model": asdict(s.model_cfg), "config": asdict(s.cfg), "world_size": world,
+                "tokenizer_sha256": s.data.tokenizer_sha256}
         finalize_checkpoint(ckpt, tmp, s.counters.step, state.adam_step, meta, s.cfg.checkpoint.keep_last, world,
                             extra_tensors=s.plan.state_tensors(), param_steps=state.param_steps)
     barrier()

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from megagrow.checkpoint_model import CheckpointModel, open_checkpoint
+from megagrow.data.tokenizer_identity import checkpoint_tokenizer, mismatch
 from megagrow.models import IGNORE_INDEX, GrowthMasks, MegagrowModel
 
 
@@ -55,6 +56,9 @@ def evaluate_checkpoint(checkpoint: Path | str, data: str | None = None, samples
         raise ValueError(f"data.path={dcfg.path}: the dataset has no validation split (rebuild it with a "
                          "--val-fraction above 0)")
     m = cm.model_cfg
+    trained = checkpoint_tokenizer(cm.meta)
+    if trained is not None and bundle.tokenizer_sha256 is not None and trained != bundle.tokenizer_sha256:
+        raise ValueError(mismatch(str(cm.path), trained, f"data.path={dcfg.path}", bundle.tokenizer_sha256))
     if m.family in ("bert", "gpt") and bundle.vocab_size > m.vocab_size:
         raise ValueError(f"data.path={dcfg.path}: its tokenizer has {bundle.vocab_size} tokens, more than the "
                          f"model's vocabulary ({m.vocab_size}): it was tokenized for another model")

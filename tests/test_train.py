@@ -128,8 +128,9 @@ def test_resume_refuses_different_data_unless_allowed(tmp_path: Path, text_data:
     from tests.conftest import make_text_corpus
 
     other = tmp_path / "other"
-    build_dataset([make_text_corpus(tmp_path / "books2", n_docs=30, seed=1)], other,
-                  BuildSettings(vocab_size=400, val_fraction=0.2, min_chars=50, workers=1), progress=False)
+    build_dataset([make_text_corpus(tmp_path / "books2", n_docs=30, seed=1)], other,  # other text, same tokenizer
+                  BuildSettings(vocab_size=400, val_fraction=0.2, min_chars=50, workers=1,
+                                tokenizer=text_data / "tokenizer.model"), progress=False)
     cut = run(tiny_config("gpt", tmp_path, "fp", "--train.exit_at_step=2", data_path=text_data))
     assert cut.step == 2
     with pytest.raises(ValueError, match="fingerprint") as e:

@@ -28,6 +28,7 @@ class DataBundle:
     seq_len: int  # tokens per sample entering the transformer blocks
     eval_key_offset: int = 0
     verifier: ShardVerifier | None = None  # data.verify: the shards' hashes checked in the background
+    tokenizer_sha256: str | None = None  # text datasets: the SentencePiece model's hash (tokenizer identity)
 
 
 def build_data(data_cfg, model_cfg: ModelConfig, seed: int) -> DataBundle:
@@ -81,7 +82,8 @@ def build_data(data_cfg, model_cfg: ModelConfig, seed: int) -> DataBundle:
         files = corpus_files(train_c) + (corpus_files(val_c)[:-1] if val_c is not None else [])  # one tokenizer
         verifier = ShardVerifier(path, files)
     return DataBundle(train=dataset(train_c), validation=dataset(val_c) if val_c is not None else None,
-                      vocab_size=train_c.vocab_size, seq_len=data_cfg.seq_len, verifier=verifier)
+                      vocab_size=train_c.vocab_size, seq_len=data_cfg.seq_len, verifier=verifier,
+                      tokenizer_sha256=train_c.tokenizer_sha256)
 
 
 def _evaluates(data_cfg, manifest: dict) -> bool:

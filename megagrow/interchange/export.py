@@ -24,6 +24,8 @@ from typing import Any
 
 from megagrow.checkpoint_model import CheckpointModel, open_checkpoint
 from megagrow.config import Config, expand_path
+from megagrow.data.manifest import sha256_file
+from megagrow.data.tokenizer_identity import checkpoint_tokenizer, mismatch
 from megagrow.interchange.hf import hf_kind, to_hf
 from megagrow.interchange.hf_io import write_hf_dir
 
@@ -109,13 +111,19 @@ def export_hf(checkpoint: Path | str, out: Path | str, tokenizer: Path | str | N
     m = cm.model_cfg
     files: dict[str, bytes | str] = {}
     token_ids = None
+    tokenizer_sha = None
     if m.family in ("bert", "gpt"):
         model_file, token_ids = run_tokenizer(cm.config, tokenizer)
         files.update(tokenizer_files(m.family, model_file, m.max_seq_len))
+        tokenizer_sha = sha256_file(model_file)
+        trained = checkpoint_tokenizer(cm.meta)
+        if trained is not None and trained != tokenizer_sha:
+            raise ExportRefused(mismatch(str(cm.path), trained, f"--tokenizer {model_file}", tokenizer_sha))
     config, tensors = to_hf(cm.params, m, cm.layer_map, token_ids=token_ids, labels=class_names(cm.config))
     provenance: dict[str, Any] = {"checkpoint": str(Path(cm.path).resolve()), "step": cm.step, "phase": cm.phase,
                                   "layer_map": list(cm.layer_map), "slots": m.n_layers, "architecture": hf_kind(m),
-                                  "model": asdict(m), "plan": cm.config.growth.plan}
+                                  "model": asdict(m), "plan": cm.config.growth.plan,
+                                  "tokenizer_sha256": tokenizer_sha}
     files["megagrow_export.json"] = json.dumps(provenance, indent=2, sort_keys=True) + "\n"
     return write_hf_dir(out, config, tensors, files, overwrite=overwrite), cm
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from megagrow.data.tokenizer_identity import hf_dir_tokenizer, mismatch
 from megagrow.interchange.hf import from_hf
 from megagrow.interchange.hf_io import read_hf_dir
 from megagrow.models.spec import INIT_HF, ModelConfig
@@ -26,9 +27,15 @@ def init_dir(init_from: str) -> Path:
     return expand_path(init_from[len(INIT_HF):].strip())
 
 
-def init_params(init_from: str, expect: ModelConfig) -> dict[str, torch.Tensor]:
-    """The megagrow parameters of ``expect`` read from ``model.init_from`` (errors name the field and the files)."""
+def init_params(init_from: str, expect: ModelConfig, tokenizer_sha256: str | None = None,
+                data_what: str = "the run's dataset") -> dict[str, torch.Tensor]:
+    """The megagrow parameters of ``expect`` read from ``model.init_from`` (errors name the field and the files).
+    ``tokenizer_sha256``: the run's dataset's tokenizer; a directory whose tokenizer (its megagrow export record or
+    its ``tokenizer.model``) differs is refused, naming both."""
     path = init_dir(init_from)
+    theirs = hf_dir_tokenizer(path) if tokenizer_sha256 is not None and path.is_dir() else None
+    if theirs is not None and theirs != tokenizer_sha256:
+        raise ValueError(mismatch(f"model.init_from={init_from!r}", theirs, data_what, tokenizer_sha256))
     try:
         config, tensors = read_hf_dir(path)
     except FileNotFoundError as e:
