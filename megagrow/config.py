@@ -58,7 +58,9 @@ class GrowthConfig:
     sampler: Literal["lvps", "uniform", "full", "edge"] = doc(
         "apollo, apollo+multilevel: depth sampler drawn per micro-batch (LVPS = low-value-prioritized)", "lvps")
     layer_map: Literal["interpolation", "stacking"] = doc(
-        "apollo: how sampled depth positions map to live weight sets, and how stages expand", "interpolation")
+        "apollo: how sampled depth positions map to live weight sets, and how stages expand: stacking (the default "
+        "and configs/plans/apollo.yaml's: measured better in both suites, docs/growth-pays.md) or interpolation "
+        "(the paper's)", "stacking")
     moments: Literal["auto", "copy", "reset", "keep", "fresh"] = doc(
         "AdamW moments at a transition: auto = what the method's paper did (apollo keep, stackbert fresh, "
         "multilevel reset); copy (with the weights), reset (zero for grown blocks), keep (stay with the slot "
