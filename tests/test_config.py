@@ -216,3 +216,11 @@ def test_overriding_a_presets_width_warns_that_its_ffn_stays() -> None:
     assert warnings_for(load_config("configs/gpt-tiny.yaml", ["--model.hidden=64", "--model.n_heads=2",
                                                               "--model.ffn=1024"])) == []  # explicit: meant
     assert warnings_for(load_config("configs/gpt-tiny.yaml")) == []
+
+
+def test_one_default_apollo_layer_map() -> None:
+    """growth.layer_map defaulted to interpolation while configs/plans/apollo.yaml shipped stacking: two defaults."""
+    from megagrow.config import GrowthConfig
+
+    shipped = yaml.safe_load(Path("configs/plans/apollo.yaml").read_text())["growth"]["layer_map"]
+    assert GrowthConfig().layer_map == shipped == "stacking"
