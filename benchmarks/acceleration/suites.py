@@ -485,4 +485,13 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
             PlanRun("bert2bert-lr3.2e-2", "bert2bert.yaml", ("--optim.lr=0.032",), "bert2bert at peak LR 0.032"),
         ),
     ),
+    Study(
+        "wsd-v2-baseline", "gpt",
+        "Issue 27's baseline: WSD scratch with its decay fraction tuned at the full horizon. WSD scratch at its best "
+        "peak LR (8e-3 on the 4e-3 / 8e-3 / 1.6e-2 grid) decays over the last 20 % and ends at 4.252 / 4.418 (two "
+        "seeds); do 10 % or 30 % end lower?",
+        ("scratch-wsd",),
+        tuple(PlanRun(f"scratch-wsd-decay{f:g}", None, ("--optim.schedule=wsd", f"--optim.decay_fraction={f:g}"),
+                      f"scratch under WSD, decay over the last {f:.0%}") for f in (0.1, 0.3)),
+    ),
 )}
