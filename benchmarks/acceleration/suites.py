@@ -139,6 +139,9 @@ def _probe_end(boundary: float) -> int:
     bert: the same ``train.max_steps``) suite."""
     return round(boundary * _GPT_STEPS) + _LAG
 
+# issue 27's protocol: every run under WSD (decay over the last 20 %) at peak LR 4e-3, scored against WSD scratch there
+_WSD_V2 = ("--optim.schedule=wsd", "--optim.decay_fraction=0.2", "--optim.lr=0.004")
+
 _DEIT_STEPS = 6200  # the deit suite's (configs/deit.yaml)
 _BERT_STEPS = 3400  # the bert suite's (configs/bert.yaml)
 
@@ -484,6 +487,19 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
             # bert2bert was best at 1.6e-2, the grid's high edge (4.455, against 4.476 at 8e-3 and 4.600 at 4e-3)
             PlanRun("bert2bert-lr3.2e-2", "bert2bert.yaml", ("--optim.lr=0.032",), "bert2bert at peak LR 0.032"),
         ),
+    ),
+    Study(
+        "wsd-v2-late", "gpt",
+        "Issue 27, one late growth (Bu et al. 2025: one expansion in WSD's stable phase instead of a chain): a 6- or "
+        "3-layer model stacked once into 12 layers at tau = 20 / 40 / 60 / 80 % of the steps, under WSD (decay over "
+        "the last 20 %) at peak LR 4e-3 (WSD scratch's robust LR: 4.271 / 4.283, and StackBERT's best under WSD), "
+        "moments copied with the weights. Which growth point reaches WSD scratch's loss with the fewest FLOPs? The "
+        "grid also validates the planner (megagrow plan tune).",
+        (),  # scored against WSD scratch at 4e-3 (wsd/scratch-wsd-lr4e-3, wsd-v2-baseline/scratch-wsd-lr4e-3-s1235)
+        tuple(PlanRun(f"late{n}-t{tau:g}", "stackbert.yaml", (*_WSD_V2, f"--growth.stages=[{n},12]",
+                                                             f"--growth.boundaries=[{tau:g}]"),
+                      f"{n} layers stacked {12 // n}x into 12 at {tau:.0%} of the steps, WSD, LR 4e-3")
+              for tau in (0.2, 0.4, 0.6, 0.8) for n in (6, 3)),
     ),
     Study(
         "wsd-v2-baseline", "gpt",
