@@ -133,7 +133,10 @@ RULES: tuple[Rule, ...] = (
     # incompatible: the model, the plan, the data's layout, the global batch
     Rule("train.global_batch", X, "global batch = data.micro_batch_size x train.grad_accum x world size; the "
                                   "data cursor counts global batches"),
-    Rule("growth.schedule", X, "growth schedule; phase starts in steps"),
+    Rule("growth.schedule", X, "growth schedule before the resume step; phase starts in steps"),
+    # a phase that has not started yet may move: the run is the same as if it had been started with the new
+    # schedule (its past is), exactly as train.max_steps may change (megagrow plan tune forks its probes this way)
+    Rule("growth.schedule_ahead", H, "growth schedule from the resume step on; phase starts in steps"),
     Rule("growth.*", X, "growth plan"),
     Rule("model.*", X, "model architecture"),
     Rule("data.seq_len", X, "sequence length"),
@@ -141,7 +144,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 #: Keys computed from the checkpoint and the run rather than read from a config section.
-DERIVED = ("distributed.world_size", "train.global_batch", "growth.schedule")
+DERIVED = ("distributed.world_size", "train.global_batch", "growth.schedule", "growth.schedule_ahead")
 
 #: Keys whose change alters the LR at the resume step (the log line states the LR before and after).
 LR_KEYS = frozenset({"optim.lr", "optim.min_lr_ratio", "optim.schedule", "optim.decay_fraction",
@@ -167,9 +170,11 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def resume_view(config: Mapping[str, Any], world_size: int, schedule: str | None) -> dict[str, Any]:
+def resume_view(config: Mapping[str, Any], world_size: int, schedule: str | None,
+                ahead: str | None = None) -> dict[str, Any]:
     """The flat view of a resolved config that :func:`compare` compares, with the derived keys.
-    ``schedule``: :func:`schedule_signature` of the config's plan, or None when it cannot be computed."""
+    ``schedule``: :func:`schedule_signature` of the config's plan (its part before the resume step when
+    ``ahead`` is given), or None when it cannot be computed; ``ahead``: the part from the resume step on."""
     view = flatten(config)
     data, train = config.get("data", {}), config.get("train", {})
     view["distributed.world_size"] = int(world_size)
@@ -177,6 +182,8 @@ def resume_view(config: Mapping[str, Any], world_size: int, schedule: str | None
         view["train.global_batch"] = int(data["micro_batch_size"]) * int(train["grad_accum"]) * int(world_size)
     if schedule is not None:
         view["growth.schedule"] = schedule
+    if ahead is not None:
+        view["growth.schedule_ahead"] = ahead
     return view
 
 
@@ -185,6 +192,16 @@ def schedule_signature(plan: Any) -> str:
     text = f"phase starts {list(plan.starts)}"
     ramp = getattr(plan, "ramp", None)
     return text + (f", mask ramp {ramp} steps" if isinstance(ramp, int) else "")
+
+
+def schedule_split(plan: Any, step: int) -> tuple[str, str]:
+    """A plan's schedule cut at a resume step: ``(past, ahead)``. The past (phase starts before ``step``, and
+    MSG's mask ramp, which is always compared) must stay; phases starting at ``step`` or later may move."""
+    starts = list(plan.starts)
+    past = [s for s in starts if s < step]
+    ramp = getattr(plan, "ramp", None)
+    return (f"phase starts {past}" + (f", mask ramp {ramp} steps" if isinstance(ramp, int) else ""),
+            f"phase starts from step {step}: {[s for s in starts if s >= step]}")
 
 
 @dataclass(frozen=True)

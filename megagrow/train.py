@@ -70,7 +70,7 @@ from megagrow.resume import (
     lr_line,
     refusal_message,
     resume_view,
-    schedule_signature,
+    schedule_split,
 )
 from megagrow.rundir import RunDir
 from megagrow.schedule import phase_lr
@@ -254,8 +254,10 @@ def _check_resume(cfg: Config, world: int, seq_len: int, plan: Plan, meta: dict[
         old_plan = _plan_of(old_cfg, old_world, seq_len)
     except ValueError:
         old_plan = None  # cannot be rebuilt here: its schedule is not compared (the plan name still is)
-    old = resume_view(meta["config"], old_world, schedule_signature(old_plan) if old_plan is not None else None)
-    new = resume_view(asdict(cfg), world, schedule_signature(plan))
+    step = int(meta["counters"]["step"])
+    old = resume_view(meta["config"], old_world, *(schedule_split(old_plan, step) if old_plan is not None
+                                                  else (None, None)))
+    new = resume_view(asdict(cfg), world, *schedule_split(plan, step))
     verdict = compare(old, new, cfg.checkpoint.allow_changes)
     if verdict.refused:
         raise ResumeRefused(refusal_message(verdict, str(run.path), str(ckpt)))
@@ -263,7 +265,6 @@ def _check_resume(cfg: Config, world: int, seq_len: int, plan: Plan, meta: dict[
         return verdict, []
     lines = [f"[megagrow] resume: honouring {len(verdict.honoured)} config change(s), recorded in {run.history}:"]
     lines += [f"  - {c.line()}" for c in verdict.honoured]
-    step = int(meta["counters"]["step"])
     if verdict.lr_changed and old_plan is not None:
         o = cfg.optim
         schedule = o.schedule + ("" if o.schedule == "constant" else f" to {o.min_lr_ratio:g}x")

@@ -179,10 +179,10 @@ def test_resume_with_another_architecture_plan_or_global_batch_is_refused(tmp_pa
     config_yaml = (cut.run_dir / "config.yaml").read_text()
     with pytest.raises(ResumeRefused) as e:
         run(_deit(tmp_path, "--model.n_layers=2", "--data.micro_batch_size=16", "--growth.plan=stackbert",
-                  "--growth.stages=1,2", "--growth.boundaries=0.5"))
+                  "--growth.stages=1,2", "--growth.boundaries=0.25"))
     msg = str(e.value)
     for line in ("model.n_layers: 3 -> 2", "train.global_batch: 8 -> 16", 'growth.plan: "scratch" -> "stackbert"',
-                 "growth.schedule: phase starts [0] -> phase starts [0, 2]", "step_00000002", "--run.name=NEW"):
+                 "growth.schedule: phase starts [0] -> phase starts [0, 1]", "step_00000002", "--run.name=NEW"):
         assert line in msg, (line, msg)
     assert (cut.run_dir / "config.yaml").read_text() == config_yaml
     assert not (cut.run_dir / "config.history.yaml").exists()
@@ -215,3 +215,34 @@ def test_allowed_changes_proceed_and_are_recorded(tmp_path: Path, capfd: pytest.
     # the whole run's tokens/s: all its tokens over all its training time (the resumed part included)
     last = records(done.run_dir)[-1]
     assert done.tokens_per_s == pytest.approx(last["tokens"] / last["wall_s"])
+
+
+def test_a_phase_not_started_yet_may_move_and_the_resumed_run_equals_a_run_started_with_it(
+        tmp_path: Path, text_data: Path) -> None:
+    """Growth points after the checkpoint are honoured (megagrow plan tune forks probes this way): a run cut at
+    step 3 with its growth planned at step 6, resumed with the growth at step 3, is the run grown at 3 from the
+    start, loss for loss and weight for weight; a phase start before the checkpoint stays refused."""
+    grow = ("--growth.plan=stackbert", "--growth.stages=[1,3]", "--growth.boundary_unit=steps",
+            "--optim.schedule=wsd")
+    late = tiny_config("gpt", tmp_path, "fork", *grow, "--growth.boundaries=[6]", "--train.exit_at_step=3",
+                       data_path=text_data)
+    assert run(late).stopped_early
+    forked = run(tiny_config("gpt", tmp_path, "fork", *grow, "--growth.boundaries=[3]", data_path=text_data))
+    direct = run(tiny_config("gpt", tmp_path, "direct", *grow, "--growth.boundaries=[3]", data_path=text_data))
+    assert [r["loss"] for r in records(forked.run_dir)] == [r["loss"] for r in records(direct.run_dir)]
+    history = read_history(forked.run_dir)
+    assert any("growth.schedule_ahead" in json.dumps(h) for h in history)
+    with pytest.raises(ResumeRefused) as e:  # the run is at step 8: a growth at step 2 would rewrite the past
+        run(tiny_config("gpt", tmp_path, "fork", *grow, "--growth.boundaries=[2]", "--train.max_steps=10",
+                        data_path=text_data))
+    assert "growth.schedule: phase starts [0, 3] -> phase starts [0, 2]" in str(e.value)
+
+
+def test_schedule_split_cuts_at_the_resume_step() -> None:
+    from megagrow.resume import schedule_split
+
+    class P:
+        starts = [0, 30, 60]
+
+    assert schedule_split(P(), 30) == ("phase starts [0]", "phase starts from step 30: [30, 60]")
+    assert schedule_split(P(), 31) == ("phase starts [0, 30]", "phase starts from step 31: [60]")
