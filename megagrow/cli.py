@@ -114,6 +114,32 @@ def _parser() -> argparse.ArgumentParser:
                            epilog=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ps.add_argument("config", nargs="?", help="YAML config file; omitted: defaults")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    pt = pl_sub.add_parser(
+        "tune", help="pick a growth plan, its growth point and LR for a budget from short probes (trains)",
+        usage="megagrow plan tune CONFIG.yaml --out DIR [--plans stackbert:6,stackbert:3] [--points 0.2,0.4,0.6] "
+              "[--lrs LR,...] [--lag 300] [--budget FLOPS] [--probe-budget 1.0] [--keep 0.75] "
+              "[--section.key=value ...]",
+        description="CONFIG.yaml is a scratch config under WSD (optim.schedule=wsd). For every plan (one growth: "
+        "PLAN or PLAN:SMALL_LAYERS), LR and growth point, a probe trains the small model to the growth point (one "
+        "shared run per plan and LR, forked at each point) and the grown model --lag steps past it; its lead is "
+        "the FLOPs scratch needs beyond the probe's to reach the probe's validation loss there. The largest lead "
+        "wins: DIR/plan.yaml is its run, decaying early enough to cash --keep of the lead; DIR/report.md, "
+        "probes.json and probes.png say why (README: Tuning a plan).",
+        epilog=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pt.add_argument("config", help="the scratch config (WSD) the plans are probed against")
+    pt.add_argument("--out", required=True, help="directory for the probes, plan.yaml and the report")
+    pt.add_argument("--plans", default="stackbert:6,stackbert:3",
+                    help="comma-separated PLAN[:SMALL_LAYERS] with one growth (default stackbert:6,stackbert:3)")
+    pt.add_argument("--points", default="0.2,0.4,0.6",
+                    help="growth points: fractions of the run (< 1) or steps (default 0.2,0.4,0.6)")
+    pt.add_argument("--lrs", default=None, help="peak LRs to probe (default: the config's optim.lr)")
+    pt.add_argument("--lag", type=int, default=300, help="steps each probe trains past its growth (default 300)")
+    pt.add_argument("--budget", type=float, default=None,
+                    help="scratch's training FLOPs (default: the config's train.max_steps)")
+    pt.add_argument("--probe-budget", type=float, default=1.0,
+                    help="cap on the probes' FLOPs, in scratch runs (default 1.0)")
+    pt.add_argument("--keep", type=float, default=0.75,
+                    help="share of the pick's lead its run cashes by decaying earlier (default 0.75)")
     _use_parsers(sub)
     return p
 
@@ -203,6 +229,35 @@ def _plan_show(cfg: Config, as_json: bool, model_given: bool) -> int:
     return 0
 
 
+def _plan_tune(args: argparse.Namespace, overrides: list[str]) -> int:
+    from pathlib import Path
+
+    from megagrow.distributed.engine import choose_deepspeed_accelerator
+
+    choose_deepspeed_accelerator()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from megagrow.planner.probes import PlanChoice
+    from megagrow.planner.tune import TuneSpec, tune
+
+    try:
+        spec = TuneSpec(plans=[PlanChoice.parse(x) for x in args.plans.split(",") if x.strip()],
+                        points=[float(x) for x in args.points.split(",") if x.strip()], out=Path(args.out),
+                        lrs=[float(x) for x in args.lrs.split(",")] if args.lrs else None, lag=args.lag,
+                        probe_budget=args.probe_budget, keep=args.keep, budget=args.budget)
+        report = tune(lambda extra: load_config(args.config, [*overrides, *extra]), spec)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"megagrow plan tune: error: {e}", file=sys.stderr)
+        return 2
+    pick = report["pick"]
+    print(f"[plan tune] report: {Path(args.out) / 'report.md'}")
+    if pick is None:
+        print("[plan tune] no probe is ahead of scratch: train scratch")
+    else:
+        print(f"[plan tune] pick {pick['name']}: {pick['predicted_saving']:.1%} predicted saving; config "
+              f"{pick['config']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -234,6 +289,8 @@ def _main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"megagrow: {e}", file=sys.stderr)
         return 2
+    if args.command == "plan" and args.plan_command == "tune":
+        return _plan_tune(args, overrides)
     if args.command == "plan":
         return _plan_show(cfg, args.json, "model" in config_tree(args.config, overrides))
     if args.command == "config":

@@ -1,0 +1,251 @@
+"""``megagrow plan tune``: train the probes, score them, pick, write the config (thin orchestration over
+:mod:`.probes`, :mod:`.curves` and :mod:`.choice`)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from megagrow.checkpoint import atomic_write_text
+from megagrow.config import Config, dump_yaml
+from megagrow.planner.choice import ProbeResult, decay_budget, pick, steps_for
+from megagrow.planner.curves import Curve, Lead, flops_to_reach, lead
+from megagrow.planner.probes import (
+    Ledger,
+    PlanChoice,
+    candidates,
+    growth_steps,
+    prefix_end,
+    stable_end,
+)
+
+MakeConfig = Callable[[Sequence[str]], Config]  # the user's config with these overrides on top of theirs
+
+
+@dataclass
+class TuneSpec:
+    plans: list[PlanChoice]
+    points: list[float]  # growth points: fractions of the run (< 1) or steps
+    out: Path
+    lrs: list[float] | None = None  # None: the config's optim.lr
+    lag: int = 300  # steps a probe trains past its growth
+    probe_budget: float = 1.0  # the probes' FLOPs cap, in scratch runs (of the budget's length)
+    keep: float = 0.75  # share of the pick's lead the written run cashes (decays earlier by)
+    budget: float | None = None  # scratch's FLOPs; None: the config's train.max_steps
+
+
+@dataclass
+class _Runs:
+    """The probe runs on disk and their curves."""
+
+    root: Path
+    common: list[str]
+    make: MakeConfig
+    step: dict[str, int] = field(default_factory=dict)
+
+    def cfg(self, name: str, overrides: Sequence[str], exit_at: int) -> Config:
+        return self.make([*self.common, f"--run.name={name}", *overrides, f"--train.exit_at_step={exit_at}"])
+
+    def advance(self, name: str, overrides: Sequence[str], to_step: int) -> float:
+        """Train run ``name`` up to ``to_step`` (resuming where it stopped); returns the FLOPs it spent."""
+        from megagrow.train import train
+
+        before = self.curve_flops(name)
+        if self.step.get(name, 0) < to_step:
+            res = train(self.cfg(name, overrides, to_step))
+            self.step[name] = res.step
+        return self.curve_flops(name) - before
+
+    def fork(self, src: str, dst: str) -> None:
+        """A copy of run ``src`` as run ``dst`` (checkpoint, metrics, config): resuming it continues exactly."""
+        if (self.root / dst).exists():
+            shutil.rmtree(self.root / dst)
+        shutil.copytree(self.root / src, self.root / dst)
+        self.step[dst] = self.step[src]
+
+    def records(self, name: str) -> list[dict[str, Any]]:
+        import json
+
+        path = self.root / name / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+    def curve_flops(self, name: str) -> float:
+        recs = self.records(name)
+        return float(recs[-1]["flops"]) if recs else 0.0
+
+    def curve(self, name: str) -> Curve:
+        pts: dict[float, float] = {}
+        for r in self.records(name):
+            if "val_loss" in r:
+                pts[float(r["flops"])] = float(r["val_loss"])  # a resumed run re-evaluates nothing twice
+        return Curve.of(list(pts.items()))
+
+    def at(self, name: str, step: int) -> tuple[float, float]:
+        """(FLOPs, validation loss) of run ``name``'s evaluation at ``step``."""
+        for r in self.records(name):
+            if r["step"] == step and "val_loss" in r:
+                return float(r["flops"]), float(r["val_loss"])
+        raise RuntimeError(f"{self.root / name}: no evaluation at step {step}")
+
+
+def _flops_until(make: MakeConfig, overrides: Sequence[str], step: int) -> float:
+    """Expected training FLOPs of the config's first ``step`` steps (megagrow plan show's model)."""
+    from megagrow.plan_show import summarize
+
+    s = summarize(make(list(overrides)))
+    total = sum(p.flops_per_step * max(0, min(step, p.start_step + p.steps) - p.start_step) for p in s.phases)
+    return total + sum(t.get("fit_flops", 0) for t in s.transitions if t["step"] < step)
+
+
+def _check_base(cfg: Config) -> None:
+    problems = []
+    if cfg.growth.plan != "scratch":
+        problems.append(f"growth.plan={cfg.growth.plan}: plan tune starts from the scratch config (the candidates "
+                        "come from --plans); keep only method options (e.g. growth.moments) in its growth section")
+    if cfg.optim.schedule != "wsd":
+        problems.append(f"optim.schedule={cfg.optim.schedule}: plan tune probes in the stable phase of a "
+                        "warmup-stable-decay schedule (optim.schedule=wsd), where a probe is exactly the start of "
+                        "its full run")
+    if cfg.growth.lr_policy not in ("auto", "continue"):
+        problems.append(f"growth.lr_policy={cfg.growth.lr_policy}: probes share one global LR schedule "
+                        "(auto or continue)")
+    if problems:
+        raise ValueError("plan tune: " + "; ".join(problems))
+
+
+def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the probes of ``spec`` for the config ``make([])`` and return the probe report (also written, with
+    the picked config ``plan.yaml``, under ``spec.out``)."""
+    from megagrow.plan_show import summarize
+
+    base = make([])
+    _check_base(base)
+    per_step = summarize(base).scratch_flops_per_step
+    steps = base.train.max_steps if spec.budget is None else max(1, round(spec.budget / per_step))
+    scratch_flops = per_step * steps
+    o = base.optim
+    points = growth_steps(spec.points, steps, spec.lag, o.decay_fraction, o.warmup_steps)
+    lrs = spec.lrs or [o.lr]
+    cands = candidates(spec.plans, lrs, points)
+    n_layers = base.model.n_layers
+    root = spec.out / "probes"
+    runs = _Runs(root, [f"--run.out_dir={root}", f"--train.max_steps={steps}", "--checkpoint.every=0",
+                        "--checkpoint.keep_last=1", "--checkpoint.resume=auto", "--logging.progress=off",
+                        "--logging.tensorboard=false", "--growth.boundary_unit=steps"], make)
+    ledger = Ledger(spec.probe_budget * scratch_flops)
+    end = stable_end(steps, o.decay_fraction)
+    chunk = max(spec.lag, base.train.eval_every or spec.lag)
+    scratch_over = ["--growth.plan=scratch"]
+    t_start = time.perf_counter()
+
+    def say(msg: str) -> None:
+        spent = ledger.spent / scratch_flops
+        elapsed = time.perf_counter() - t_start
+        eta = f", ETA {elapsed * (spec.probe_budget / spent - 1) / 60:.0f} min at most" if spent > 0.02 else ""
+        log(f"[plan tune] {msg} (probes so far: {spent:.2f} of {spec.probe_budget:g} scratch runs' FLOPs{eta})")
+
+    def scratch_reaches(loss: float) -> Curve:
+        """Extend the scratch reference until it reaches ``loss``, its stable phase ends or the budget does."""
+        cur = runs.curve("scratch")
+        while flops_to_reach(cur, loss) is None and runs.step.get("scratch", 0) < end:
+            to = min(end, runs.step.get("scratch", 0) + chunk)
+            cost = _flops_until(make, [*runs.common, *scratch_over], to) - runs.curve_flops("scratch")
+            if not ledger.affords(cost):
+                break
+            ledger.charge(runs.advance("scratch", scratch_over, to))
+            cur = runs.curve("scratch")
+        return cur
+
+    probes: list[dict[str, Any]] = []
+    results: list[ProbeResult] = []
+    pruned: dict[str, str] = {}
+    for i, c in enumerate(cands, 1):
+        g = c.growth_step
+        entry: dict[str, Any] = {"name": c.name, "plan": c.choice.plan, "small": c.choice.small, "lr": c.lr,
+                                 "growth_step": g, "probe_end": g + spec.lag}
+        probes.append(entry)
+        if c.prefix in pruned:
+            entry["status"] = pruned[c.prefix]
+            continue
+        own = [*c.choice.overrides(n_layers), f"--optim.lr={c.lr:g}"]
+        prefix_over = [*own, f"--growth.boundaries=[{prefix_end(cands, c.prefix)}]"]
+        fork_over = [*own, f"--growth.boundaries=[{g}]"]
+        cost = (_flops_until(make, [*runs.common, *prefix_over], g) - runs.curve_flops(c.prefix)
+                + _flops_until(make, [*runs.common, *fork_over], g + spec.lag)
+                - _flops_until(make, [*runs.common, *fork_over], g))
+        if not ledger.affords(cost):
+            entry["status"] = "not probed: over the probe budget"
+            say(f"{i}/{len(cands)} {c.name}: skipped, its {cost / scratch_flops:.2f} scratch runs would pass the cap")
+            continue
+        ledger.charge(runs.advance(c.prefix, prefix_over, g))
+        f_pre, l_pre = runs.at(c.prefix, g)
+        pre = lead(scratch_reaches(l_pre), f_pre, l_pre)
+        entry.update(pre_flops=f_pre, pre_loss=l_pre, pre_lead=pre.flops, pre_lead_bound=pre.bound)
+        if pre.flops <= 0:
+            pruned[c.prefix] = (f"not probed: the small model fell behind scratch at step {g} (a later growth "
+                                "cannot be ahead)")
+            entry["status"] = "pruned: the small model is behind scratch at its growth point"
+            say(f"{i}/{len(cands)} {c.name}: pruned, the small model is {-pre.flops / scratch_flops:.1%} of "
+                "scratch's FLOPs behind it")
+            continue
+        runs.fork(c.prefix, c.name)
+        ledger.charge(runs.advance(c.name, fork_over, g + spec.lag))
+        f, v = runs.at(c.name, g + spec.lag)
+        ahead = lead(scratch_reaches(v), f, v)
+        results.append(ProbeResult(c, f, v, ahead, pre))
+        entry.update(status="probed", flops=f, loss=v, lead=ahead.flops, lead_bound=ahead.bound,
+                     lead_share=ahead.flops / scratch_flops)
+        say(f"{i}/{len(cands)} {c.name}: val loss {v:.4f} {spec.lag} steps after growing; lead "
+            f"{'>= ' if ahead.bound else ''}{ahead.flops / scratch_flops:+.1%} of scratch's FLOPs")
+
+    report: dict[str, Any] = {
+        "config": {"max_steps": steps, "scratch_flops": scratch_flops, "lr": o.lr,
+                   "decay_fraction": o.decay_fraction, "stable_end": end},
+        "spec": {"plans": [c.tag for c in spec.plans], "points": points, "lrs": lrs, "lag": spec.lag,
+                 "probe_budget": spec.probe_budget, "keep": spec.keep},
+        "probes": probes,
+        "probe_flops": ledger.spent, "probe_share": ledger.spent / scratch_flops,
+        "curves": {n: {"flops": list(runs.curve(n).flops), "loss": list(runs.curve(n).loss)}
+                   for n in sorted(runs.step)},
+    }
+    best = pick(results)
+    report["pick"] = None if best is None else _write_pick(make, spec, best, base, steps, scratch_flops)
+    from megagrow.planner.report import write_report
+
+    write_report(report, spec.out)
+    return report
+
+
+def _write_pick(make: MakeConfig, spec: TuneSpec, best: ProbeResult, base: Config, steps: int,
+                scratch_flops: float) -> dict[str, Any]:
+    """The picked candidate's run, decaying early enough to cash ``spec.keep`` of its lead: ``plan.yaml``."""
+    c = best.candidate
+    own = [*c.choice.overrides(base.model.n_layers), f"--optim.lr={c.lr:g}", "--growth.boundary_unit=steps",
+           f"--growth.boundaries=[{c.growth_step}]"]
+    target = decay_budget(scratch_flops, best.lead.flops, spec.keep)
+    # the probe must stay in the stable phase of the written run: its decay starts after growth + lag
+    lo = math.ceil((c.growth_step + spec.lag + 1) / (1 - base.optim.decay_fraction))
+    max_steps = steps_for(lambda s: _flops_until(make, [*own, f"--train.max_steps={s}"], s), target,
+                          lo, 4 * steps)
+    name = f"{base.run.name or 'run'}-tuned"
+    final = make([*own, f"--train.max_steps={max_steps}", f"--run.name={name}"])
+    flops = _flops_until(make, [*own, f"--train.max_steps={max_steps}"], max_steps)
+    path = spec.out / "plan.yaml"
+    atomic_write_text(path, f"# megagrow plan tune: {c.name}, grown at step {c.growth_step}, decaying at "
+                            f"{max_steps} steps ({flops / scratch_flops:.3f}x scratch's FLOPs); probes and report "
+                            "beside this file\n" + dump_yaml(final))
+    return {"name": c.name, "plan": c.choice.plan, "small": c.choice.small, "lr": c.lr,
+            "growth_step": c.growth_step, "lead": best.lead.flops, "lead_bound": best.lead.bound,
+            "max_steps": max_steps, "flops": flops, "flops_ratio": flops / scratch_flops,
+            "predicted_saving": 1 - flops / scratch_flops, "config": str(path),
+            "resume_from_probe": str(spec.out / "probes" / c.name)}
+
+
+__all__ = ["Lead", "TuneSpec", "tune"]

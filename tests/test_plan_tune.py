@@ -1,0 +1,187 @@
+"""megagrow plan tune: the probe arithmetic (pure), the choice on synthetic curves, and a tiny end-to-end tune whose
+forked probes equal runs started with their growth point, whose probes stay within their FLOPs cap, and whose
+written config is the pick's run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from megagrow.config import load_config
+from megagrow.planner.choice import ProbeResult, decay_budget, pick, steps_for
+from megagrow.planner.curves import Curve, Lead, flops_to_reach, lead, loss_at
+from megagrow.planner.probes import Candidate, Ledger, PlanChoice, candidates, growth_steps, stable_end
+from tests.trainutil import TINY, records, run, tiny_config
+
+# --- curves -------------------------------------------------------------------------------------------------------
+
+
+def test_flops_to_reach_interpolates_between_evaluations_and_says_never() -> None:
+    c = Curve.of([(100.0, 5.0), (200.0, 4.0), (300.0, 3.5)])
+    assert flops_to_reach(c, 4.5) == pytest.approx(150.0)
+    assert flops_to_reach(c, 6.0) == 100.0  # already below at the first evaluation
+    assert flops_to_reach(c, 3.0) is None
+    assert loss_at(c, 250.0) == pytest.approx(3.75) and loss_at(c, 50.0) is None
+
+
+def test_lead_is_scratchs_extra_flops_and_a_bound_when_scratch_ends_first() -> None:
+    scratch = Curve.of([(100.0, 5.0), (200.0, 4.0), (300.0, 3.5)])
+    assert lead(scratch, 120.0, 4.5) == Lead(30.0)  # scratch needs 150 for 4.5: 30 more than the probe
+    assert lead(scratch, 250.0, 4.5) == Lead(-100.0)  # behind
+    assert lead(scratch, 200.0, 3.0) == Lead(100.0, bound=True)  # at least 300 - 200
+
+
+def test_a_curve_refuses_flops_that_do_not_increase() -> None:
+    with pytest.raises(ValueError, match="increase"):
+        Curve((1.0, 1.0), (3.0, 2.0))
+
+
+# --- probes -------------------------------------------------------------------------------------------------------
+
+
+def test_growth_points_resolve_to_steps_inside_the_stable_phase() -> None:
+    assert stable_end(3400, 0.2) == 2720
+    assert growth_steps([0.2, 0.4, 1000], 3400, 300, 0.2, 100) == [680, 1000, 1360]
+    with pytest.raises(ValueError, match=r"must end by step 2720"):
+        growth_steps([0.75], 3400, 300, 0.2, 100)  # 2550 + 300 runs into the decay
+    with pytest.raises(ValueError, match="after the warmup"):
+        growth_steps([50], 3400, 300, 0.2, 100)
+    with pytest.raises(ValueError, match="same step twice"):
+        growth_steps([0.2, 680], 3400, 300, 0.2, 100)
+
+
+def test_plan_choices_parse_with_clear_errors() -> None:
+    assert PlanChoice.parse("stackbert:6") == PlanChoice("stackbert", 6)
+    assert PlanChoice.parse("msg").overrides(12) == ("--growth.plan=msg",)
+    assert PlanChoice("gstack", 3).overrides(12) == ("--growth.plan=gstack", "--growth.stages=[3,12]")
+    for bad in ("scratch", "stackbert:x", ":6"):
+        with pytest.raises(ValueError, match="--plans"):
+            PlanChoice.parse(bad)
+
+
+def test_candidates_go_earliest_growth_first_and_share_a_prefix_per_plan_and_lr() -> None:
+    a, b = PlanChoice("stackbert", 6), PlanChoice("stackbert", 3)
+    cs = candidates([a, b], [4e-3], [1360, 680])
+    assert [c.name for c in cs] == ["stackbert6-lr0.004-g680", "stackbert3-lr0.004-g680",
+                                    "stackbert6-lr0.004-g1360", "stackbert3-lr0.004-g1360"]
+    assert len({c.prefix for c in cs}) == 2
+
+
+def test_the_ledger_refuses_what_passes_the_cap() -> None:
+    led = Ledger(cap=10.0)
+    assert led.affords(10.0)
+    led.charge(7.0)
+    assert led.affords(3.0) and not led.affords(3.5)
+
+
+# --- the choice on synthetic curves -------------------------------------------------------------------------------
+
+
+def _result(g: int, lead_flops: float, bound: bool = False) -> ProbeResult:
+    return ProbeResult(Candidate(PlanChoice("stackbert", 6), 4e-3, g), 0.0, 0.0, Lead(lead_flops, bound))
+
+
+def test_pick_takes_the_largest_lead_and_nothing_when_none_is_ahead() -> None:
+    assert pick([_result(680, 0.05), _result(1360, 0.12), _result(2040, 0.08)]).candidate.growth_step == 1360
+    assert pick([_result(680, 0.1), _result(1360, 0.1)]).candidate.growth_step == 680  # a tie: the earlier
+    assert pick([_result(680, -0.01), _result(1360, 0.0)]) is None
+
+
+def test_the_pick_on_synthetic_loss_curves_is_the_growth_point_with_the_most_lead() -> None:
+    """Scratch L(F) = 2 + 10 F^-0.3; a small model ahead early with a higher floor (2.45 + 10 (3F)^-0.33), growing
+    costs 0.02 nats. A later growth point keeps the small model's lead longer, but its advantage ends where its
+    curve crosses scratch's: the lead peaks in between, and after the crossing the probe is behind."""
+    def scratch(f: float) -> float:
+        return 2 + 10 * f ** -0.3
+
+    def small(f: float) -> float:  # ahead early, a higher floor: a smaller model's curve
+        return 2.45 + 10 * (3 * f) ** -0.33
+
+    ref = Curve.of([(f, scratch(f)) for f in range(10, 4001, 10)])
+    results = []
+    for g in (100, 300, 600, 1000, 2000):
+        loss = small(g) + 0.02
+        results.append(ProbeResult(Candidate(PlanChoice("stackbert", 6), 4e-3, g), g, loss, lead(ref, g, loss)))
+    leads = {r.candidate.growth_step: r.lead.flops for r in results}
+    best = max(leads, key=leads.get)
+    assert pick(results).candidate.growth_step == best
+    assert best == 600, leads  # interior: neither the earliest nor the latest point
+    assert leads[2000] < 0  # the small model fell behind before 2000
+
+
+def test_the_run_decays_early_by_the_kept_share_of_the_lead() -> None:
+    assert decay_budget(100.0, 20.0, 0.75) == 85.0
+    assert decay_budget(100.0, -5.0, 0.75) == 100.0
+    with pytest.raises(ValueError, match="keep"):
+        decay_budget(100.0, 1.0, 1.5)
+    assert steps_for(lambda s: 3.0 * s, 31.0, 1, 100) == 11
+    assert steps_for(lambda s: 3.0 * s, 1.0, 5, 100) == 5 and steps_for(lambda s: 3.0 * s, 1e6, 5, 100) == 100
+
+
+# --- end to end ---------------------------------------------------------------------------------------------------
+
+
+def _base(tmp_path: Path, data: Path, *extra: str) -> list[str]:
+    return [*TINY["gpt"], f"--data.path={data}", "--data.micro_batch_size=8", "--data.eval_samples=32",
+            "--train.max_steps=40", "--train.eval_every=4", "--logging.log_every=4", "--optim.warmup_steps=2",
+            "--optim.lr=3e-3", "--optim.schedule=wsd", "--optim.decay_fraction=0.2", f"--run.out_dir={tmp_path}",
+            "--run.name=base", *extra]
+
+
+def test_tune_end_to_end_on_a_tiny_gpt(tmp_path: Path, text_data: Path) -> None:
+    from megagrow.planner.tune import TuneSpec, tune
+
+    args = _base(tmp_path, text_data)
+    out = tmp_path / "tune"
+    spec = TuneSpec(plans=[PlanChoice("stackbert", 1)], points=[8, 16], out=out, lag=6, probe_budget=1.5)
+    report = tune(lambda extra: load_config(None, [*args, *extra]), spec, log=lambda m: None)
+    by = {p["name"]: p for p in report["probes"]}
+    assert set(by) == {"stackbert1-lr0.003-g8", "stackbert1-lr0.003-g16"}
+    assert report["probe_flops"] <= 1.5 * report["config"]["scratch_flops"]
+    probed = [p for p in report["probes"] if p["status"] == "probed"]
+    assert probed, report["probes"]
+    # a forked probe is exactly the run started with its growth point (the fork resumes a shared prefix)
+    p = probed[0]
+    direct = run(tiny_config("gpt", tmp_path, "direct", "--growth.plan=stackbert", "--growth.stages=[1,3]",
+                             "--growth.boundary_unit=steps", f"--growth.boundaries=[{p['growth_step']}]",
+                             "--train.max_steps=40", "--train.eval_every=4", "--logging.log_every=4",
+                             "--optim.schedule=wsd", "--optim.decay_fraction=0.2",
+                             f"--train.exit_at_step={p['probe_end']}", data_path=text_data))
+    ref = {r["step"]: r["val_loss"] for r in records(direct.run_dir) if "val_loss" in r}
+    assert ref[p["probe_end"]] == p["loss"]
+    # the report and the written config
+    saved = json.loads((out / "probes.json").read_text())
+    assert saved["probes"] == report["probes"]
+    assert (out / "report.md").is_file() and (out / "probes.png").stat().st_size > 0
+    if report["pick"] is None:
+        assert not (out / "plan.yaml").exists()
+        return
+    cfg = load_config(out / "plan.yaml")
+    pk = report["pick"]
+    assert (cfg.growth.plan, cfg.growth.stages, cfg.growth.boundaries) == ("stackbert", [1, 3], [pk["growth_step"]])
+    assert cfg.growth.boundary_unit == "steps" and cfg.train.max_steps == pk["max_steps"]
+    assert cfg.train.max_steps * 0.8 >= pk["growth_step"] + 6  # the probe stays in the written run's stable phase
+
+
+def test_tune_skips_what_the_probe_budget_cannot_pay_for(tmp_path: Path, text_data: Path) -> None:
+    from megagrow.planner.tune import TuneSpec, tune
+
+    args = _base(tmp_path, text_data)
+    spec = TuneSpec(plans=[PlanChoice("stackbert", 1)], points=[8, 16], out=tmp_path / "t", lag=6,
+                    probe_budget=0.05)
+    report = tune(lambda extra: load_config(None, [*args, *extra]), spec, log=lambda m: None)
+    assert all(p["status"].startswith("not probed: over the probe budget") for p in report["probes"])
+    assert report["pick"] is None and report["probe_flops"] == 0
+
+
+def test_tune_refuses_a_config_it_cannot_probe(tmp_path: Path, text_data: Path) -> None:
+    from megagrow.planner.tune import TuneSpec, tune
+
+    spec = TuneSpec(plans=[PlanChoice("stackbert", 1)], points=[8], out=tmp_path / "t", lag=6)
+    args = _base(tmp_path, text_data, "--optim.schedule=cosine", "--growth.plan=apollo", "--growth.stages=[1,3]",
+                 "--growth.boundaries=[0.5]")
+    with pytest.raises(ValueError) as e:
+        tune(lambda extra: load_config(None, [*args, *extra]), spec, log=lambda m: None)
+    assert "growth.plan=apollo" in str(e.value) and "optim.schedule=cosine" in str(e.value)
