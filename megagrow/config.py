@@ -61,6 +61,12 @@ class GrowthConfig:
         "apollo: how sampled depth positions map to live weight sets, and how stages expand: stacking (the default "
         "and configs/plans/apollo.yaml's: measured better in both suites, docs/growth-pays.md) or interpolation "
         "(the paper's)", "stacking")
+    depth_op: Literal["stack", "interleave", "middle", "identity"] = doc(
+        "stackbert, gstack: how a depth growth makes the new layers: stack (the whole model on top of itself, the "
+        "papers'), interleave (each layer followed by its copies: Apollo's interpolation map), middle (MIDAS, "
+        "Saunshi et al. 2024: the middle n_new - n_old layers duplicated in place; at 2x and more it is stack), "
+        "identity (stack, with the copies' residual-writing projections attn.proj and mlp.fc_out and their moments "
+        "zeroed: the grown pre-LN model computes exactly the small one)", "stack")
     moments: Literal["auto", "copy", "reset", "keep", "fresh"] = doc(
         "AdamW moments at a transition: auto = what the method's paper did (apollo keep, stackbert fresh, "
         "multilevel reset); copy (with the weights), reset (zero for grown blocks), keep (stay with the slot "
@@ -315,6 +321,9 @@ def validate(cfg: Config) -> list[str]:
     if cfg.distributed.zero_stage not in (0, 1, 2, 3):
         p.append(f"distributed.zero_stage={cfg.distributed.zero_stage}: must be one of 0, 1, 2, 3")
     g = cfg.growth
+    if g.depth_op != "stack" and g.plan not in ("stackbert", "gstack"):
+        p.append(f"growth.depth_op={g.depth_op}: only stackbert and gstack grow depth by a depth operator "
+                 f"(growth.plan={g.plan}); leave it at stack")
     if g.plan in ("bert2bert", "msg", "ligo"):
         if len(g.boundaries) != 1:
             p.append(f"growth.boundaries={g.boundaries}: {g.plan} needs exactly one (the growth step)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from megagrow.growth.ops.stacking import stack_depth
+from megagrow.growth.ops.stacking import grow_depth
 from megagrow.growth.plans.base import Decision, Transition
 from megagrow.growth.plans.staged import StagedPlan
 
@@ -19,14 +19,16 @@ class StackBertPlan(StagedPlan):
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         super().__init__(n_layers, growth, seed, max_steps)
         self.moments = "fresh" if growth.moments == "auto" else growth.moments
+        self.depth_op = growth.depth_op if growth is not None else "stack"
 
     def transition(self, step: int) -> Transition | None:
         b = self.boundary(step)
         if b is None:
             return None
         n_old, n_new = b
-        op = partial(stack_depth, n_old=n_old, n_new=n_new, moments=self.moments)
-        return Transition(f"stackbert {n_old}->{n_new}", {"n_layers": n_new}, op)
+        op = partial(grow_depth, n_old=n_old, n_new=n_new, op=self.depth_op, moments=self.moments)
+        how = "" if self.depth_op == "stack" else f" ({self.depth_op})"
+        return Transition(f"stackbert {n_old}->{n_new}{how}", {"n_layers": n_new}, op)
 
     def decide(self, step: int, micro_step: int) -> Decision:
         n = self.live(step)
