@@ -502,6 +502,27 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
               for tau in (0.2, 0.4, 0.6, 0.8) for n in (6, 3)),
     ),
     Study(
+        "wsd-v2-multilevel", "gpt",
+        "Issue 27, Multi-level under WSD: the coarse phase at a constant LR (one global WSD schedule, never annealed "
+        "before de-coalescing: an annealed model gives its annealing bonus back when the LR rises), the fine model "
+        "at the peak LR until the final decay. Under cosine the shipped plan lost its 0.25-nat lead at "
+        "de-coalescing (finding 2). Which interpolation (alpha 0.25 / 0.1 / 0, or the function-preserving "
+        "de-coalescing) keeps the lead, ranked by the loss 300 steps after de-coalescing, and does the full run "
+        "reach WSD scratch's loss?",
+        ("multilevel",),
+        tuple(run for tag, extra, what in (
+            ("", (), "the paper's operator, alpha 0.25"),
+            ("-a0.1", ("--growth.alpha=0.1",), "alpha 0.1"),
+            ("-a0", ("--growth.alpha=0",), "alpha 0 (the de-coalesced coarse model alone)"),
+            ("-preserve", ("--growth.depth_decoalesce=zero", "--growth.residual_scale=true", "--growth.alpha=0"),
+             "function-preserving de-coalescing (identity second layers, residual writers scaled, alpha 0)"))
+            for run in (
+                PlanRun(f"ml-wsd{tag}", "multilevel.yaml", (*_WSD_V2, "--growth.lr_policy=continue", *extra),
+                        f"probe: Multi-level under WSD with one global schedule, {what}", stop_at=_probe_end(0.55)),
+                PlanRun(f"ml-wsd{tag}-full", "multilevel.yaml", (*_WSD_V2, "--growth.lr_policy=continue", *extra),
+                        f"ml-wsd{tag} to the end of the run (continued from the probe)", continues=f"ml-wsd{tag}"))),
+    ),
+    Study(
         "wsd-v2-baseline", "gpt",
         "Issue 27's baseline: WSD scratch with its decay fraction tuned at the full horizon. WSD scratch at its best "
         "peak LR (8e-3 on the 4e-3 / 8e-3 / 1.6e-2 grid) decays over the last 20 % and ends at 4.252 / 4.418 (two "
