@@ -50,13 +50,15 @@ class RunConfig:
 
 @dataclass
 class GrowthConfig:
-    plan: str = doc("growth plan: how the executed architecture changes over training", "scratch")
+    plan: str = doc("growth plan: how the executed architecture changes over training (scratch, stackbert, gstack, "
+                    "apollo, multilevel, apollo+multilevel, bert2bert, msg, ligo, subpath)", "scratch")
     stages: list[int] = doc("live layers per stage, e.g. [1, 3, 6, 12]; the last equals model.n_layers", [])
     boundaries: list[float] = doc("start of stages 2.. (one per stage after the first), in boundary_unit", [])
     boundary_unit: Literal["fraction", "steps", "tokens"] = doc(
         "boundaries as fractions of train.max_steps, optimizer steps, or training tokens", "fraction")
-    sampler: Literal["lvps", "uniform", "full", "edge"] = doc(
-        "apollo, apollo+multilevel: depth sampler drawn per micro-batch (LVPS = low-value-prioritized)", "lvps")
+    sampler: Literal["lvps", "uniform", "full", "edge", "live"] = doc(
+        "apollo, apollo+multilevel, subpath: depth sampler drawn per micro-batch (LVPS = low-value-prioritized; "
+        "live = the stage's live layers exactly: RaPTr's fixed path length per stage under subpath)", "lvps")
     layer_map: Literal["interpolation", "stacking"] = doc(
         "apollo: how sampled depth positions map to live weight sets, and how stages expand: stacking (the default "
         "and configs/plans/apollo.yaml's: measured better in both suites, docs/growth-pays.md) or interpolation "

@@ -207,6 +207,8 @@ def _segments(plan, max_steps: int) -> list[tuple[int, int]]:
 
 def _pmf_for(plan, start: int, n_live: int, n_max: int) -> tuple[str, dict[int, float]]:
     sampler = getattr(plan, "sampler", None)
+    if hasattr(plan, "depth_pmf"):  # a plan whose executed depth is not drawn from its live layers (subpath)
+        return str(getattr(sampler, "name", "fixed")), plan.depth_pmf(start)
     if sampler is not None and hasattr(sampler, "pmf"):
         pmf = {int(d): float(p) for d, p in sampler.pmf(n_live, n_max).items()}
         return str(getattr(sampler, "name", type(sampler).__name__)), pmf

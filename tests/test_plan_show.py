@@ -82,6 +82,7 @@ PLAN_SETTINGS = {  # every registered plan must appear here (a new plan adds its
     "msg": ["--growth.boundaries=0.3"],
     "apollo+multilevel": ["--growth.levels=2", "--growth.boundaries=0.2,0.5"],
     "ligo": ["--growth.boundaries=0.3", "--growth.ligo_steps=1"],
+    "subpath": ["--growth.stages=2,3,4", "--growth.boundaries=0.2,0.5", "--growth.sampler=live"],
 }
 
 

@@ -14,10 +14,12 @@ from megagrow.growth.plans.msg import MsgPlan
 from megagrow.growth.plans.multilevel import MultiLevelPlan
 from megagrow.growth.plans.scratch import ScratchPlan
 from megagrow.growth.plans.stackbert import GStackPlan, StackBertPlan
+from megagrow.growth.plans.subpath import SubPathPlan
 
 PLANS: dict[str, type] = {"scratch": ScratchPlan, "apollo": ApolloPlan, "stackbert": StackBertPlan,
                           "multilevel": MultiLevelPlan, "bert2bert": Bert2BertPlan, "gstack": GStackPlan,
-                          "msg": MsgPlan, "apollo+multilevel": ApolloMultiLevelPlan, "ligo": LigoPlan}
+                          "msg": MsgPlan, "apollo+multilevel": ApolloMultiLevelPlan, "ligo": LigoPlan,
+                          "subpath": SubPathPlan}
 
 
 def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: int = 0, model=None,
@@ -42,4 +44,5 @@ def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: 
 
 
 __all__ = ["PLANS", "ApolloPlan", "Decision", "Plan", "ScratchPlan", "StackBertPlan", "StatelessPlan", "Transition",
-           "build_plan", "MultiLevelPlan", "Bert2BertPlan", "GStackPlan", "MsgPlan", "ApolloMultiLevelPlan", "LigoPlan"]
+           "build_plan", "MultiLevelPlan", "Bert2BertPlan", "GStackPlan", "MsgPlan", "ApolloMultiLevelPlan", "LigoPlan",
+           "SubPathPlan"]
