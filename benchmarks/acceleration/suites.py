@@ -523,6 +523,22 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                         f"ml-wsd{tag} to the end of the run (continued from the probe)", continues=f"ml-wsd{tag}"))),
     ),
     Study(
+        "wsd-v2-subpath", "gpt",
+        "Issue 27, Apollo without a growth event (progressive sub-paths, RaPTr): all 12 layers from step 0, each "
+        "micro-batch running the first and last layer and an ordered random subset of the others, the path "
+        "lengthening over training; under WSD at 4e-3. RaPTr's fixed length per stage (sampler live) against "
+        "Apollo's LVPS over path lengths, and one late lengthening 6 -> 12 at 60 % (the late-growth recipe without "
+        "new weights). Does any reach WSD scratch's loss with fewer FLOPs?",
+        (),
+        (
+            PlanRun("sp-live", "subpath.yaml", _WSD_V2, "paths of 4 / 6 / 9 / 12 layers from 0 / 20 / 40 / 60 %"),
+            PlanRun("sp-lvps", "subpath.yaml", (*_WSD_V2, "--growth.sampler=lvps"),
+                    "path lengths drawn by LVPS from [4 / 6 / 9 / 12, 12]"),
+            PlanRun("sp-late6", "subpath.yaml", (*_WSD_V2, "--growth.stages=[6,12]", "--growth.boundaries=[0.6]"),
+                    "paths of 6 layers, then the whole model from 60 %"),
+        ),
+    ),
+    Study(
         "wsd-v2-baseline", "gpt",
         "Issue 27's baseline: WSD scratch with its decay fraction tuned at the full horizon. WSD scratch at its best "
         "peak LR (8e-3 on the 4e-3 / 8e-3 / 1.6e-2 grid) decays over the last 20 % and ends at 4.252 / 4.418 (two "
