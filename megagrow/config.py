@@ -54,6 +54,10 @@ class GrowthConfig:
                     "apollo, multilevel, apollo+multilevel, bert2bert, msg, ligo, subpath)", "scratch")
     stages: list[int] = doc("live layers per stage, e.g. [1, 3, 6, 12]; the last equals model.n_layers", [])
     boundaries: list[float] = doc("start of stages 2.. (one per stage after the first), in boundary_unit", [])
+    stage_lr_mults: list[float] = doc(
+        "apollo, stackbert, gstack, subpath: a multiplier on the LR schedule per stage (one per entry of stages; "
+        "empty = 1 everywhere), e.g. [2, 1] for a small stage at twice the grown model's peak LR (G_stack's 1e-3 "
+        "small / 3e-4 grown; No Train No Gain's (L / L_active)^(1/4))", [])
     boundary_unit: Literal["fraction", "steps", "tokens"] = doc(
         "boundaries as fractions of train.max_steps, optimizer steps, or training tokens", "fraction")
     sampler: Literal["lvps", "uniform", "full", "edge", "live"] = doc(
@@ -323,6 +327,14 @@ def validate(cfg: Config) -> list[str]:
     if cfg.distributed.zero_stage not in (0, 1, 2, 3):
         p.append(f"distributed.zero_stage={cfg.distributed.zero_stage}: must be one of 0, 1, 2, 3")
     g = cfg.growth
+    if g.stage_lr_mults:
+        if g.plan not in ("apollo", "stackbert", "gstack", "subpath"):
+            p.append(f"growth.stage_lr_mults={g.stage_lr_mults}: only staged plans (apollo, stackbert, gstack, "
+                     f"subpath) take a per-stage LR (growth.plan={g.plan}); multilevel has growth.coarse_lr_mult")
+        elif len(g.stage_lr_mults) != len(g.stages):
+            p.append(f"growth.stage_lr_mults={g.stage_lr_mults}: need one per stage (growth.stages={g.stages})")
+        elif any(not m > 0 for m in g.stage_lr_mults):
+            p.append(f"growth.stage_lr_mults={g.stage_lr_mults}: every multiplier must be > 0")
     if g.depth_op != "stack" and g.plan not in ("stackbert", "gstack"):
         p.append(f"growth.depth_op={g.depth_op}: only stackbert and gstack grow depth by a depth operator "
                  f"(growth.plan={g.plan}); leave it at stack")

@@ -117,6 +117,7 @@ RULES: tuple[Rule, ...] = (
     Rule("optim.eps", A, "AdamW hyperparameter"),
     Rule("optim.grad_clip", A, "gradient clipping"),
     Rule("growth.coarse_lr_mult", A, "LR multiplier of coarse phases"),
+    Rule("growth.stage_lr_mults", A, "LR multiplier per stage"),
     Rule("model.dropout", A, "dropout; regularisation, not architecture"),
     Rule("model.attn_dropout", A, "dropout; regularisation, not architecture"),
     Rule("run.seed", A, "seed of data order, masking, sampled depths and dropout"),
@@ -149,7 +150,7 @@ DERIVED = ("distributed.world_size", "train.global_batch", "growth.schedule", "g
 #: Keys whose change alters the LR at the resume step (the log line states the LR before and after).
 LR_KEYS = frozenset({"optim.lr", "optim.min_lr_ratio", "optim.schedule", "optim.decay_fraction",
                      "optim.wsd_decay_shape", "optim.warmup_steps", "growth.lr_policy", "train.max_steps",
-                     "growth.coarse_lr_mult"})
+                     "growth.coarse_lr_mult", "growth.stage_lr_mults"})
 
 _UNCLASSIFIED = Rule("*", A, "not classified for resume")
 

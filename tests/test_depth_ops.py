@@ -51,3 +51,21 @@ def test_depth_op_belongs_to_the_stacking_plans() -> None:
     cfg = load_config(None, ["--growth.plan=stackbert", "--growth.stages=[6,12]", "--growth.boundaries=[0.5]",
                              "--growth.depth_op=identity"])
     assert cfg.growth.depth_op == "identity"
+
+
+def test_stage_lr_mults_scale_each_stage_and_are_checked() -> None:
+    from megagrow.growth.plans import build_plan
+
+    cfg = load_config(None, ["--growth.plan=stackbert", "--growth.stages=[6,12]", "--growth.boundaries=[0.5]",
+                             "--growth.stage_lr_mults=[2,1]", "--train.max_steps=100"])
+    plan = build_plan("stackbert", 12, cfg.growth, max_steps=100)
+    assert [plan.lr_scale(s) for s in (0, 49, 50, 99)] == [2.0, 2.0, 1.0, 1.0]
+    assert build_plan("stackbert", 12, load_config(None, ["--growth.plan=stackbert", "--growth.stages=[6,12]",
+                                                          "--growth.boundaries=[0.5]"]).growth,
+                      max_steps=100).lr_scale(0) == 1.0
+    with pytest.raises(ConfigError, match="one per stage"):
+        load_config(None, ["--growth.plan=stackbert", "--growth.stages=[6,12]", "--growth.boundaries=[0.5]",
+                           "--growth.stage_lr_mults=[2]"])
+    with pytest.raises(ConfigError, match="coarse_lr_mult"):
+        load_config(None, ["--growth.plan=multilevel", "--growth.boundaries=[0.1,0.5]",
+                           "--growth.stage_lr_mults=[2,1]"])

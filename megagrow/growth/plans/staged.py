@@ -28,9 +28,15 @@ class StagedPlan(StatelessPlan):
         self.starts = stage_starts(growth.boundaries if growth is not None else [],
                                    growth.boundary_unit if growth is not None else "steps", max_steps)
         self.seed = seed
+        mults = list(growth.stage_lr_mults) if growth is not None and growth.stage_lr_mults else []
+        self.lr_mults = mults or [1.0] * len(self.stages)
 
     def stage(self, step: int) -> int:
         return bisect_right(self.starts, step) - 1
+
+    def lr_scale(self, step: int) -> float:
+        """``growth.stage_lr_mults`` of the stage ``step`` is in (1 without them)."""
+        return float(self.lr_mults[self.stage(step)])
 
     def live(self, step: int) -> int:
         return self.stages[self.stage(step)]
