@@ -244,7 +244,8 @@ def _plan_tune(args: argparse.Namespace, overrides: list[str]) -> int:
                         points=[float(x) for x in args.points.split(",") if x.strip()], out=Path(args.out),
                         lrs=[float(x) for x in args.lrs.split(",")] if args.lrs else None, lag=args.lag,
                         probe_budget=args.probe_budget, keep=args.keep, budget=args.budget)
-        report = tune(lambda extra: load_config(args.config, [*overrides, *extra]), spec)
+        report = tune(lambda extra: load_config(args.config, [*overrides, *extra]), spec,
+                      log=lambda line: print(line, flush=True))
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"megagrow plan tune: error: {e}", file=sys.stderr)
         return 2
