@@ -185,3 +185,17 @@ def test_tune_refuses_a_config_it_cannot_probe(tmp_path: Path, text_data: Path) 
     with pytest.raises(ValueError) as e:
         tune(lambda extra: load_config(None, [*args, *extra]), spec, log=lambda m: None)
     assert "growth.plan=apollo" in str(e.value) and "optim.schedule=cosine" in str(e.value)
+
+
+def test_a_second_tune_continues_from_the_probes_on_disk(tmp_path: Path, text_data: Path) -> None:
+    """Re-running the same tune trains nothing already trained and gives the same report (resumable)."""
+    from megagrow.planner.tune import TuneSpec, tune
+
+    args = _base(tmp_path, text_data)
+    spec = TuneSpec(plans=[PlanChoice("stackbert", 1)], points=[8, 16], out=tmp_path / "t", lag=6, probe_budget=1.5)
+    first = tune(lambda extra: load_config(None, [*args, *extra]), spec, log=lambda m: None)
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "t" / "probes").rglob("metrics.jsonl")}
+    second = tune(lambda extra: load_config(None, [*args, *extra]), spec, log=lambda m: None)
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp  # no run trained again
+    assert second["probes"] == first["probes"] and second["pick"] == first["pick"]
+    assert second["probe_flops"] == pytest.approx(first["probe_flops"])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -16,6 +17,7 @@ from megagrow.config import Config, dump_yaml
 from megagrow.planner.choice import ProbeResult, decay_budget, pick, steps_for
 from megagrow.planner.curves import Curve, Lead, flops_to_reach, lead
 from megagrow.planner.probes import (
+    Candidate,
     Ledger,
     PlanChoice,
     candidates,
@@ -51,26 +53,39 @@ class _Runs:
     def cfg(self, name: str, overrides: Sequence[str], exit_at: int) -> Config:
         return self.make([*self.common, f"--run.name={name}", *overrides, f"--train.exit_at_step={exit_at}"])
 
+    def current(self, name: str) -> int:
+        """The step run ``name`` has checkpointed (0 if none): a re-run of the same tune continues from there."""
+        if name not in self.step:
+            latest = self.root / name / "checkpoints" / "latest"
+            meta = self.root / name / "checkpoints" / latest.read_text().strip() / "meta.json" \
+                if latest.is_file() else None
+            self.step[name] = int(json.loads(meta.read_text())["counters"]["step"]) if meta and meta.is_file() else 0
+        return self.step[name]
+
     def advance(self, name: str, overrides: Sequence[str], to_step: int) -> float:
         """Train run ``name`` up to ``to_step`` (resuming where it stopped); returns the FLOPs it spent."""
         from megagrow.train import train
 
         before = self.curve_flops(name)
-        if self.step.get(name, 0) < to_step:
+        if self.current(name) < to_step:
             res = train(self.cfg(name, overrides, to_step))
             self.step[name] = res.step
         return self.curve_flops(name) - before
 
-    def fork(self, src: str, dst: str) -> None:
-        """A copy of run ``src`` as run ``dst`` (checkpoint, metrics, config): resuming it continues exactly."""
+    def fork(self, src: str, dst: str, at: int) -> None:
+        """A copy of run ``src`` (at step ``at``) as run ``dst`` (checkpoint, metrics, config): resuming it continues
+        exactly. A fork already made (a re-run of the same tune) is kept."""
+        if self.current(dst) >= at:
+            return
+        if self.current(src) != at:
+            raise RuntimeError(f"{self.root / src} is at step {self.current(src)}, not {at}: cannot fork {dst} from it "
+                               f"(remove {self.root / dst} and {self.root / src} to probe them again)")
         if (self.root / dst).exists():
             shutil.rmtree(self.root / dst)
         shutil.copytree(self.root / src, self.root / dst)
-        self.step[dst] = self.step[src]
+        self.step[dst] = self.current(src)
 
     def records(self, name: str) -> list[dict[str, Any]]:
-        import json
-
         path = self.root / name / "metrics.jsonl"
         if not path.is_file():
             return []
@@ -102,6 +117,20 @@ def _flops_until(make: MakeConfig, overrides: Sequence[str], step: int) -> float
     s = summarize(make(list(overrides)))
     total = sum(p.flops_per_step * max(0, min(step, p.start_step + p.steps) - p.start_step) for p in s.phases)
     return total + sum(t.get("fit_flops", 0) for t in s.transitions if t["step"] < step)
+
+
+def _spent_on_disk(runs: _Runs, cands: Sequence[Candidate]) -> float:
+    """FLOPs the probe runs already on disk trained (a re-run of the same tune): every run's FLOPs, less what each
+    fork copied from its prefix."""
+    spent = 0.0
+    for name in {"scratch", *(c.prefix for c in cands), *(c.name for c in cands)}:
+        spent += runs.curve_flops(name)
+    for c in cands:
+        for r in runs.records(c.name):
+            if r["step"] == c.growth_step:
+                spent -= float(r["flops"])
+                break
+    return spent
 
 
 def _check_base(cfg: Config) -> None:
@@ -139,7 +168,7 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
     runs = _Runs(root, [f"--run.out_dir={root}", f"--train.max_steps={steps}", "--checkpoint.every=0",
                         "--checkpoint.keep_last=1", "--checkpoint.resume=auto", "--logging.progress=off",
                         "--logging.tensorboard=false", "--growth.boundary_unit=steps"], make)
-    ledger = Ledger(spec.probe_budget * scratch_flops)
+    ledger = Ledger(spec.probe_budget * scratch_flops, spent=_spent_on_disk(runs, cands))
     end = stable_end(steps, o.decay_fraction)
     chunk = max(spec.lag, base.train.eval_every or spec.lag)
     scratch_over = ["--growth.plan=scratch"]
@@ -154,8 +183,8 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
     def scratch_reaches(loss: float) -> Curve:
         """Extend the scratch reference until it reaches ``loss``, its stable phase ends or the budget does."""
         cur = runs.curve("scratch")
-        while flops_to_reach(cur, loss) is None and runs.step.get("scratch", 0) < end:
-            to = min(end, runs.step.get("scratch", 0) + chunk)
+        while flops_to_reach(cur, loss) is None and runs.current("scratch") < end:
+            to = min(end, runs.current("scratch") + chunk)
             cost = _flops_until(make, [*runs.common, *scratch_over], to) - runs.curve_flops("scratch")
             if not ledger.affords(cost):
                 break
@@ -195,7 +224,7 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
             say(f"{i}/{len(cands)} {c.name}: pruned, the small model is {-pre.flops / scratch_flops:.1%} of "
                 "scratch's FLOPs behind it")
             continue
-        runs.fork(c.prefix, c.name)
+        runs.fork(c.prefix, c.name, g)
         ledger.charge(runs.advance(c.name, fork_over, g + spec.lag))
         f, v = runs.at(c.name, g + spec.lag)
         ahead = lead(scratch_reaches(v), f, v)
@@ -213,7 +242,7 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
         "probes": probes,
         "probe_flops": ledger.spent, "probe_share": ledger.spent / scratch_flops,
         "curves": {n: {"flops": list(runs.curve(n).flops), "loss": list(runs.curve(n).loss)}
-                   for n in sorted(runs.step)},
+                   for n in sorted(runs.step) if runs.records(n)},
     }
     best = pick(results)
     report["pick"] = None if best is None else _write_pick(make, spec, best, base, steps, scratch_flops)
@@ -232,8 +261,9 @@ def _write_pick(make: MakeConfig, spec: TuneSpec, best: ProbeResult, base: Confi
     target = decay_budget(scratch_flops, best.lead.flops, spec.keep)
     # the probe must stay in the stable phase of the written run: its decay starts after growth + lag
     lo = math.ceil((c.growth_step + spec.lag + 1) / (1 - base.optim.decay_fraction))
-    max_steps = steps_for(lambda s: _flops_until(make, [*own, f"--train.max_steps={s}"], s), target,
-                          lo, 4 * steps)
+    # no later than the config's own length: at it the plan already costs less than scratch (its small phase)
+    max_steps = min(steps, steps_for(lambda s: _flops_until(make, [*own, f"--train.max_steps={s}"], s), target,
+                                     lo, 4 * steps))
     name = f"{base.run.name or 'run'}-tuned"
     final = make([*own, f"--train.max_steps={max_steps}", f"--run.name={name}"])
     flops = _flops_until(make, [*own, f"--train.max_steps={max_steps}"], max_steps)
