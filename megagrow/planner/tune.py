@@ -261,9 +261,9 @@ def _write_pick(make: MakeConfig, spec: TuneSpec, best: ProbeResult, base: Confi
     target = decay_budget(scratch_flops, best.lead.flops, spec.keep)
     # the probe must stay in the stable phase of the written run: its decay starts after growth + lag
     lo = math.ceil((c.growth_step + spec.lag + 1) / (1 - base.optim.decay_fraction))
-    # no later than the config's own length: at it the plan already costs less than scratch (its small phase)
-    max_steps = min(steps, steps_for(lambda s: _flops_until(make, [*own, f"--train.max_steps={s}"], s), target,
-                                     lo, 4 * steps))
+    # the budget follows the lead, not the config's length: a late growth at the config's steps can cost less than
+    # its lead pays for (it would end above scratch's loss), an early one more
+    max_steps = steps_for(lambda s: _flops_until(make, [*own, f"--train.max_steps={s}"], s), target, lo, 4 * steps)
     name = f"{base.run.name or 'run'}-tuned"
     final = make([*own, f"--train.max_steps={max_steps}", f"--run.name={name}"])
     flops = _flops_until(make, [*own, f"--train.max_steps={max_steps}"], max_steps)
