@@ -567,6 +567,22 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         ),
     ),
     Study(
+        "wsd-v2-scaling", "gpt",
+        "Issue 27's scaling axis: WSD scratch and the best one-growth recipe (3 -> 12 layers at 20 %) at widths 32 "
+        "and 44 (12 x 32: 147 k, 12 x 44: 279 k non-embedding parameters; the suite's 12 x 56: 451 k) with the "
+        "suite's 15.1 tokens per non-embedding parameter (1,088 and 2,057 steps of 16 x 128 tokens), each at peak "
+        "LR 4e-3 and 8e-3. Does the saving grow or shrink with size?",
+        (),
+        tuple(PlanRun(f"s{h}-{name}-lr{lr_tag(lr)}", plan, ("--optim.schedule=wsd", "--optim.decay_fraction=0.2",
+                                                          f"--optim.lr={lr:g}", f"--model.hidden={h}", "--model.ffn=0",
+                                                          f"--train.max_steps={steps}", *extra),
+                      f"12 x {h}, {steps} steps: {name} at peak LR {lr:g}")
+              for h, steps in ((32, 1088), (44, 2057)) for lr in (4e-3, 8e-3)
+              for name, plan, extra in (("scratch", None, ()),
+                                        ("late3", "stackbert.yaml", ("--growth.stages=[3,12]",
+                                                                     "--growth.boundaries=[0.2]")))),
+    ),
+    Study(
         "wsd-v2-baseline", "gpt",
         "Issue 27's baseline: WSD scratch with its decay fraction tuned at the full horizon. WSD scratch at its best "
         "peak LR (8e-3 on the 4e-3 / 8e-3 / 1.6e-2 grid) decays over the last 20 % and ends at 4.252 / 4.418 (two "
