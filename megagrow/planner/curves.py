@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Curve:
@@ -42,21 +44,67 @@ def flops_to_reach(curve: Curve, loss: float) -> float | None:
 
 
 @dataclass(frozen=True)
+class PowerLaw:
+    """``L(F) = a + b * F^-c``: a loss curve's usual shape at constant LR, fitted to extrapolate it a little."""
+
+    a: float
+    b: float
+    c: float
+
+    def loss(self, flops: float) -> float:
+        return self.a + self.b * flops ** -self.c
+
+    def flops_at(self, loss: float) -> float | None:
+        """The FLOPs at which the law reaches ``loss``; None below its floor ``a``."""
+        return None if loss <= self.a else (self.b / (loss - self.a)) ** (1 / self.c)
+
+
+def fit_power_law(curve: Curve, from_flops: float = 0.0) -> PowerLaw | None:
+    """Least squares of ``a + b F^-c`` over the points at or after ``from_flops`` (c on a grid, a and b linear);
+    None with fewer than 4 points or no decreasing fit."""
+    f = np.array([x for x in curve.flops if x >= from_flops], dtype=np.float64)
+    v = np.array([y for x, y in zip(curve.flops, curve.loss, strict=True) if x >= from_flops], dtype=np.float64)
+    if len(f) < 4:
+        return None
+    scale = f[-1]
+    best: tuple[float, PowerLaw] | None = None
+    for c in np.linspace(0.02, 2.0, 199):
+        x = (f / scale) ** -c
+        design = np.stack([np.ones_like(x), x], axis=1)
+        (a, b), *_ = np.linalg.lstsq(design, v, rcond=None)
+        if b <= 0:
+            continue
+        err = float(np.sum((design @ np.array([a, b]) - v) ** 2))
+        if best is None or err < best[0]:
+            best = (err, PowerLaw(float(a), float(b) * scale ** c, float(c)))
+    return None if best is None else best[1]
+
+
+@dataclass(frozen=True)
 class Lead:
     """How far ahead of scratch a probe is: scratch's FLOPs to reach the probe's loss minus the probe's FLOPs
-    (negative: behind). ``bound``: scratch's curve ended before reaching the loss, so the lead is at least
-    ``flops`` (its end minus the probe's FLOPs)."""
+    (negative: behind). ``extrapolated``: scratch's measured curve ends before reaching the loss, and its fitted
+    power law (within ``max_extrapolation`` x its measured FLOPs) gives the FLOPs; ``bound``: not even that, so
+    the lead is at least ``flops`` (the end of what is known minus the probe's FLOPs)."""
 
     flops: float
     bound: bool = False
+    extrapolated: bool = False
 
 
-def lead(scratch: Curve, flops: float, loss: float) -> Lead:
-    """The lead of a run at (``flops``, ``loss``) over ``scratch``."""
+def lead(scratch: Curve, flops: float, loss: float, law: PowerLaw | None = None,
+         max_extrapolation: float = 2.0) -> Lead:
+    """The lead of a run at (``flops``, ``loss``) over ``scratch`` (its fitted ``law`` past its end, if given)."""
     reach = flops_to_reach(scratch, loss)
-    if reach is None:
-        return Lead(scratch.end - flops, bound=True)
-    return Lead(reach - flops)
+    if reach is not None:
+        return Lead(reach - flops)
+    limit = max_extrapolation * scratch.end
+    if law is not None:
+        at = law.flops_at(loss)
+        if at is not None and at <= limit:
+            return Lead(max(at, scratch.end) - flops, extrapolated=True)
+        return Lead((limit if law is not None else scratch.end) - flops, bound=True)
+    return Lead(scratch.end - flops, bound=True)
 
 
 def loss_at(curve: Curve, flops: float) -> float | None:

@@ -10,6 +10,10 @@ from typing import Any
 from megagrow.checkpoint import atomic_write_text
 
 
+def _mark(p: dict[str, Any], key: str) -> str:
+    return ">= " if p.get(f"{key}_bound") else ("~ " if p.get(f"{key}_extrapolated") else "")
+
+
 def render_md(report: dict[str, Any]) -> str:
     cfg, spec = report["config"], report["spec"]
     lines = ["# megagrow plan tune: probe report", "",
@@ -18,14 +22,14 @@ def render_md(report: dict[str, Any]) -> str:
              f"growth points {spec['points']}; LRs {spec['lrs']}; each probe trains {spec['lag']} steps past its "
              f"growth. Probes spent {report['probe_share']:.2f} scratch runs' FLOPs (cap {spec['probe_budget']:g}).",
              "", "Lead: the FLOPs scratch needs beyond the probe's to reach the probe's validation loss, as a share "
-             "of scratch's budget (>= : scratch's reference ended first, a lower bound).", "",
+             "of scratch's budget (~ : from scratch's power law fitted after the warmup, its reference ending first; "
+             ">= : a lower bound).", "",
              "| probe | growth step | pre-growth lead | val loss at probe end | lead | status |",
              "|---|---:|---:|---:|---:|---|"]
     total = cfg["scratch_flops"]
     for p in report["probes"]:
-        pre = (f"{'>= ' if p.get('pre_lead_bound') else ''}{p['pre_lead'] / total:+.1%}"
-               if "pre_lead" in p else "")
-        ld = f"{'>= ' if p.get('lead_bound') else ''}{p['lead'] / total:+.1%}" if "lead" in p else ""
+        pre = (f"{_mark(p, 'pre_lead')}{p['pre_lead'] / total:+.1%}" if "pre_lead" in p else "")
+        ld = f"{_mark(p, 'lead')}{p['lead'] / total:+.1%}" if "lead" in p else ""
         loss = f"{p['loss']:.4f}" if "loss" in p else ""
         lines.append(f"| {p['name']} | {p['growth_step']} | {pre} | {loss} | {ld} | {p['status']} |")
     pick = report.get("pick")

@@ -15,7 +15,7 @@ from typing import Any
 from megagrow.checkpoint import atomic_write_text
 from megagrow.config import Config, dump_yaml
 from megagrow.planner.choice import ProbeResult, decay_budget, pick, steps_for
-from megagrow.planner.curves import Curve, Lead, flops_to_reach, lead
+from megagrow.planner.curves import Curve, Lead, fit_power_law, lead
 from megagrow.planner.probes import (
     Candidate,
     Ledger,
@@ -180,17 +180,20 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
         eta = f", ETA {elapsed * (spec.probe_budget / spent - 1) / 60:.0f} min at most" if spent > 0.02 else ""
         log(f"[plan tune] {msg} (probes so far: {spent:.2f} of {spec.probe_budget:g} scratch runs' FLOPs{eta})")
 
-    def scratch_reaches(loss: float) -> Curve:
-        """Extend the scratch reference until it reaches ``loss``, its stable phase ends or the budget does."""
-        cur = runs.curve("scratch")
-        while flops_to_reach(cur, loss) is None and runs.current("scratch") < end:
+    def scratch_lead(flops: float, loss: float, reserve: float = 0.0) -> Lead:
+        """The lead of (``flops``, ``loss``) over scratch: the reference is extended until it covers ``flops`` (its
+        stable phase and the probe budget allowing, ``reserve`` kept for what is already approved), measured where
+        scratch reaches ``loss``, else from its power law fitted after the warmup (a little extrapolation: scratch
+        is trained only as far as the probes' FLOPs, never to where it matches a probe that is far ahead)."""
+        while runs.curve("scratch").end < flops and runs.current("scratch") < end:
             to = min(end, runs.current("scratch") + chunk)
             cost = _flops_until(make, [*runs.common, *scratch_over], to) - runs.curve_flops("scratch")
-            if not ledger.affords(cost):
+            if not ledger.affords(cost + reserve):
                 break
             ledger.charge(runs.advance("scratch", scratch_over, to))
-            cur = runs.curve("scratch")
-        return cur
+        cur = runs.curve("scratch")
+        warm = _flops_until(make, [*runs.common, *scratch_over], 2 * o.warmup_steps)
+        return lead(cur, flops, loss, fit_power_law(cur, from_flops=warm))
 
     probes: list[dict[str, Any]] = []
     results: list[ProbeResult] = []
@@ -206,17 +209,19 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
         own = [*c.choice.overrides(n_layers), f"--optim.lr={c.lr:g}"]
         prefix_over = [*own, f"--growth.boundaries=[{prefix_end(cands, c.prefix)}]"]
         fork_over = [*own, f"--growth.boundaries=[{g}]"]
-        cost = (_flops_until(make, [*runs.common, *prefix_over], g) - runs.curve_flops(c.prefix)
-                + _flops_until(make, [*runs.common, *fork_over], g + spec.lag)
-                - _flops_until(make, [*runs.common, *fork_over], g))
-        if not ledger.affords(cost):
+        fork_cost = (_flops_until(make, [*runs.common, *fork_over], g + spec.lag)
+                     - _flops_until(make, [*runs.common, *fork_over], g)) if runs.current(c.name) < g + spec.lag else 0
+        prefix_cost = max(0.0, _flops_until(make, [*runs.common, *prefix_over], g) - runs.curve_flops(c.prefix))
+        if not ledger.affords(prefix_cost + fork_cost):
             entry["status"] = "not probed: over the probe budget"
-            say(f"{i}/{len(cands)} {c.name}: skipped, its {cost / scratch_flops:.2f} scratch runs would pass the cap")
+            say(f"{i}/{len(cands)} {c.name}: skipped, its {(prefix_cost + fork_cost) / scratch_flops:.2f} scratch "
+                "runs would pass the cap")
             continue
         ledger.charge(runs.advance(c.prefix, prefix_over, g))
         f_pre, l_pre = runs.at(c.prefix, g)
-        pre = lead(scratch_reaches(l_pre), f_pre, l_pre)
-        entry.update(pre_flops=f_pre, pre_loss=l_pre, pre_lead=pre.flops, pre_lead_bound=pre.bound)
+        pre = scratch_lead(f_pre, l_pre, reserve=fork_cost)
+        entry.update(pre_flops=f_pre, pre_loss=l_pre, pre_lead=pre.flops, pre_lead_bound=pre.bound,
+                     pre_lead_extrapolated=pre.extrapolated)
         if pre.flops <= 0:
             pruned[c.prefix] = (f"not probed: the small model fell behind scratch at step {g} (a later growth "
                                 "cannot be ahead)")
@@ -227,12 +232,13 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
         runs.fork(c.prefix, c.name, g)
         ledger.charge(runs.advance(c.name, fork_over, g + spec.lag))
         f, v = runs.at(c.name, g + spec.lag)
-        ahead = lead(scratch_reaches(v), f, v)
+        ahead = scratch_lead(f, v)
         results.append(ProbeResult(c, f, v, ahead, pre))
         entry.update(status="probed", flops=f, loss=v, lead=ahead.flops, lead_bound=ahead.bound,
-                     lead_share=ahead.flops / scratch_flops)
+                     lead_extrapolated=ahead.extrapolated, lead_share=ahead.flops / scratch_flops)
+        how = " (scratch's fitted curve)" if ahead.extrapolated else ""
         say(f"{i}/{len(cands)} {c.name}: val loss {v:.4f} {spec.lag} steps after growing; lead "
-            f"{'>= ' if ahead.bound else ''}{ahead.flops / scratch_flops:+.1%} of scratch's FLOPs")
+            f"{'>= ' if ahead.bound else ''}{ahead.flops / scratch_flops:+.1%} of scratch's FLOPs{how}")
 
     report: dict[str, Any] = {
         "config": {"max_steps": steps, "scratch_flops": scratch_flops, "lr": o.lr,
@@ -244,6 +250,19 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
         "curves": {n: {"flops": list(runs.curve(n).flops), "loss": list(runs.curve(n).loss)}
                    for n in sorted(runs.step) if runs.records(n)},
     }
+    # every lead again against the final scratch reference (and its fit): the same numbers whatever order the
+    # reference grew in (a re-run of the tune, with the reference already long, reports what the first run did)
+    final = runs.curve("scratch")
+    law = fit_power_law(final, from_flops=_flops_until(make, [*runs.common, *scratch_over], 2 * o.warmup_steps))
+    by_name = {e["name"]: e for e in probes}
+    for k, r in enumerate(results):
+        e = by_name[r.candidate.name]
+        pre = lead(final, e["pre_flops"], e["pre_loss"], law)
+        ahead = lead(final, r.flops, r.loss, law)
+        results[k] = ProbeResult(r.candidate, r.flops, r.loss, ahead, pre)
+        e.update(pre_lead=pre.flops, pre_lead_bound=pre.bound, pre_lead_extrapolated=pre.extrapolated,
+                 lead=ahead.flops, lead_bound=ahead.bound, lead_extrapolated=ahead.extrapolated,
+                 lead_share=ahead.flops / scratch_flops)
     best = pick(results)
     report["pick"] = None if best is None else _write_pick(make, spec, best, base, steps, scratch_flops)
     from megagrow.planner.report import write_report
