@@ -18,7 +18,7 @@ Randomness: every sampler consumes the same base uniform
 The continuous samplers map it to ``u = x_min + (1 - x_min) * u0`` ~ U[x_min, 1) as the Apollo
 release draws ``u ~ U(x_min, 1)`` with ``x_min = 1e-6``.
 
-Samplers (growth-algorithms notes §2.2; names in the Apollo release code in brackets):
+Samplers (docs/methods/apollo.md; names in the Apollo release code in brackets):
 
 - ``lvps`` (the paper's LVPS, the release default): with r = L/N, b = r + 0.4, e = 0.6,
   ``y = m / (u + n)``, ``n = (b*x_min - e)/(e - b)``, ``m = e*(n + 1)`` (so y(x_min) = b, y(1) = e),

@@ -4,7 +4,7 @@ The vocabulary is deliberately absent: it comes from the data's tokenizer (``voc
 original vocabularies the paper sizes have the usual parameter counts (BERT-Base ~110M with 30522
 tokens, GPT-Base ~124M with 50257, DeiT-B ~87M), see ``tests/test_models.py``.
 
-Sources (see /work/shared/notes/growth-algorithms.md): BERT-Base/Large and GPT-Base are the targets of
+Sources (see docs/methods/): BERT-Base/Large and GPT-Base are the targets of
 Apollo and Multi-Level (bert-base-uncased, gpt2 configs); DeiT-B is Multi-Level's vision target and
 DeiT-S the standard smaller DeiT. BERT-Small is LiGO's start model (6 layers, hidden 512), the
 growth baseline both papers compare against. GPT-Small mirrors it (6 layers, hidden 512) as the small

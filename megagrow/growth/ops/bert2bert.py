@@ -1,6 +1,6 @@
 """bert2BERT width growth (FPI / AKI, head-wise) and its composition with depth stacking.
 
-Spec: ``/work/shared/notes/growth-algorithms.md`` §3.2 (open question Q9). Pure functions on
+Spec: ``docs/methods/bert2bert.md``. Pure functions on
 :class:`~megagrow.state.FullState` (stdlib + torch + ``megagrow.state`` + sibling ops modules only).
 
 **Index maps.** Three kinds of width map, each a :class:`~.grouping.Grouping` from *new* unit to *old* unit
@@ -36,7 +36,7 @@ the statistics of the old vector weighted by the copy counts, so it is exact iff
 equal, i.e. ``sampling="balanced"`` and ``new_hidden`` a multiple of ``hidden``: then BERT (post-LN, incl.
 the embedding LN) and GPT (pre-LN) are preserved up to float rounding and the LN epsilon (measured in
 ``tests/test_bert2bert_msg_ops.py`` with 16 → 32: ~1e-6 relative on the logits for both). With unequal
-copy counts (``uniform``, or e.g. 512 → 768) the LNs change the function slightly (notes §3.2).
+copy counts (``uniform``, or e.g. 512 → 768) the LNs change the function slightly (docs/methods/bert2bert.md).
 
 **AKI** (advanced knowledge initialization): the identical in-dimension step, but the *new* output units
 of every block parameter of layer ``l`` come from the next layer ``l+1``:

@@ -1,6 +1,6 @@
 """Depth maps (which weight slot runs at each layer position) and depth expansion of a ``FullState``.
 
-Depth maps (growth-algorithms notes §2.3; N live slots, depth d, 1 <= N <= d):
+Depth maps (docs/methods/apollo.md; N live slots, depth d, 1 <= N <= d):
 
 - ``interpolation_map(N, d)``: phi(i) = floor(i*N/d), integer arithmetic (the Apollo release computes
   int(i / (d/N)) in floating point, which differs for a few pairs such as (14, 18)). Each slot serves a
@@ -10,7 +10,7 @@ Depth maps (growth-algorithms notes §2.3; N live slots, depth d, 1 <= N <= d):
   N=3, d=8 -> [0,1,2,0,1,2,1,2]; N=6, d=9 -> [0,1,2,3,4,5,3,4,5]. ``tail="mod"`` gives plain i mod N
   instead (the other reading of Apollo's Eq. 11, notes Q8); both agree when N divides d.
 
-Stage expansion (:func:`expand_depth`, notes §2.4): the new state's block slot j is a copy of old slot
+Stage expansion (:func:`expand_depth`, docs/methods/apollo.md): the new state's block slot j is a copy of old slot
 psi(j), psi = the depth map with (N = n_old, d = n_new). Interpolation: 1->3 [0,0,0], 3->6
 [0,0,1,1,2,2], 6->12 [0,0,1,1,...,5,5]. Stacking (StackBERT / G_stack, see :mod:`.stacking`): 3->6
 [0,1,2,0,1,2].

@@ -1,6 +1,6 @@
 """LiGO (Wang et al., ICLR 2023): a learned linear growth operator from a small model to a large one.
 
-Spec: ``/work/shared/notes/growth-algorithms.md`` section 3.3. Every grown parameter is a learned linear
+Spec: ``docs/methods/ligo.md``. Every grown parameter is a learned linear
 function of the small ones, factorized as depth after width:
 
     W_l^new = sum_j w[l, j] * (B_j W_j A_jᵀ)        (l < L_t target layers, j < L_s small layers)

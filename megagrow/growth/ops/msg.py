@@ -1,6 +1,6 @@
 """MSG (masked structural growth): grown state + mask bookkeeping + a reference masked forward.
 
-Spec: ``/work/shared/notes/growth-algorithms.md`` §3.4. Pure functions (stdlib + torch + ``megagrow.state``
+Spec: ``docs/methods/msg.md``. Pure functions (stdlib + torch + ``megagrow.state``
 + sibling ops modules).
 
 **Operator** :func:`msg_grow`: width (hidden with heads of a fixed head size, FFN) and/or depth growth.

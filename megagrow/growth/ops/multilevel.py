@@ -1,6 +1,6 @@
 """Multi-Level operators (Zou et al., ICLR 2024): coalescing, de-coalescing and interpolation on a FullState.
 
-Spec: ``/work/shared/notes/growth-algorithms.md`` section 1. Pure functions on :class:`FullState`
+Spec: ``docs/methods/multilevel.md``. Pure functions on :class:`FullState`
 (stdlib + torch + ``megagrow.state`` only); nothing here builds a model.
 
 **Width** (one coalescing step halves hidden ``d``, the FFN ``f`` and the number of heads ``H``, keeping
@@ -500,7 +500,7 @@ def decoalesce(
 
 
 def interpolate(decoalesced: FullState, before: FullState, alpha: float) -> FullState:
-    """``θ = (1 − α)·θ_decoalesced + α·θ_before`` on every parameter (notes §1.4, Q2 direction).
+    """``θ = (1 − α)·θ_decoalesced + α·θ_before`` on every parameter (docs/methods/multilevel.md).
 
     ``α = 0`` returns the de-coalesced parameters exactly and ``α = 1`` ``before``'s exactly (copies).
     Optimizer state (``exp_avg``, ``exp_avg_sq`` and the step counts ``adam_step``/``param_steps``) is taken

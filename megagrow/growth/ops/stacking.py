@@ -1,6 +1,6 @@
 """Depth stacking of a ``FullState``: StackBERT (progressive stacking) and G_stack.
 
-Orders (growth-algorithms notes §3.1, §3.5):
+Orders (docs/methods/stackbert.md, docs/methods/gstack.md):
 
 - StackBERT (Gong et al. 2019): double the depth by appending a copy of the whole stack,
   new layer l + L <- l, i.e. ``[l0..l(L-1), l0..l(L-1)]``: new slot j <- old slot j mod n_old with
