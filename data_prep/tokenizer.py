@@ -19,16 +19,22 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-from data_prep.atomic import sha256_file, write_bytes_atomic
+from data_prep.atomic import write_bytes_atomic
 from data_prep.errors import PrepError
-from megagrow.data.corpus import SpecialTokens
+from megagrow.data.tokenizer import (
+    NEWLINE_PIECE,
+    SPECIAL_IDS,
+    SPECIAL_PIECES,
+    TokenizerError,
+    TokenizerInfo,
+    read_tokenizer,
+)
 
 __all__ = [
     "MIN_VOCAB_SIZE",
@@ -45,35 +51,8 @@ __all__ = [
 MODEL_TYPES = ("bpe", "unigram")
 #: The smallest vocabulary a trained tokenizer may have: 7 special pieces, 256 byte pieces and the text's own.
 MIN_VOCAB_SIZE = 300
-#: Surface of each special token, by the field names of :class:`SpecialTokens`.
-SPECIAL_PIECES = {
-    "pad": "[PAD]",
-    "unk": "[UNK]",
-    "cls": "[CLS]",
-    "sep": "[SEP]",
-    "mask": "[MASK]",
-    "eos": "[EOS]",
-}
-#: The ids every tokenizer trained here has.
-SPECIAL_IDS = SpecialTokens(pad=0, unk=1, cls=2, sep=3, mask=4, eos=5)
-NEWLINE_PIECE = "\n"
 # Longest training sentence in bytes (SentencePiece skips longer ones; its default is 4192).
 _MAX_SENTENCE_BYTES = 1 << 16
-
-
-@dataclass(frozen=True)
-class TokenizerInfo:
-    """A tokenizer model file and what the manifest records about it."""
-
-    path: Path
-    sha256: str
-    model_type: str
-    vocab_size: int
-    special: SpecialTokens
-    newline_id: int | None
-
-    def processor(self) -> spm.SentencePieceProcessor:
-        return spm.SentencePieceProcessor(model_file=str(self.path))
 
 
 def sample_lines(lines: Iterable[str], n_lines: int, max_lines: int, seed: int) -> Iterator[str]:
@@ -156,34 +135,9 @@ def _without_run_details(model: bytes) -> bytes:
     return proto.SerializeToString(deterministic=True)
 
 
-def _model_type(model: bytes) -> str:
-    proto = model_pb2.ModelProto.FromString(model)
-    return model_pb2.TrainerSpec.ModelType.Name(proto.trainer_spec.model_type).lower()
-
-
 def load_tokenizer(path: Path) -> TokenizerInfo:
     """Open an existing model and read its special-token ids (each must exist as a control piece)."""
-    path = Path(path)
     try:
-        model = path.read_bytes()
-        sp = spm.SentencePieceProcessor(model_proto=model)
-    except (OSError, RuntimeError) as e:
-        raise PrepError(f"--tokenizer {path}: cannot load a SentencePiece model ({e})") from e
-    ids: dict[str, int] = {}
-    for name, piece in SPECIAL_PIECES.items():
-        i = sp.piece_to_id(piece)
-        if sp.id_to_piece(i) != piece or not (sp.is_control(i) or sp.is_unknown(i)):
-            raise PrepError(
-                f"--tokenizer {path}: no special token {piece!r}; expected a model trained by megagrow-prep "
-                f"(with pieces {', '.join(SPECIAL_PIECES.values())})"
-            )
-        ids[name] = i
-    newline = sp.piece_to_id(NEWLINE_PIECE)
-    return TokenizerInfo(
-        path=path,
-        sha256=sha256_file(path),
-        model_type=_model_type(model),
-        vocab_size=sp.vocab_size(),
-        special=SpecialTokens(**ids),
-        newline_id=newline if sp.id_to_piece(newline) == NEWLINE_PIECE else None,
-    )
+        return read_tokenizer(path)
+    except TokenizerError as e:
+        raise PrepError(str(e)) from e

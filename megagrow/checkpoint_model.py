@@ -17,11 +17,10 @@ from typing import Any
 import torch
 
 from megagrow.checkpoint import latest_checkpoint, load_checkpoint_params
-from megagrow.config import Config
+from megagrow.config import Config, config_from_meta
 from megagrow.flops import deit_seq_len
 from megagrow.growth.plans import build_plan
 from megagrow.models import GrowthMasks, MegagrowModel, ModelConfig, build_model, check_layer_map
-from megagrow.resume import config_from_meta
 
 
 def find_checkpoint(path: Path | str) -> Path:

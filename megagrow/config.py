@@ -14,6 +14,7 @@ import difflib
 import os
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -725,3 +726,19 @@ def deepspeed_config(cfg: Config, world_size: int) -> dict[str, Any]:
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+
+
+def config_from_meta(tree: Mapping[str, Any], cls: type | None = None) -> Any:
+    """A typed config rebuilt from a checkpoint's ``config`` dict, leniently: fields another megagrow version
+    did not write keep their defaults, fields this version does not know are ignored. No validation."""
+    if cls is None:
+        cls = Config
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in tree:
+            continue
+        value, tp = tree[f.name], hints[f.name]
+        kwargs[f.name] = config_from_meta(value, tp) if dataclasses.is_dataclass(tp) and isinstance(value, Mapping) \
+            else value
+    return cls(**kwargs)

@@ -25,17 +25,15 @@ Three keys are *derived* rather than config fields: ``distributed.world_size`` (
 so that ``growth.boundaries`` given as fractions of ``train.max_steps`` cannot move silently).
 
 Everything here is a pure function over plain dicts (``dataclasses.asdict`` of a config, or the
-``config`` of a checkpoint's ``meta.json``) except :func:`config_from_meta`, which rebuilds a typed config
-from such a dict.
+``config`` of a checkpoint's ``meta.json``); :func:`megagrow.config.config_from_meta` rebuilds a typed config from
+such a dict (this module never imports the config: the config imports it).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import fnmatch
 import json
-import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -319,21 +317,3 @@ def allow_list_problems(allow: Iterable[str], known: Iterable[str]) -> list[str]
             problems.append(f"checkpoint.allow_changes: {key!r} ({rule_for(key).why}) can never change within a "
                             "run; start a new run (--run.name=NEW)")
     return problems
-
-
-def config_from_meta(tree: Mapping[str, Any], cls: type | None = None) -> Any:
-    """A typed config rebuilt from a checkpoint's ``config`` dict, leniently: fields another megagrow version
-    did not write keep their defaults, fields this version does not know are ignored. No validation."""
-    if cls is None:
-        from megagrow.config import Config
-
-        cls = Config
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in tree:
-            continue
-        value, tp = tree[f.name], hints[f.name]
-        kwargs[f.name] = config_from_meta(value, tp) if dataclasses.is_dataclass(tp) and isinstance(value, Mapping) \
-            else value
-    return cls(**kwargs)

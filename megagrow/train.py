@@ -30,7 +30,7 @@ from megagrow.checkpoint import (
     step_dir_name,
     write_shard,
 )
-from megagrow.config import Config, deepspeed_config, warnings_for
+from megagrow.config import Config, config_from_meta, deepspeed_config, warnings_for
 from megagrow.data.factory import DataBundle, build_data
 from megagrow.data.loader import EvalLoader, GlobalBatchLoader
 from megagrow.data.tokenizer_identity import checkpoint_tokenizer, mismatch
@@ -65,7 +65,6 @@ from megagrow.resume import (
     ResumeRefused,
     Verdict,
     compare,
-    config_from_meta,
     history_entry,
     lr_line,
     refusal_message,

@@ -149,15 +149,14 @@ def sample_checkpoint(checkpoint: Path | str, prompt: str, max_new_tokens: int =
     piece) after an ``[EOS]`` (how every document of the training stream starts)."""
     import sentencepiece as spm
 
-    from data_prep.shards import encode_text
+    from megagrow.data.tokenizer import encode_paragraphs, newline_id
     from megagrow.interchange.export import run_tokenizer
 
     cm = open_checkpoint(checkpoint)
     _refuse_non_causal(cm)
     model_file, special = run_tokenizer(cm.config, tokenizer)
     sp = spm.SentencePieceProcessor(model_file=str(model_file))
-    newline = sp.piece_to_id("\n")
-    prompt_ids = [int(i) for i in encode_text(sp, prompt, newline if sp.id_to_piece(newline) == "\n" else None)[0]]
+    prompt_ids = [int(i) for i in encode_paragraphs(sp, prompt, newline_id(sp))]
     eos = special["eos"]
     new = generate(cm.build(device), cm.layer_map, [eos, *prompt_ids], max_new_tokens, temperature, top_k, seed,
                    eos if stop_at_eos else None, cm.masks)

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from megagrow.config import Config, ConfigError, load_config
+from megagrow.config import Config, ConfigError, config_from_meta, load_config
 from megagrow.resume import (
     DERIVED,
     Kind,
     ResumeRefused,
     compare,
-    config_from_meta,
     flatten,
     history_entry,
     lr_line,

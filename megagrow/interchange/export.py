@@ -45,9 +45,9 @@ def run_tokenizer(cfg: Config, override: Path | str | None = None) -> tuple[Path
             raise FileNotFoundError(f"--tokenizer {path}: no such file")
         if (data / "manifest.json").is_file():
             return path, ShardedCorpus.open(data, "train").special.as_dict()
-        from data_prep.tokenizer import load_tokenizer  # megagrow-prep's fixed ids, read from the model itself
+        from megagrow.data.tokenizer import read_tokenizer  # megagrow-prep's fixed ids, read from the model itself
 
-        return path, load_tokenizer(path).special.as_dict()
+        return path, read_tokenizer(path).special.as_dict()
     if not (data / "manifest.json").is_file():
         raise FileNotFoundError(f"the run's dataset data.path={cfg.data.path} ({data}) has no manifest.json, so its "
                                 "tokenizer cannot be found; pass --tokenizer TOKENIZER.model")

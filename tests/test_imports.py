@@ -1,0 +1,66 @@
+"""The import graph: ``megagrow`` never imports ``data_prep`` (the writer depends on the reader, not the other way),
+and no module of ``megagrow`` imports itself back through a cycle of imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path, top_level_only: bool) -> set[str]:
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def _package_files(pkg: str) -> dict[str, Path]:
+    return {_module(p): p for p in (ROOT / pkg).rglob("*.py")}
+
+
+def test_megagrow_never_imports_data_prep() -> None:
+    offenders = {m: sorted(i for i in _imports(p, top_level_only=False) if i.split(".")[0] == "data_prep")
+                 for m, p in _package_files("megagrow").items()}
+    assert not {m: v for m, v in offenders.items() if v}
+
+
+def test_no_import_cycle_among_megagrow_modules() -> None:
+    """Imports inside functions count too: a cycle deferred to call time is still two modules that need each
+    other."""
+    files = _package_files("megagrow")
+    graph = {m: {i for i in _imports(p, top_level_only=False) if i in files and i != m} for m, p in files.items()}
+    for m in files:  # a module imports its package's __init__ implicitly: count only explicit edges
+        graph[m] = {i for i in graph[m] if not m.startswith(i + ".")}
+    seen: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        seen[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if seen.get(n) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(n):], n]))
+            if n not in seen:
+                visit(n)
+        stack.pop()
+        seen[m] = 2
+
+    for m in sorted(files):
+        if m not in seen:
+            visit(m)
