@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from megagrow.growth.ops.bert2bert import aki_width, bert2bert, fpi_width, unit_map, width_maps
-from megagrow.growth.ops.msg import MsgMasks, msg_block_forward, msg_forward, msg_grow, msg_layernorm, msg_mask
+from megagrow.growth.ops.msg import MsgMasks, msg_grow, msg_layernorm, msg_mask
 from megagrow.models import ModelConfig, build_model
 from megagrow.state import FullState
+from tests.msg_reference import msg_block_forward, msg_forward
 
 SMALL = dict(n_layers=2, hidden=16, n_heads=2, ffn=64)
 WIDE = dict(n_layers=2, hidden=32, n_heads=4, ffn=128)

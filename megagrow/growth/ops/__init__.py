@@ -15,7 +15,7 @@ from megagrow.growth.ops.depth import (
     split_block_name,
     stacking_map,
 )
-from megagrow.growth.ops.msg import MsgMasks, msg_block_forward, msg_forward, msg_grow, msg_layernorm, msg_mask
+from megagrow.growth.ops.msg import MsgMasks, msg_grow, msg_layernorm, msg_mask
 from megagrow.growth.ops.multilevel import (
     coalesce,
     coalesce_depth,
@@ -32,8 +32,6 @@ __all__ = [
     "aki_width",
     "bert2bert",
     "fpi_width",
-    "msg_block_forward",
-    "msg_forward",
     "msg_grow",
     "msg_layernorm",
     "msg_mask",
