@@ -571,7 +571,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     ),
     Study(
         "wsd-v2-scaling", "gpt",
-        "Issue 27's scaling axis: WSD scratch and the best one-growth recipe (3 -> 12 layers at 20 %) at widths 32 "
+        "Issue 27's scaling axis: WSD scratch and the best one-growth recipe (6 -> 12 layers at 40 %) at widths 32 "
         "and 44 (12 x 32: 147 k, 12 x 44: 279 k non-embedding parameters; the suite's 12 x 56: 451 k) with the "
         "suite's 15.1 tokens per non-embedding parameter (1,088 and 2,057 steps of 16 x 128 tokens), each at peak "
         "LR 4e-3 and 8e-3. Does the saving grow or shrink with size?",
@@ -582,8 +582,8 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                       f"12 x {h}, {steps} steps: {name} at peak LR {lr:g}")
               for h, steps in ((32, 1088), (44, 2057)) for lr in (4e-3, 8e-3)
               for name, plan, extra in (("scratch", None, ()),
-                                        ("late3", "stackbert.yaml", ("--growth.stages=[3,12]",
-                                                                     "--growth.boundaries=[0.2]")))),
+                                        ("late6", "stackbert.yaml", ("--growth.stages=[6,12]",
+                                                                     "--growth.boundaries=[0.4]")))),
     ),
     Study(
         "wsd-v2-baseline", "gpt",
