@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from megagrow.growth.ops.depth import split_block_name
-from megagrow.growth.ops.msg import FAMILIES, MsgMasks
+from megagrow.growth.ops.msg import MsgMasks
 from megagrow.models.bert import attention_bias
+from megagrow.models.dims import FAMILIES
 from megagrow.models.masks import masked_layernorm as msg_layernorm
 
 

@@ -66,11 +66,11 @@ import torch
 
 from megagrow.growth.ops.depth import split_block_name
 from megagrow.growth.ops.grouping import Grouping, apply_axis
-from megagrow.growth.ops.multilevel import _width_spec, _WidthSpec
 from megagrow.growth.ops.stacking import stack_depth
+from megagrow.models.dims import check_family
+from megagrow.models.width_axes import WidthSpec, width_spec
 from megagrow.state import FullState, with_steps
 
-FAMILIES = ("bert", "gpt", "deit")
 SAMPLINGS = ("balanced", "uniform")
 MOMENT_MODES = ("copy", "reset")
 METHODS = ("fpi", "aki")
@@ -134,10 +134,10 @@ def _check_sizes(hidden: int, n_heads: int, ffn: int, new_hidden: int, new_heads
             raise ValueError(f"{what}: {old} -> {new} is not growth")
 
 
-def _spec(name: str, family: str) -> _WidthSpec:
+def _spec(name: str, family: str) -> WidthSpec:
     if name in _TIED_LN.get(family, ()):
-        return _WidthSpec(((0, "e", "in"),))
-    return _width_spec(name, family, False)  # its ``scale`` (Multi-Level's x2 on embeddings) is not used
+        return WidthSpec(((0, "e", "in"),))
+    return width_spec(name, family)  # its ``scale`` (Multi-Level's x2 on embeddings) is not used
 
 
 def _n_layers(state: FullState) -> int:
@@ -150,7 +150,7 @@ def _n_layers(state: FullState) -> int:
 def _expand(
     tensors: dict[str, torch.Tensor],
     name: str,
-    spec: _WidthSpec,
+    spec: WidthSpec,
     maps_of,
     family: str,
     method: str,
@@ -209,8 +209,7 @@ def _grow_width(
     moments: str,
     sampling: str,
 ) -> FullState:
-    if family not in FAMILIES:
-        raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")
+    check_family(family)
     if moments not in MOMENT_MODES:
         raise ValueError(f"moments={moments!r}: must be one of {', '.join(MOMENT_MODES)}")
     n_layers = _n_layers(state)

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import torch
 
 from megagrow.growth.ops.depth import split_block_name
-from megagrow.growth.ops.multilevel import FAMILIES, width_axes
+from megagrow.models.dims import check_family
+from megagrow.models.width_axes import width_axes
 from megagrow.state import FullState
 
 WIDTH_INITS = ("rand", "sel")
@@ -58,8 +59,7 @@ class LigoShape:
     new_layers: int
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"family={self.family!r}: must be one of {', '.join(FAMILIES)}")
+        check_family(self.family)
         for small, big, what in ((self.hidden, self.new_hidden, "hidden"), (self.ffn, self.new_ffn, "ffn"),
                                  (self.n_layers, self.new_layers, "n_layers")):
             if not 0 < small <= big:

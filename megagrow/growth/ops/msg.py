@@ -47,12 +47,12 @@ from dataclasses import dataclass
 import torch
 
 from megagrow.growth.ops.depth import split_block_name, stacking_map
-from megagrow.growth.ops.multilevel import _width_spec
+from megagrow.models.dims import check_family
 from megagrow.models.masks import GrowthMasks
 from megagrow.models.masks import masked_layernorm as msg_layernorm
+from megagrow.models.width_axes import width_spec
 from megagrow.state import FullState, with_steps
 
-FAMILIES = ("bert", "gpt", "deit")
 MOMENT_MODES = ("copy", "reset")
 NEW_LAYER_INITS = ("copy", "random")
 _LN_NAMES = ("ln_1", "ln_2", "embed.ln", "final_ln", "mlm.ln")
@@ -127,7 +127,7 @@ def _embed(old: torch.Tensor, new: torch.Tensor, fused3: bool) -> torch.Tensor:
 
 
 def _new_shape(t: torch.Tensor, name: str, family: str, sizes: dict[str, int]) -> tuple[tuple[int, ...], bool]:
-    spec = _width_spec(name, family, False)
+    spec = width_spec(name, family)
     shape = list(t.shape)
     if spec.fused3:
         shape = [3, shape[0] // 3, *shape[1:]]
@@ -157,8 +157,7 @@ def msg_grow(
     """Grow ``state`` (sizes ``hidden/n_heads/ffn/n_layers``) to the new sizes (``None`` = unchanged; the
     head size ``hidden / n_heads`` is kept) and return ``(grown state, masks)``. Function preserving under
     the masked forward at ``c = 0``. See the module docstring."""
-    if family not in FAMILIES:
-        raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")
+    check_family(family)
     if moments not in MOMENT_MODES:
         raise ValueError(f"moments={moments!r}: must be one of {', '.join(MOMENT_MODES)}")
     if new_layer_init not in NEW_LAYER_INITS:

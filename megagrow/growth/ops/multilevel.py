@@ -72,14 +72,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from megagrow.growth.ops.grouping import TRANSPOSE, Grouping, apply_axis, pair_grouping
+from megagrow.models.dims import check_family
+from megagrow.models.width_axes import RESIDUAL_WRITERS, WidthSpec, width_spec
 from megagrow.state import FullState, source_step, with_steps
 
-FAMILIES = ("bert", "gpt", "deit")
 MOMENT_MODES = ("reset", "map")
 DEPTH_PAIRINGS = ("adjacent", "half")
 
@@ -89,94 +89,8 @@ _BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 # ----------------------------------------------------------------------------------------------- width
 
 
-@dataclass(frozen=True)
-class _WidthSpec:
-    """How one parameter maps: ``axes`` = (dim, grouping key, "out"|"in") on the tensor (or on its
-    ``[3, ...]`` view when ``fused3``), ``scale`` = the coalescing multiplier (de-coalescing divides)."""
-
-    axes: tuple[tuple[int, str, str], ...]
-    scale: float = 1.0
-    fused3: bool = False
-
-
-_OUT_E = _WidthSpec(((0, "e", "out"),))
-_COPY = _WidthSpec(())
-
-_BLOCK_SPECS: dict[str, _WidthSpec] = {
-    "attn.qkv.weight": _WidthSpec(((1, "a", "out"), (2, "e", "in")), fused3=True),
-    "attn.qkv.bias": _WidthSpec(((1, "a", "out"),), fused3=True),
-    "attn.proj.weight": _WidthSpec(((0, "e", "out"), (1, "a", "in"))),
-    "attn.proj.bias": _OUT_E,
-    "mlp.fc_in.weight": _WidthSpec(((0, "f", "out"), (1, "e", "in"))),
-    "mlp.fc_in.bias": _WidthSpec(((0, "f", "out"),)),
-    "mlp.fc_out.weight": _WidthSpec(((0, "e", "out"), (1, "f", "in"))),
-    "mlp.fc_out.bias": _OUT_E,
-    "ln_1.weight": _OUT_E,
-    "ln_1.bias": _OUT_E,
-    "ln_2.weight": _OUT_E,
-    "ln_2.bias": _OUT_E,
-}
-_RESIDUAL_WRITERS = ("attn.proj.weight", "attn.proj.bias", "mlp.fc_out.weight", "mlp.fc_out.bias")
-
-_EMBED_TABLES = ("embed.tokens.weight", "embed.positions.weight", "embed.token_types.weight")
-_OTHER_SPECS: dict[str, dict[str, _WidthSpec]] = {
-    "bert": {
-        **{n: _WidthSpec(((1, "e", "out"),), scale=2.0) for n in _EMBED_TABLES},
-        "embed.ln.weight": _OUT_E,
-        "embed.ln.bias": _OUT_E,
-        "mlm.dense.weight": _WidthSpec(((0, "e", "out"), (1, "e", "in"))),
-        "mlm.dense.bias": _OUT_E,
-        "mlm.ln.weight": _OUT_E,
-        "mlm.ln.bias": _OUT_E,
-        "mlm.bias": _COPY,
-        "final_ln.weight": _OUT_E,  # model.bert_pre_ln
-        "final_ln.bias": _OUT_E,
-    },
-    "gpt": {
-        **{n: _WidthSpec(((1, "e", "out"),), scale=2.0) for n in _EMBED_TABLES[:2]},
-        "final_ln.weight": _OUT_E,
-        "final_ln.bias": _OUT_E,
-    },
-    "deit": {
-        "patch_embed.proj.weight": _OUT_E,
-        "patch_embed.proj.bias": _OUT_E,
-        "cls_token": _WidthSpec(((2, "e", "out"),)),
-        "dist_token": _WidthSpec(((2, "e", "out"),)),
-        "pos_embed": _WidthSpec(((2, "e", "out"),)),
-        "final_ln.weight": _OUT_E,
-        "final_ln.bias": _OUT_E,
-        "head.weight": _WidthSpec(((1, "e", "in"),)),
-        "head.bias": _COPY,
-        "head_dist.weight": _WidthSpec(((1, "e", "in"),)),
-        "head_dist.bias": _COPY,
-    },
-}
-
-
-def _width_spec(name: str, family: str, gpt_residual_scale: bool) -> _WidthSpec:
-    m = _BLOCK.match(name)
-    if m is not None and m.group(2) in _BLOCK_SPECS:
-        spec = _BLOCK_SPECS[m.group(2)]
-        if gpt_residual_scale and m.group(2) in _RESIDUAL_WRITERS:
-            spec = _WidthSpec(spec.axes, scale=2.0, fused3=spec.fused3)
-        return spec
-    spec = _OTHER_SPECS[family].get(name)
-    if spec is None:
-        raise ValueError(f"multilevel width map: unknown {family} parameter {name!r}")
-    return spec
-
-
-def width_axes(name: str, family: str) -> tuple[tuple[tuple[int, str, str], ...], bool]:
-    """The width roles of parameter ``name``: ``((dim, key, role), ...)`` with key ``e`` (hidden), ``a``
-    (attention channels) or ``f`` (FFN) and role ``out``/``in``, and whether it is the fused ``[3, ...]``
-    Q/K/V tensor (dims then refer to its ``[3, d, ...]`` view). Shared with other width operators (LiGO)."""
-    spec = _width_spec(name, family, False)
-    return spec.axes, spec.fused3
-
-
 def _check_common(family: str, moments: str) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")
+    check_family(family)
     if moments not in MOMENT_MODES:
         raise ValueError(f"moments={moments!r}: must be one of {', '.join(MOMENT_MODES)}")
 
@@ -205,7 +119,7 @@ def _check_width_shapes(state: FullState, family: str, hidden: int, ffn: int, wh
 
 
 def _map_width_tensor(
-    x: torch.Tensor, spec: _WidthSpec, groupings: dict[str, Grouping], hows: dict[str, str], scale: float
+    x: torch.Tensor, spec: WidthSpec, groupings: dict[str, Grouping], hows: dict[str, str], scale: float
 ) -> torch.Tensor:
     """Apply the axis maps (``hows`` = map for the "out" and "in" roles) then multiply by ``scale``."""
     y = x.reshape(3, x.shape[0] // 3, *x.shape[1:]) if spec.fused3 else x
@@ -237,14 +151,14 @@ def _width(
     (p_hows, p_exp), (m_hows, m_exp) = (
         (_PARAM_COALESCE, _MOMENT_COALESCE) if coalescing else (_PARAM_DECOALESCE, _MOMENT_DECOALESCE)
     )
-    specs = {n: _width_spec(n, family, gpt_residual_scale) for n in state.params}
+    specs = {n: width_spec(n, family, gpt_residual_scale) for n in state.params}
     params = {n: _map_width_tensor(t, specs[n], groupings, p_hows, specs[n].scale**p_exp)
               for n, t in state.params.items()}
     if moments == "reset":
         return FullState(params=params)
 
-    def spec_of(n: str) -> _WidthSpec:
-        return specs[n] if n in specs else _width_spec(n, family, gpt_residual_scale)
+    def spec_of(n: str) -> WidthSpec:
+        return specs[n] if n in specs else width_spec(n, family, gpt_residual_scale)
 
     exp_avg = {n: _map_width_tensor(t, spec_of(n), groupings, m_hows, spec_of(n).scale**m_exp)
                for n, t in state.exp_avg.items()}
@@ -417,7 +331,6 @@ def coalesce_depth(
 
 DEPTH_DECOALESCE = ("copy", "zero")
 #: the projections that write a block's sub-layer outputs into the residual stream
-_RESIDUAL_WRITER_PARAMS = ("attn.proj.weight", "attn.proj.bias", "mlp.fc_out.weight", "mlp.fc_out.bias")
 
 
 def decoalesce_depth(
@@ -441,7 +354,7 @@ def decoalesce_depth(
         first = {g: grouping.group_of.index(g) for g in set(grouping.group_of)}
         for j, g in enumerate(grouping.group_of):
             if j != first[g]:
-                for s in _RESIDUAL_WRITER_PARAMS:
+                for s in RESIDUAL_WRITERS:
                     name = f"blocks.{j}.{s}"
                     if name not in params:
                         raise ValueError(f"decoalesce_depth(new='zero'): the state has no {name}")

@@ -21,12 +21,11 @@ from __future__ import annotations
 import torch
 
 from megagrow.growth.ops.depth import _check_sizes, interpolation_map, remap_depth, stacking_map
+from megagrow.models.width_axes import RESIDUAL_WRITERS
 from megagrow.state import FullState, with_steps
 
 #: How a depth growth makes its new layers (``growth.depth_op``).
 DEPTH_OPS = ("stack", "interleave", "middle", "identity")
-#: The parameters through which a pre-LN block writes to the residual stream: zeroed, the block is the identity.
-RESIDUAL_WRITERS = ("attn.proj.weight", "attn.proj.bias", "mlp.fc_out.weight", "mlp.fc_out.bias")
 
 
 def stack_depth(

@@ -15,40 +15,26 @@ from __future__ import annotations
 from functools import partial
 
 from megagrow.growth.ops.ligo import LigoShape, fit_operator, init_operator, materialize, materialize_flops
-from megagrow.growth.plans.base import Decision, FitContext, StatelessPlan, Transition
-from megagrow.growth.plans.staged import stage_starts
+from megagrow.growth.plans.base import FitContext, Transition
+from megagrow.growth.plans.half import HalfToTargetPlan
 from megagrow.state import FullState
 
 
-class LigoPlan(StatelessPlan):
+class LigoPlan(HalfToTargetPlan):
     name = "ligo"
 
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
-        if model is None:
-            raise ValueError("ligo needs the model config (build_plan(..., model=cfg.model))")
-        if len(growth.boundaries) != 1:
-            raise ValueError(f"growth.boundaries={growth.boundaries}: ligo needs exactly one (the growth step)")
         if growth.moments not in ("auto", "fresh", "reset"):
             raise ValueError(f"growth.moments={growth.moments!r}: ligo starts the grown model with a fresh "
                              "optimizer (auto/fresh/reset); moments cannot follow a learned operator")
-        self.target, self.seed = model, seed
-        self.starts = stage_starts(growth.boundaries, growth.boundary_unit, max_steps)
-        self.start = self.starts[1]
+        super().__init__(n_layers, growth, seed, max_steps, model)
         self.steps, self.lr = growth.ligo_steps, growth.ligo_lr
         self.width_init, self.depth_noise = growth.ligo_width_init, growth.ligo_depth_noise
-
-    def dims(self, small: bool) -> dict[str, int]:
-        m, k = self.target, 2 if small else 1
-        return {"n_layers": m.n_layers // k, "hidden": m.hidden // k, "n_heads": m.n_heads // k,
-                "ffn": m.ffn_dim // k}
 
     def shape(self) -> LigoShape:
         s, t = self.dims(True), self.dims(False)
         return LigoShape(self.target.family, s["hidden"], s["ffn"], s["n_layers"], t["hidden"], t["ffn"],
                          t["n_layers"])
-
-    def arch_at(self, step: int) -> dict[str, int]:
-        return self.dims(step < self.start)
 
     def _untrained(self, state: FullState) -> FullState:
         op = init_operator(state.params, self.shape(), self.width_init, self.depth_noise, self.seed)
@@ -73,13 +59,6 @@ class LigoPlan(StatelessPlan):
         return Transition(f"ligo growth ({self.steps} operator steps)", t, self._untrained, fit=self._fit,
                           fit_steps=self.steps, fit_flops=partial(_fit_flops, shape=self.shape()))
 
-    def decide(self, step: int, micro_step: int) -> Decision:
-        small = step < self.start
-        return Decision(phase="ligo-small" if small else "ligo-target",
-                        layer_map=tuple(range(self.dims(small)["n_layers"])))
-
-    def eval_layer_map(self, step: int) -> tuple[int, ...]:
-        return tuple(range(self.dims(step < self.start)["n_layers"]))
 
 
 def _fit_flops(shapes: dict[str, tuple[int, ...]], shape: LigoShape) -> int:

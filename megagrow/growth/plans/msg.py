@@ -14,8 +14,8 @@ exact. FLOPs: the grown architecture is charged during the ramp (masked units st
 from __future__ import annotations
 
 from megagrow.growth.ops.msg import MsgMasks, msg_grow, msg_mask
-from megagrow.growth.plans.base import Decision, StatelessPlan, Transition
-from megagrow.growth.plans.staged import stage_starts
+from megagrow.growth.plans.base import Decision, Transition
+from megagrow.growth.plans.half import HalfToTargetPlan
 from megagrow.models.masks import GrowthMasks
 
 
@@ -24,30 +24,16 @@ def ramp_steps(value: float, max_steps: int) -> int:
     return round(value * max_steps) if value < 1 else int(value)
 
 
-class MsgPlan(StatelessPlan):
+class MsgPlan(HalfToTargetPlan):
     name = "msg"
 
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
-        if model is None:
-            raise ValueError("msg needs the model config (build_plan(..., model=cfg.model))")
-        if len(growth.boundaries) != 1:
-            raise ValueError(f"growth.boundaries={growth.boundaries}: msg needs exactly one (the growth step)")
-        self.target, self.seed = model, seed
-        self.starts = stage_starts(growth.boundaries, growth.boundary_unit, max_steps)
-        self.start = self.starts[1]
+        super().__init__(n_layers, growth, seed, max_steps, model)
         self.ramp = ramp_steps(growth.msg_ramp_steps, max_steps)
         self.moments = "copy" if growth.moments in ("auto", "copy", "keep") else "reset"
         s, t = self.dims(True), self.dims(False)
         self.sizes = MsgMasks((s["hidden"], t["hidden"]), (s["n_heads"], t["n_heads"]), (s["ffn"], t["ffn"]),
                               (s["n_layers"], t["n_layers"]))
-
-    def dims(self, small: bool) -> dict[str, int]:
-        m, k = self.target, 2 if small else 1
-        return {"n_layers": m.n_layers // k, "hidden": m.hidden // k, "n_heads": m.n_heads // k,
-                "ffn": m.ffn_dim // k}
-
-    def arch_at(self, step: int) -> dict[str, int]:
-        return self.dims(step < self.start)
 
     def transition(self, step: int) -> Transition | None:
         if step != self.start:
@@ -75,11 +61,8 @@ class MsgPlan(StatelessPlan):
         small = step < self.start
         masks = self.masks(step)
         return Decision(phase="msg-small" if small else "msg-target",
-                        layer_map=tuple(range(self.dims(small)["n_layers"])),
+                        layer_map=tuple(range(self.size(small).n_layers)),
                         extras={} if masks is None else {"masks": masks})
-
-    def eval_layer_map(self, step: int) -> tuple[int, ...]:
-        return tuple(range(self.dims(step < self.start)["n_layers"]))
 
     def eval_masks(self, step: int) -> GrowthMasks | None:
         """The masks that evaluate the model as it stands after optimizer step ``step`` ran (those of that step)."""
