@@ -29,7 +29,7 @@ demo: install
 	@echo "Results: runs/demo-gpt-tiny and runs/demo-gpt-tiny-apollo (metrics.jsonl, tb/, config.yaml, checkpoints/)"
 	@echo "         view with: $(BIN)/tensorboard --logdir runs"
 
-# System tests (root): real multi-host launches on this machine, see tests/system/ and README "Running on a cluster".
+# System tests (root): real multi-host launches on this machine, see tests/system/ and docs/cluster.md.
 SYSTEST_APT := slurm-wlm munge openssh-server openssh-client pdsh openmpi-bin docker.io mmdebstrap iproute2 util-linux libtcmalloc-minimal4
 SYSTEST_BASE_TAR ?= /var/cache/megagrow-systest/debian-bookworm.tar
 

@@ -461,7 +461,7 @@ def _fmt_table(rows: list[dict[str, Any]]) -> str:
 
 
 def full_model_step_s(row: dict[str, Any]) -> float:
-    """The step time of the larger model of a transition (README: "full-model step"): after a growth, before
+    """The step time of the larger model of a transition (docs/usage.md: "full-model step"): after a growth, before
     a coalescing."""
     return row["step_after_s"] if row["params_after"] >= row["params_before"] else row["step_before_s"]
 

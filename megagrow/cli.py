@@ -42,7 +42,7 @@ resume:
   Rerunning the same command resumes from the run's newest checkpoint (checkpoint.resume=auto). A resume
   whose config changes the architecture, growth plan or schedule, dataset, sequence length or global batch
   is refused; LR, max_steps, cadence and world-size changes are honoured, logged and recorded in the run's
-  config.history.yaml; a few others need checkpoint.allow_changes (README, Checkpoints).
+  config.history.yaml; a few others need checkpoint.allow_changes (docs/usage.md, Checkpoints).
 """
 
 
@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         "shared run per plan and LR, forked at each point) and the grown model --lag steps past it; its lead is "
         "the FLOPs scratch needs beyond the probe's to reach the probe's validation loss there. The largest lead "
         "wins: DIR/plan.yaml is its run, decaying early enough to cash --keep of the lead; DIR/report.md, "
-        "probes.json and probes.png say why (README: Tuning a plan).",
+        "probes.json and probes.png say why (docs/usage.md: Tuning a plan).",
         epilog=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     pt.add_argument("config", help="the scratch config (WSD) the plans are probed against")
     pt.add_argument("--out", required=True, help="directory for the probes, plan.yaml and the report")

@@ -176,7 +176,7 @@ class TrainConfig:
         "what it resolved to and config.yaml records that. fp32; bf16-autocast = fp32 weights, matmuls in bf16 under "
         "torch.autocast (the optimizer is torch AdamW itself: the fast GPU mode); bf16 = DeepSpeed's bf16 (bf16 "
         "weights and activations, fp32 master weights in its optimizer wrapper: a memory mode, ~0.55x the speed of "
-        "bf16-autocast on one GPU; README: Training on GPUs)", "auto")
+        "bf16-autocast on one GPU; docs/gpu.md)", "auto")
     eval_every: int = doc("evaluate validation loss every N steps (and at the end); 0 = only at the end", 100)
     exit_at_step: int = doc("checkpoint and exit (code 0) after this step, as on SIGTERM; 0 = off", 0)
     nonfinite: Literal["skip", "stop"] = doc(
@@ -242,7 +242,7 @@ class CheckpointConfig:
     allow_changes: list[str] = doc(
         "on resume, config changes to accept that can be honoured but alter what the run trains (e.g. "
         "[train.precision, optim.weight_decay]); the architecture, growth plan and schedule, dataset, sequence "
-        "length and global batch can never change within a run (README: Checkpoints)", [])
+        "length and global batch can never change within a run (docs/usage.md: Checkpoints)", [])
 
 
 @dataclass

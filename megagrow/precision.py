@@ -1,6 +1,6 @@
 """``train.precision: auto``: the precision a run trains in, chosen from the device, and why.
 
-Measured (benchmarks/throughput, README "Training on GPUs"): on a CUDA GPU with bf16 (Ampere and later) fp32
+Measured (benchmarks/throughput, docs/gpu.md): on a CUDA GPU with bf16 (Ampere and later) fp32
 trains GPT-Base at 9 % MFU against 26-37 % for bf16 matmuls under ``torch.autocast`` with fp32 weights
 (``bf16-autocast``); DeepSpeed's own ``bf16`` (bf16 weights, its unfused optimizer wrapper) ran at 0.53x a plain
 autocast loop on one GPU and is a memory mode, never picked by ``auto``. On a CPU fp32 stays: bf16 slowed the
@@ -62,7 +62,7 @@ def resolve_precision(requested: str, device: DeviceFacts) -> Resolved:
                         f"{where} supports bf16: bf16 matmuls under torch.autocast, fp32 weights and AdamW")
     if device.cuda:
         return Resolved("fp32", True, f"{where} has no bf16 support: fp32 weights, TF32 matmuls")
-    return Resolved("fp32", False, "no CUDA device: fp32 (bf16 on a CPU slows small models, see README)")
+    return Resolved("fp32", False, "no CUDA device: fp32 (bf16 on a CPU slows small models, see docs/usage.md, Speed)")
 
 
 def concrete(precision: str) -> str:
