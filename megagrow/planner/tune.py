@@ -170,7 +170,7 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
                         "--logging.tensorboard=false", "--growth.boundary_unit=steps"], make)
     ledger = Ledger(spec.probe_budget * scratch_flops, spent=_spent_on_disk(runs, cands))
     end = stable_end(steps, o.decay_fraction)
-    chunk = max(spec.lag, base.train.eval_every or spec.lag)
+    chunk = base.train.eval_every or spec.lag  # the reference grows an evaluation at a time
     scratch_over = ["--growth.plan=scratch"]
     t_start = time.perf_counter()
 
