@@ -40,7 +40,7 @@ def full_runs(studies: Path = STUDIES) -> dict[int, list[Path]]:
     """Finished full runs of the wsd-v2 studies (not the baseline study), by seed."""
     out: dict[int, list[Path]] = {}
     for run in sorted(studies.glob("wsd-v2-*/runs/*")):
-        if run.parent.parent.name == "wsd-v2-baseline" or not (run / "metrics.jsonl").is_file():
+        if run.parent.parent.name in ("wsd-v2-baseline", "wsd-v2-scaling") or not (run / "metrics.jsonl").is_file():
             continue
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         if _last_step(run) < int(cfg["train"]["max_steps"]):
@@ -98,6 +98,59 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# the scaling study: per width, scratch and the finalist at the same LR (12 x 56 is the suite's own pair)
+SCALING = STUDIES / "wsd-v2-scaling" / "runs"
+WIDTHS = {32: ("s32-scratch-lr4e-3", "s32-late6-lr4e-3"), 44: ("s44-scratch-lr4e-3", "s44-late6-lr4e-3"),
+          56: (str(BASELINES[1234]), str(STUDIES / "wsd-v2-late" / "runs" / "late6-t0.4"))}
+
+
+def scaling(out: Path) -> list[dict]:
+    """Per width: the finalist's FLOPs saving against WSD scratch of that width (``megagrow report``), and a plot of
+    saving against non-embedding parameters."""
+    rows = []
+    for h, (base, plan) in sorted(WIDTHS.items()):
+        base_dir, plan_dir = (Path(x) if Path(x).is_absolute() else SCALING / x for x in (base, plan))
+        if not ((base_dir / "metrics.jsonl").is_file() and (plan_dir / "metrics.jsonl").is_file()):
+            continue
+        cfg = yaml.safe_load((plan_dir / "config.yaml").read_text())
+        if _last_step(plan_dir) < int(cfg["train"]["max_steps"]) or _last_step(base_dir) < int(
+                yaml.safe_load((base_dir / "config.yaml").read_text())["train"]["max_steps"]):
+            continue
+        rep = report_pair(base_dir, plan_dir, out / f"width-{h}")
+        r = rep["runs"][plan_dir.name]
+        rows.append({"width": h, "non_embedding_params": 144 * h * h, "baseline": base_dir.name, "run": plan_dir.name,
+                     "target": rep["target_loss"], "final_val_loss": r["final_val_loss"], "reached": r["reached"],
+                     "flops_saving": r["flops_saving"] if r["reached"] else None,
+                     "flops_vs_baseline": r["total_vs_baseline"]["flops"]})
+    if rows:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        pts = [(r["non_embedding_params"], r["flops_saving"]) for r in rows if r["flops_saving"] is not None]
+        ax.plot([p for p, _ in pts], [100 * v for _, v in pts], "o-")
+        for r in rows:
+            if r["flops_saving"] is None:
+                ax.scatter([r["non_embedding_params"]], [0], marker="x", color="red")
+        ax.set_xscale("log")
+        ax.set_xlabel("non-embedding parameters (12 layers, width 32 / 44 / 56)")
+        ax.set_ylabel("FLOPs saving vs WSD scratch (%)")
+        ax.set_title("one growth 6 -> 12 at 40 %, same tokens per parameter (x: never reached)")
+        fig.tight_layout()
+        fig.savefig(out / "scaling.png", dpi=110)
+        plt.close(fig)
+        (out / "scaling.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def report_pair(base: Path, run: Path, out: Path) -> dict:
+    cmd = ["megagrow", "report", str(base), str(run), "--baseline", str(base), "--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return json.loads((out / "report.json").read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(RESULTS / "acceleration-gpt" / "wsd-v2"))
@@ -115,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "standings.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "standings.md").write_text(render(rows))
     print(render(rows))
+    for r in scaling(out):
+        print(f"width {r['width']}: {r['run']} {r['final_val_loss']:.4f} vs {r['target']:.4f}: "
+              f"{_pct(r['flops_saving'])} fewer FLOPs")
     return 0
 
 
