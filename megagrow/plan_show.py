@@ -6,7 +6,7 @@ except the dataset manifest for the vocabulary size when ``model.vocab_size`` is
 * phases: contiguous step ranges ``[start, end)`` over which the plan's architecture
   (:meth:`Plan.arch_at`) is constant. Taken from ``plan.starts`` when the plan exposes one (staged
   plans), else found by scanning ``arch_at``/``transition`` over every step (cheap: no decisions drawn);
-* per phase, the distribution of the executed depth: the plan's ``sampler.pmf(n_live, n_max)`` when it
+* per phase, the distribution of the executed depth: the plan's ``depth_pmf(step)`` when it
   has a sampler, else a point mass at ``len(plan.decide(start, 0).layer_map)``;
 * expected training FLOPs per optimizer step = sum_d P(d) * train_flops(arch, d, ...) for one global
   batch of G = micro_batch_size * grad_accum samples (world size 1 unless given: FLOPs scale linearly with
@@ -191,7 +191,7 @@ def resolve_vocab(cfg) -> tuple[int, str]:
 
 def _segments(plan, max_steps: int) -> list[tuple[int, int]]:
     """Contiguous ``[start, end)`` ranges of constant architecture."""
-    starts = getattr(plan, "starts", None)
+    starts = plan.starts
     if isinstance(starts, list | tuple) and starts and starts[0] == 0 and all(isinstance(s, int) for s in starts):
         cut = sorted({int(s) for s in starts if 0 <= s < max_steps})
     else:  # generic: scan (arch_at and transition only, no decisions are drawn)
@@ -205,14 +205,11 @@ def _segments(plan, max_steps: int) -> list[tuple[int, int]]:
     return list(zip(cut, [*cut[1:], max_steps], strict=True))
 
 
-def _pmf_for(plan, start: int, n_live: int, n_max: int) -> tuple[str, dict[int, float]]:
-    sampler = getattr(plan, "sampler", None)
-    if hasattr(plan, "depth_pmf"):  # a plan whose executed depth is not drawn from its live layers (subpath)
-        return str(getattr(sampler, "name", "fixed")), plan.depth_pmf(start)
-    if sampler is not None and hasattr(sampler, "pmf"):
-        pmf = {int(d): float(p) for d, p in sampler.pmf(n_live, n_max).items()}
-        return str(getattr(sampler, "name", type(sampler).__name__)), pmf
-    return "fixed", {len(plan.decide(start, 0).layer_map): 1.0}
+def _pmf_for(plan, start: int) -> tuple[str, dict[int, float]]:
+    pmf = plan.depth_pmf(start)
+    if pmf is None:
+        return "fixed", {len(plan.decide(start, 0).layer_map): 1.0}
+    return plan.depth_sampler, pmf
 
 
 def _fit_cost(t, old: ModelConfig, new: ModelConfig, cfg, G: int, seq: int, npred: float) -> dict[str, Any]:
@@ -288,7 +285,6 @@ def summarize(cfg, world_size: int = 1, model_source: str = "config") -> PlanSum
     if model_source == "defaults":
         notes.insert(0, default_model_note(cfg.model))
     npred = predictions_per_sample(cfg, seq) * G
-    n_max = getattr(plan, "n_max", cfg.model.n_layers)
     policy = plan.lr_policy if cfg.growth.lr_policy == "auto" else cfg.growth.lr_policy
 
     phases: list[Phase] = []
@@ -304,7 +300,7 @@ def summarize(cfg, world_size: int = 1, model_source: str = "config") -> PlanSum
                                             cfg, G, seq, npred))
                 transitions.append(record)
         m = model_at(target, arch)
-        sampler, pmf = _pmf_for(plan, start, m.n_layers, n_max)
+        sampler, pmf = _pmf_for(plan, start)
         lr_mult, lr_policy, lr_start = _phase_lr(cfg, plan, policy, start)
         phases.append(Phase(
             name=plan.decide(start, 0).phase,

@@ -188,9 +188,7 @@ def resume_view(config: Mapping[str, Any], world_size: int, schedule: str | None
 
 def schedule_signature(plan: Any) -> str:
     """A plan's schedule in resolved steps: its phase starts (and MSG's mask ramp, when it has one)."""
-    text = f"phase starts {list(plan.starts)}"
-    ramp = getattr(plan, "ramp", None)
-    return text + (f", mask ramp {ramp} steps" if isinstance(ramp, int) else "")
+    return f"phase starts {list(plan.starts)}" + plan.schedule_extras()
 
 
 def schedule_split(plan: Any, step: int) -> tuple[str, str]:
@@ -198,8 +196,7 @@ def schedule_split(plan: Any, step: int) -> tuple[str, str]:
     MSG's mask ramp, which is always compared) must stay; phases starting at ``step`` or later may move."""
     starts = list(plan.starts)
     past = [s for s in starts if s < step]
-    ramp = getattr(plan, "ramp", None)
-    return (f"phase starts {past}" + (f", mask ramp {ramp} steps" if isinstance(ramp, int) else ""),
+    return (f"phase starts {past}" + plan.schedule_extras(),
             f"phase starts from step {step}: {[s for s in starts if s >= step]}")
 
 

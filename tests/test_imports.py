@@ -64,3 +64,31 @@ def test_no_import_cycle_among_megagrow_modules() -> None:
     for m in sorted(files):
         if m not in seen:
             visit(m)
+
+
+def _string_constants(tree: ast.AST) -> list[ast.Constant]:
+    """String constants of a module except docstrings (prose may name a method; code may not branch on one)."""
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docstrings]
+
+
+def test_no_growth_method_is_named_in_code_outside_the_growth_package() -> None:
+    """A method is a plug-in: nothing outside ``megagrow/growth/`` (the plans, their options and the registry)
+    compares against or lists a method's name."""
+    from megagrow.growth.plans import PLANS
+
+    methods = set(PLANS) - {"scratch"}
+    found = []
+    for mod, path in _package_files("megagrow").items():
+        if mod.startswith("megagrow.growth"):
+            continue
+        for c in _string_constants(ast.parse(path.read_text())):
+            if c.value in methods:
+                found.append(f"{path.relative_to(ROOT)}:{c.lineno}: {c.value!r}")
+    assert not found, found

@@ -243,5 +243,8 @@ def test_schedule_split_cuts_at_the_resume_step() -> None:
     class P:
         starts = [0, 30, 60]
 
+        def schedule_extras(self) -> str:
+            return ""
+
     assert schedule_split(P(), 30) == ("phase starts [0]", "phase starts from step 30: [30, 60]")
     assert schedule_split(P(), 31) == ("phase starts [0, 30]", "phase starts from step 31: [60]")

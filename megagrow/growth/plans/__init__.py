@@ -38,9 +38,12 @@ def build_plan(name: str, n_layers: int, growth=None, seed: int = 0, max_steps: 
         growth = replace(growth, boundaries=[math.ceil(b / tokens_per_step) for b in growth.boundaries],
                          boundary_unit="steps")
     kwargs = {"model": model} if model is not None else {}
-    if name in ("multilevel", "bert2bert", "msg", "apollo+multilevel", "ligo") and model is None:
+    if cls.needs_model and model is None:
         raise ValueError(f"growth.plan={name!r} needs the model config: build_plan(..., model=cfg.model)")
-    return cls(n_layers=n_layers, growth=growth, seed=seed, max_steps=max_steps, **kwargs)
+    plan = cls(n_layers=n_layers, growth=growth, seed=seed, max_steps=max_steps, **kwargs)
+    if not plan.n_max:
+        plan.n_max = n_layers
+    return plan
 
 
 __all__ = ["PLANS", "ApolloPlan", "Decision", "Plan", "ScratchPlan", "StackBertPlan", "StatelessPlan", "Transition",

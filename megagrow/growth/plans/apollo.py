@@ -26,6 +26,10 @@ class ApolloPlan(StagedPlan):
         self.sampler = get_sampler(growth.sampler)
         self.map_kind = growth.layer_map
         self.moments = "keep" if growth.moments == "auto" else growth.moments
+        self.depth_sampler = self.sampler.name
+
+    def depth_pmf(self, step: int) -> dict[int, float]:
+        return {int(d): float(q) for d, q in self.sampler.pmf(self.live(step), self.n_max).items()}
 
     def transition(self, step: int) -> Transition | None:
         b = self.boundary(step)

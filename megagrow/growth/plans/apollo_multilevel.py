@@ -32,6 +32,11 @@ class ApolloMultiLevelPlan(MultiLevelPlan):
         self.n_max = model.n_layers
         self.sampler = get_sampler(growth.sampler)
         self.map_kind = "interpolation" if self.depth_pairing == "adjacent" else "stacking"
+        self.depth_sampler = self.sampler.name
+
+    def depth_pmf(self, step: int) -> dict[int, float]:
+        n = self.dims(self.level(step))["n_layers"]
+        return {int(d): float(q) for d, q in self.sampler.pmf(n, self.n_max).items()}
 
     def decide(self, step: int, micro_step: int) -> Decision:
         level = self.level(step)

@@ -72,9 +72,24 @@ class FitContext:
 
 
 class Plan(Protocol):
+    """What the trainer, ``resume``, ``plan show`` and ``plan tune`` ask a plan; nothing outside
+    ``megagrow/growth/`` probes a plan for anything else."""
+
     name: str
     starts: list[int]  # first optimizer step of every phase; transitions happen at starts[1:]
     lr_policy: str  # the LR policy at transitions the method's paper used ("continue" | "rewarm" | "reset")
+    n_max: int  # the target's layer count (the depth a sampled depth is drawn up to)
+    needs_model: bool  # class-level: build_plan must be given the model config (plans that change width)
+    depth_sampler: str  # what draws the executed depth ("fixed" when the phase's layer map decides it)
+
+    def depth_pmf(self, step: int) -> dict[int, float] | None:
+        """The distribution of the executed depth during step ``step`` (None: a fixed depth, the length of
+        ``decide(step, 0).layer_map``)."""
+        ...
+
+    def schedule_extras(self) -> str:
+        """What of the schedule besides the phase starts a resume must compare (e.g. MSG's mask ramp); ""."""
+        ...
 
     def arch_at(self, step: int) -> dict[str, int]:
         """Model fields (e.g. ``n_layers``) in effect during optimizer step ``step``, after any transition
@@ -118,6 +133,15 @@ class StatelessPlan:
     name = "base"
     starts: list[int] = [0]  # first step of every phase (transitions happen at starts[1:])
     lr_policy = "continue"  # what ``growth.lr_policy: auto`` means for this plan
+    n_max = 0  # set by the plan, else by build_plan (the target's model.n_layers)
+    needs_model = False
+    depth_sampler = "fixed"
+
+    def depth_pmf(self, step: int) -> dict[int, float] | None:
+        return None
+
+    def schedule_extras(self) -> str:
+        return ""
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name}

@@ -12,6 +12,8 @@ from megagrow.models.dims import Dims
 class HalfToTargetPlan(StatelessPlan):
     """The half model until ``start``, the target from then on."""
 
+    needs_model = True
+
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         if model is None:
             raise ValueError(f"{self.name} needs the model config (build_plan(..., model=cfg.model))")

@@ -48,6 +48,9 @@ class MsgPlan(HalfToTargetPlan):
 
         return Transition(f"msg masked growth (masks ramp over {self.ramp} steps)", t, op)
 
+    def schedule_extras(self) -> str:
+        return f", mask ramp {self.ramp} steps"
+
     def mask_value(self, step: int) -> float:
         """``c`` during optimizer step ``step`` (1 before the growth: nothing is masked)."""
         return 1.0 if step < self.start else msg_mask(step, self.start, self.ramp)

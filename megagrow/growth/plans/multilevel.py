@@ -30,6 +30,7 @@ PAPER_ALPHA = {"bert": 0.5, "gpt": 0.25, "deit": 0.25}
 class MultiLevelPlan(StatelessPlan):
     name = "multilevel"
     lr_policy = "reset"  # every stage of the reference is a fresh trainer with its own schedule
+    needs_model = True
 
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         if model is None:

@@ -41,6 +41,7 @@ class SubPathPlan(StagedPlan):
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         super().__init__(n_layers, growth, seed, max_steps)
         self.sampler = get_sampler(growth.sampler if growth is not None else "live")
+        self.depth_sampler = self.sampler.name
 
     def arch_at(self, step: int) -> dict[str, int]:
         return {"n_layers": self.n_max}  # the whole model from step 0: no transition
