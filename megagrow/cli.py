@@ -117,13 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     pt = pl_sub.add_parser(
         "tune", help="pick a growth plan, its growth point and LR for a budget from short probes (trains)",
         usage="megagrow plan tune CONFIG.yaml --out DIR [--plans stackbert:6,stackbert:3] [--points 0.2,0.4,0.6] "
-              "[--lrs LR,...] [--lag 300] [--budget FLOPS] [--probe-budget 1.0] [--keep 0.75] "
+              "[--lrs LR,...] [--lag 300] [--budget FLOPS] [--probe-budget 1.0] "
               "[--section.key=value ...]",
         description="CONFIG.yaml is a scratch config under WSD (optim.schedule=wsd). For every plan (one growth: "
         "PLAN or PLAN:SMALL_LAYERS), LR and growth point, a probe trains the small model to the growth point (one "
-        "shared run per plan and LR, forked at each point) and the grown model --lag steps past it; its lead is "
-        "the FLOPs scratch needs beyond the probe's to reach the probe's validation loss there. The largest lead "
-        "wins: DIR/plan.yaml is its run, decaying early enough to cash --keep of the lead; DIR/report.md, "
+        "shared run per plan and LR, forked at each point) and the grown model --lag steps past it; its per-step "
+        "gap to scratch there (validation loss minus scratch's at the same step) says how many steps its run needs "
+        "to reach scratch's final loss, and so its FLOPs saving. The largest predicted saving wins: DIR/plan.yaml "
+        "is its run; DIR/report.md, "
         "probes.json and probes.png say why (docs/usage.md: Tuning a plan).",
         epilog=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     pt.add_argument("config", help="the scratch config (WSD) the plans are probed against")
@@ -138,8 +139,6 @@ def _parser() -> argparse.ArgumentParser:
                     help="scratch's training FLOPs (default: the config's train.max_steps)")
     pt.add_argument("--probe-budget", type=float, default=1.0,
                     help="cap on the probes' FLOPs, in scratch runs (default 1.0)")
-    pt.add_argument("--keep", type=float, default=0.75,
-                    help="share of the pick's lead its run cashes by decaying earlier (default 0.75)")
     _use_parsers(sub)
     return p
 
@@ -243,7 +242,7 @@ def _plan_tune(args: argparse.Namespace, overrides: list[str]) -> int:
         spec = TuneSpec(plans=[PlanChoice.parse(x) for x in args.plans.split(",") if x.strip()],
                         points=[float(x) for x in args.points.split(",") if x.strip()], out=Path(args.out),
                         lrs=[float(x) for x in args.lrs.split(",")] if args.lrs else None, lag=args.lag,
-                        probe_budget=args.probe_budget, keep=args.keep, budget=args.budget)
+                        probe_budget=args.probe_budget, budget=args.budget)
         report = tune(lambda extra: load_config(args.config, [*overrides, *extra]), spec,
                       log=lambda line: print(line, flush=True))
     except (ConfigError, ValueError, FileNotFoundError) as e:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from megagrow.config import load_config
-from megagrow.planner.choice import ProbeResult, decay_budget, pick, steps_for
+from megagrow.planner.choice import ProbeResult, pick, steps_for, steps_needed
 from megagrow.planner.curves import Curve, Lead, flops_to_reach, lead, loss_at
 from megagrow.planner.probes import Candidate, Ledger, PlanChoice, candidates, growth_steps, stable_end
 from tests.trainutil import TINY, records, run, tiny_config
@@ -93,43 +93,48 @@ def test_the_ledger_refuses_what_passes_the_cap() -> None:
 # --- the choice on synthetic curves -------------------------------------------------------------------------------
 
 
-def _result(g: int, lead_flops: float, bound: bool = False) -> ProbeResult:
-    return ProbeResult(Candidate(PlanChoice("stackbert", 6), 4e-3, g), 0.0, 0.0, Lead(lead_flops, bound))
+def _result(g: int, saving: float | None, lead_flops: float = 0.0) -> ProbeResult:
+    return ProbeResult(Candidate(PlanChoice("stackbert", 6), 4e-3, g), 0.0, 0.0, Lead(lead_flops), None, 0.0, 100,
+                       saving)
 
 
-def test_pick_takes_the_largest_lead_and_nothing_when_none_is_ahead() -> None:
-    assert pick([_result(680, 0.05), _result(1360, 0.12), _result(2040, 0.08)]).candidate.growth_step == 1360
+def test_pick_takes_the_largest_predicted_saving_and_nothing_when_none_saves() -> None:
+    assert pick([_result(680, 0.12), _result(1360, 0.17), _result(2040, 0.05)]).candidate.growth_step == 1360
     assert pick([_result(680, 0.1), _result(1360, 0.1)]).candidate.growth_step == 680  # a tie: the earlier
-    assert pick([_result(680, -0.01), _result(1360, 0.0)]) is None
+    assert pick([_result(680, -0.01), _result(1360, None)]) is None
 
 
-def test_the_pick_on_synthetic_loss_curves_is_the_growth_point_with_the_most_lead() -> None:
-    """Scratch L(F) = 2 + 10 F^-0.3; a small model ahead early with a higher floor (2.45 + 10 (3F)^-0.33), growing
-    costs 0.02 nats. A later growth point keeps the small model's lead longer, but its advantage ends where its
-    curve crosses scratch's: the lead peaks in between, and after the crossing the probe is behind."""
-    def scratch(f: float) -> float:
-        return 2 + 10 * f ** -0.3
+def test_token_parity_prices_a_per_step_gap_in_steps() -> None:
+    assert steps_needed(-0.02, 1e-4, 3400) == 3400  # ahead of scratch per step: scratch's own budget
+    assert steps_needed(0.0, 0.0, 3400) == 3400
+    assert steps_needed(0.01, 1e-4, 3400) == 3500  # 0.01 nats behind at 1e-4 per step: 100 more steps
+    with pytest.raises(ValueError, match="descent per step"):
+        steps_needed(0.01, 0.0, 3400)
 
-    def small(f: float) -> float:  # ahead early, a higher floor: a smaller model's curve
-        return 2.45 + 10 * (3 * f) ** -0.33
 
-    ref = Curve.of([(f, scratch(f)) for f in range(10, 4001, 10)])
+def test_the_pick_on_synthetic_curves_is_the_growth_point_with_the_largest_saving() -> None:
+    """Scratch L(s) = 2 + 10 s^-0.3 per step, 1 FLOP per full-model step, 0.5 per small-model step. An early
+    growth is ahead per step but saved little; a late one saved most but is far behind per step and needs many
+    more steps; the middle one wins."""
+    steps = 1000
+
+    def scratch(s: float) -> float:
+        return 2 + 10 * s ** -0.3
+
+    slope = 10 * 0.3 * 800 ** -1.3  # scratch's descent per step where its stable phase ends
+    gaps = {100: -0.01, 400: 0.0, 700: 0.2}  # the probes' loss minus scratch's at their step
     results = []
-    for g in (100, 300, 600, 1000, 2000):
-        loss = small(g) + 0.02
-        results.append(ProbeResult(Candidate(PlanChoice("stackbert", 6), 4e-3, g), g, loss, lead(ref, g, loss)))
-    leads = {r.candidate.growth_step: r.lead.flops for r in results}
-    best = max(leads, key=leads.get)
-    assert pick(results).candidate.growth_step == best
-    assert best == 600, leads  # interior: neither the earliest nor the latest point
-    assert leads[2000] < 0  # the small model fell behind before 2000
+    for g, gap in gaps.items():
+        need = steps_needed(gap, slope, steps)
+        saving = 1 - (0.5 * g + (need - g)) / steps
+        results.append(ProbeResult(Candidate(PlanChoice("stackbert", 6), 4e-3, g), g, scratch(g + 30) + gap,
+                                   Lead(0.0), None, gap, need, saving))
+    by_g = {r.candidate.growth_step: r.saving for r in results}
+    assert by_g[400] > by_g[100] > 0 > by_g[700], by_g
+    assert pick(results).candidate.growth_step == 400
 
 
-def test_the_run_decays_early_by_the_kept_share_of_the_lead() -> None:
-    assert decay_budget(100.0, 20.0, 0.75) == 85.0
-    assert decay_budget(100.0, -5.0, 0.75) == 100.0
-    with pytest.raises(ValueError, match="keep"):
-        decay_budget(100.0, 1.0, 1.5)
+def test_steps_for_finds_the_budget_of_a_flops_target() -> None:
     assert steps_for(lambda s: 3.0 * s, 31.0, 1, 100) == 11
     assert steps_for(lambda s: 3.0 * s, 1.0, 5, 100) == 5 and steps_for(lambda s: 3.0 * s, 1e6, 5, 100) == 100
 
@@ -175,8 +180,10 @@ def test_tune_end_to_end_on_a_tiny_gpt(tmp_path: Path, text_data: Path) -> None:
     cfg = load_config(out / "plan.yaml")
     pk = report["pick"]
     assert (cfg.growth.plan, cfg.growth.stages, cfg.growth.boundaries) == ("stackbert", [1, 3], [pk["growth_step"]])
-    assert cfg.growth.boundary_unit == "steps" and cfg.train.max_steps == pk["max_steps"]
-    assert cfg.train.max_steps * 0.8 >= pk["growth_step"] + 6  # the probe stays in the written run's stable phase
+    assert cfg.growth.boundary_unit == "steps" and cfg.train.max_steps == pk["max_steps"] >= 40
+    probe = next(p for p in report["probes"] if p["name"] == pk["name"])
+    assert probe["predicted_saving"] == pk["predicted_saving"] > 0 and probe["step_gap"] is not None
+    assert (probe["step_gap"] <= 0) == (pk["max_steps"] == 40)  # behind per step: more steps than scratch
 
 
 def test_tune_skips_what_the_probe_budget_cannot_pay_for(tmp_path: Path, text_data: Path) -> None:

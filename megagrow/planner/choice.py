@@ -1,7 +1,18 @@
-"""The planner's pick and the budget its run decays at: pure functions over probe results."""
+"""The planner's model, its pick and the budget the picked run decays at: pure functions over probe results.
+
+The model is *token parity*. After one growth the grown model is the full model: from the same loss, trained on
+the same tokens at the same LR, it descends as scratch does. So the per-step gap a probe shows ``lag`` steps after
+its growth (its validation loss minus scratch's at the same step) is what the plan carries to the end: at gap <= 0
+the plan at scratch's step budget ends at (or below) scratch's final loss while spending only what its small phase
+saved; at gap > 0 it needs ``gap / slope`` more steps, ``slope`` being scratch's descent per step at the end of its
+stable phase. On the gpt suite the gaps shrank after the probes (every probed recipe ended better than this
+predicts), so the model is conservative. The FLOPs lead (:func:`megagrow.planner.curves.lead`) is reported beside
+it: it ranks the same way but says nothing about the budget.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -11,32 +22,37 @@ from megagrow.planner.probes import Candidate
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """A finished probe: ``lag`` steps after growing at ``candidate.growth_step``, its FLOPs and loss, its lead
-    over scratch there, and the small model's lead right before the growth (``pre``)."""
+    """A finished probe: ``lag`` steps after growing at ``candidate.growth_step``, its FLOPs and loss, its leads
+    over scratch (FLOPs; ``pre`` right before the growth), its per-step gap, and what the model predicts for its
+    run: the steps it needs and the FLOPs saving (None: not predictable, e.g. scratch's reference too short)."""
 
     candidate: Candidate
     flops: float
     loss: float
     lead: Lead
     pre: Lead | None = None
+    step_gap: float | None = None
+    steps: int | None = None
+    saving: float | None = None
+
+
+def steps_needed(step_gap: float, slope_per_step: float, steps: int) -> int:
+    """Token parity: the plan reaches scratch's final loss at ``steps`` when its per-step gap is <= 0, else
+    ``gap / slope`` steps later (``slope`` > 0: scratch's descent per step where its stable phase ends)."""
+    if step_gap <= 0:
+        return steps
+    if not slope_per_step > 0:
+        raise ValueError(f"scratch's descent per step must be > 0 to price a gap (got {slope_per_step})")
+    return steps + math.ceil(step_gap / slope_per_step)
 
 
 def pick(results: Sequence[ProbeResult]) -> ProbeResult | None:
-    """The probe furthest ahead of scratch; None when none is ahead (scratch is the recommendation). Ties go to
-    the earlier growth point (the smaller extrapolation)."""
-    ahead = [r for r in results if r.lead.flops > 0]
-    if not ahead:
+    """The probe with the largest predicted saving (> 0); None when none saves anything (train scratch). Ties go to
+    the earlier growth point."""
+    viable = [r for r in results if r.saving is not None and r.saving > 0]
+    if not viable:
         return None
-    return max(ahead, key=lambda r: (r.lead.flops, -r.candidate.growth_step))
-
-
-def decay_budget(scratch_flops: float, lead_flops: float, keep: float) -> float:
-    """The FLOPs the picked run should decay at: scratch's budget less the share ``keep`` of the lead. A run
-    ahead of scratch by ``lead`` FLOPs is, by the planner's model, scratch ``lead`` FLOPs later; decaying at
-    ``scratch_flops - lead`` would end at scratch's final loss exactly, so ``keep`` < 1 leaves a margin."""
-    if not 0 <= keep <= 1:
-        raise ValueError(f"--keep={keep}: the share of the lead to cash must be in [0, 1]")
-    return scratch_flops - keep * max(lead_flops, 0.0)
+    return max(viable, key=lambda r: (r.saving, -r.candidate.growth_step))
 
 
 def steps_for(flops_of: Callable[[int], float], target: float, lo: int, hi: int) -> int:

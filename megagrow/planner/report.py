@@ -21,25 +21,30 @@ def render_md(report: dict[str, Any]) -> str:
              f"{cfg['decay_fraction']:.0%}, from step {cfg['stable_end']}). Plans {', '.join(spec['plans'])}; "
              f"growth points {spec['points']}; LRs {spec['lrs']}; each probe trains {spec['lag']} steps past its "
              f"growth. Probes spent {report['probe_share']:.2f} scratch runs' FLOPs (cap {spec['probe_budget']:g}).",
-             "", "Lead: the FLOPs scratch needs beyond the probe's to reach the probe's validation loss, as a share "
-             "of scratch's budget (~ : from scratch's power law fitted after the warmup, its reference ending first; "
-             ">= : a lower bound).", "",
-             "| probe | growth step | pre-growth lead | val loss at probe end | lead | status |",
-             "|---|---:|---:|---:|---:|---|"]
+             "", "Per-step gap: the probe's validation loss minus scratch's at the same step (the model: the grown "
+             "model carries it to the end, megagrow/planner/choice.py); it sets the steps the run needs and so its "
+             "predicted FLOPs saving. Lead: the FLOPs scratch needs beyond the probe's to reach the probe's loss, as a "
+             "share of scratch's budget (~ : from scratch's fitted power law; >= : a lower bound).", "",
+             "| probe | growth step | pre-growth lead | val loss at probe end | lead | per-step gap | steps needed "
+             "| predicted saving | status |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     total = cfg["scratch_flops"]
     for p in report["probes"]:
         pre = (f"{_mark(p, 'pre_lead')}{p['pre_lead'] / total:+.1%}" if "pre_lead" in p else "")
         ld = f"{_mark(p, 'lead')}{p['lead'] / total:+.1%}" if "lead" in p else ""
         loss = f"{p['loss']:.4f}" if "loss" in p else ""
-        lines.append(f"| {p['name']} | {p['growth_step']} | {pre} | {loss} | {ld} | {p['status']} |")
+        gap = f"{p['step_gap']:+.4f}" if p.get("step_gap") is not None else ""
+        need = str(p["predicted_steps"]) if p.get("predicted_steps") is not None else ""
+        sav = f"{p['predicted_saving']:.1%}" if p.get("predicted_saving") is not None else ""
+        lines.append(f"| {p['name']} | {p['growth_step']} | {pre} | {loss} | {ld} | {gap} | {need} | {sav} "
+                     f"| {p['status']} |")
     pick = report.get("pick")
     lines.append("")
     if pick is None:
-        lines.append("**No probe is ahead of scratch: train scratch** (no config written).")
+        lines.append("**No probe predicts a saving: train scratch** (no config written).")
     else:
-        lines += [f"**Pick: {pick['name']}**: grow at step {pick['growth_step']}, decay at {pick['max_steps']} steps "
-                  f"({pick['flops_ratio']:.3f}x scratch's FLOPs: {pick['predicted_saving']:.1%} predicted saving, "
-                  f"{spec['keep']:.0%} of its lead{' (a lower bound)' if pick['lead_bound'] else ''}). "
+        lines += [f"**Pick: {pick['name']}**: grow at step {pick['growth_step']}, run {pick['max_steps']} steps "
+                  f"({pick['flops_ratio']:.3f}x scratch's FLOPs: {pick['predicted_saving']:.1%} predicted saving). "
                   f"Config: `{pick['config']}`.", "",
                   f"Its first {pick['growth_step'] + spec['lag']} steps are the probe `{pick['resume_from_probe']}`: "
                   "copy that directory to the config's run directory to resume from it instead of step 0 (exact)."]

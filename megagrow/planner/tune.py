@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -14,8 +13,8 @@ from typing import Any
 
 from megagrow.checkpoint import atomic_write_text
 from megagrow.config import Config, dump_yaml
-from megagrow.planner.choice import ProbeResult, decay_budget, pick, steps_for
-from megagrow.planner.curves import Curve, Lead, fit_power_law, lead
+from megagrow.planner.choice import ProbeResult, pick, steps_needed
+from megagrow.planner.curves import Curve, Lead, fit_power_law, lead, loss_at
 from megagrow.planner.probes import (
     Candidate,
     Ledger,
@@ -37,7 +36,6 @@ class TuneSpec:
     lrs: list[float] | None = None  # None: the config's optim.lr
     lag: int = 300  # steps a probe trains past its growth
     probe_budget: float = 1.0  # the probes' FLOPs cap, in scratch runs (of the budget's length)
-    keep: float = 0.75  # share of the pick's lead the written run cashes (decays earlier by)
     budget: float | None = None  # scratch's FLOPs; None: the config's train.max_steps
 
 
@@ -100,6 +98,11 @@ class _Runs:
         for r in self.records(name):
             if "val_loss" in r:
                 pts[float(r["flops"])] = float(r["val_loss"])  # a resumed run re-evaluates nothing twice
+        return Curve.of(list(pts.items()))
+
+    def curve_by_step(self, name: str) -> Curve:
+        """The run's validation loss against its optimizer step."""
+        pts = {float(r["step"]): float(r["val_loss"]) for r in self.records(name) if "val_loss" in r}
         return Curve.of(list(pts.items()))
 
     def at(self, name: str, step: int) -> tuple[float, float]:
@@ -195,6 +198,15 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
         warm = _flops_until(make, [*runs.common, *scratch_over], 2 * o.warmup_steps)
         return lead(cur, flops, loss, fit_power_law(cur, from_flops=warm))
 
+    def scratch_covers_step(step: int) -> None:
+        """Extend the reference to ``step`` (stable phase and budget allowing): a probe's per-step gap needs it."""
+        while runs.current("scratch") < min(step, end):
+            to = min(end, runs.current("scratch") + chunk)
+            cost = _flops_until(make, [*runs.common, *scratch_over], to) - runs.curve_flops("scratch")
+            if not ledger.affords(cost):
+                break
+            ledger.charge(runs.advance("scratch", scratch_over, to))
+
     probes: list[dict[str, Any]] = []
     results: list[ProbeResult] = []
     pruned: dict[str, str] = {}
@@ -233,6 +245,7 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
         ledger.charge(runs.advance(c.name, fork_over, g + spec.lag))
         f, v = runs.at(c.name, g + spec.lag)
         ahead = scratch_lead(f, v)
+        scratch_covers_step(g + spec.lag)
         results.append(ProbeResult(c, f, v, ahead, pre))
         entry.update(status="probed", flops=f, loss=v, lead=ahead.flops, lead_bound=ahead.bound,
                      lead_extrapolated=ahead.extrapolated, lead_share=ahead.flops / scratch_flops)
@@ -244,25 +257,37 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
         "config": {"max_steps": steps, "scratch_flops": scratch_flops, "lr": o.lr,
                    "decay_fraction": o.decay_fraction, "stable_end": end},
         "spec": {"plans": [c.tag for c in spec.plans], "points": points, "lrs": lrs, "lag": spec.lag,
-                 "probe_budget": spec.probe_budget, "keep": spec.keep},
+                 "probe_budget": spec.probe_budget},
         "probes": probes,
         "probe_flops": ledger.spent, "probe_share": ledger.spent / scratch_flops,
         "curves": {n: {"flops": list(runs.curve(n).flops), "loss": list(runs.curve(n).loss)}
                    for n in sorted(runs.step) if runs.records(n)},
     }
-    # every lead again against the final scratch reference (and its fit): the same numbers whatever order the
+    # every lead and gap against the final scratch reference (and its fits): the same numbers whatever order the
     # reference grew in (a re-run of the tune, with the reference already long, reports what the first run did)
     final = runs.curve("scratch")
     law = fit_power_law(final, from_flops=_flops_until(make, [*runs.common, *scratch_over], 2 * o.warmup_steps))
+    by_step = runs.curve_by_step("scratch")
+    step_law = fit_power_law(by_step, from_flops=2 * o.warmup_steps)
+    slope = step_law.b * step_law.c * end ** (-step_law.c - 1) if step_law is not None else 0.0
+    report["config"]["scratch_slope_per_step"] = slope
     by_name = {e["name"]: e for e in probes}
     for k, r in enumerate(results):
-        e = by_name[r.candidate.name]
+        e, c = by_name[r.candidate.name], r.candidate
         pre = lead(final, e["pre_flops"], e["pre_loss"], law)
         ahead = lead(final, r.flops, r.loss, law)
-        results[k] = ProbeResult(r.candidate, r.flops, r.loss, ahead, pre)
+        at = loss_at(by_step, c.growth_step + spec.lag)
+        gap = None if at is None else r.loss - at
+        need = saving = None
+        if gap is not None and (gap <= 0 or slope > 0):
+            need = steps_needed(gap, slope, steps)
+            if need <= 2 * steps:
+                saving = 1 - _flops_until(make, [*_own(c, n_layers), f"--train.max_steps={need}"], need) / scratch_flops
+        results[k] = ProbeResult(c, r.flops, r.loss, ahead, pre, gap, need, saving)
         e.update(pre_lead=pre.flops, pre_lead_bound=pre.bound, pre_lead_extrapolated=pre.extrapolated,
                  lead=ahead.flops, lead_bound=ahead.bound, lead_extrapolated=ahead.extrapolated,
-                 lead_share=ahead.flops / scratch_flops)
+                 lead_share=ahead.flops / scratch_flops, step_gap=gap, predicted_steps=need,
+                 predicted_saving=saving)
     best = pick(results)
     report["pick"] = None if best is None else _write_pick(make, spec, best, base, steps, scratch_flops)
     from megagrow.planner.report import write_report
@@ -271,18 +296,19 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
     return report
 
 
+def _own(c: Candidate, n_layers: int) -> list[str]:
+    """The candidate's plan, LR and growth point as config overrides (the growth in steps: it stays where the probe
+    grew whatever the run's length)."""
+    return [*c.choice.overrides(n_layers), f"--optim.lr={c.lr:g}", "--growth.boundary_unit=steps",
+            f"--growth.boundaries=[{c.growth_step}]"]
+
+
 def _write_pick(make: MakeConfig, spec: TuneSpec, best: ProbeResult, base: Config, steps: int,
                 scratch_flops: float) -> dict[str, Any]:
-    """The picked candidate's run, decaying early enough to cash ``spec.keep`` of its lead: ``plan.yaml``."""
+    """The picked candidate's run, decaying at the steps the model says it needs: ``plan.yaml``."""
     c = best.candidate
-    own = [*c.choice.overrides(base.model.n_layers), f"--optim.lr={c.lr:g}", "--growth.boundary_unit=steps",
-           f"--growth.boundaries=[{c.growth_step}]"]
-    target = decay_budget(scratch_flops, best.lead.flops, spec.keep)
-    # the probe must stay in the stable phase of the written run: its decay starts after growth + lag
-    lo = math.ceil((c.growth_step + spec.lag + 1) / (1 - base.optim.decay_fraction))
-    # the budget follows the lead, not the config's length: a late growth at the config's steps can cost less than
-    # its lead pays for (it would end above scratch's loss), an early one more
-    max_steps = steps_for(lambda s: _flops_until(make, [*own, f"--train.max_steps={s}"], s), target, lo, 4 * steps)
+    own = _own(c, base.model.n_layers)
+    max_steps = int(best.steps)
     name = f"{base.run.name or 'run'}-tuned"
     final = make([*own, f"--train.max_steps={max_steps}", f"--run.name={name}"])
     flops = _flops_until(make, [*own, f"--train.max_steps={max_steps}"], max_steps)
@@ -292,7 +318,7 @@ def _write_pick(make: MakeConfig, spec: TuneSpec, best: ProbeResult, base: Confi
                             "beside this file\n" + dump_yaml(final))
     return {"name": c.name, "plan": c.choice.plan, "small": c.choice.small, "lr": c.lr,
             "growth_step": c.growth_step, "lead": best.lead.flops, "lead_bound": best.lead.bound,
-            "max_steps": max_steps, "flops": flops, "flops_ratio": flops / scratch_flops,
+            "step_gap": best.step_gap, "max_steps": max_steps, "flops": flops, "flops_ratio": flops / scratch_flops,
             "predicted_saving": 1 - flops / scratch_flops, "config": str(path),
             "resume_from_probe": str(spec.out / "probes" / c.name)}
 
