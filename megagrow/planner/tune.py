@@ -224,11 +224,15 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
         fork_cost = (_flops_until(make, [*runs.common, *fork_over], g + spec.lag)
                      - _flops_until(make, [*runs.common, *fork_over], g)) if runs.current(c.name) < g + spec.lag else 0
         prefix_cost = max(0.0, _flops_until(make, [*runs.common, *prefix_over], g) - runs.curve_flops(c.prefix))
-        if not ledger.affords(prefix_cost + fork_cost):
+        # scratch's reference must reach the probe's end step (its per-step gap): it covers the probe's FLOPs too
+        ref_cost = max(0.0, _flops_until(make, [*runs.common, *scratch_over], min(end, g + spec.lag))
+                       - runs.curve_flops("scratch"))
+        if not ledger.affords(prefix_cost + fork_cost + ref_cost):
             entry["status"] = "not probed: over the probe budget"
-            say(f"{i}/{len(cands)} {c.name}: skipped, its {(prefix_cost + fork_cost) / scratch_flops:.2f} scratch "
-                "runs would pass the cap")
+            say(f"{i}/{len(cands)} {c.name}: skipped, its {(prefix_cost + fork_cost + ref_cost) / scratch_flops:.2f} "
+                "scratch runs would pass the cap")
             continue
+        scratch_covers_step(g + spec.lag)
         ledger.charge(runs.advance(c.prefix, prefix_over, g))
         f_pre, l_pre = runs.at(c.prefix, g)
         pre = scratch_lead(f_pre, l_pre, reserve=fork_cost)
@@ -245,7 +249,6 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
         ledger.charge(runs.advance(c.name, fork_over, g + spec.lag))
         f, v = runs.at(c.name, g + spec.lag)
         ahead = scratch_lead(f, v)
-        scratch_covers_step(g + spec.lag)
         results.append(ProbeResult(c, f, v, ahead, pre))
         entry.update(status="probed", flops=f, loss=v, lead=ahead.flops, lead_bound=ahead.bound,
                      lead_extrapolated=ahead.extrapolated, lead_share=ahead.flops / scratch_flops)
