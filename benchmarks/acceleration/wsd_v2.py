@@ -28,6 +28,11 @@ BASELINES = {1234: STUDIES / "wsd" / "runs" / "scratch-wsd-lr4e-3",
 REFERENCES = {1234: [RESULTS / "acceleration-gpt" / "runs" / "scratch-lr8e-3",
                      STUDIES / "wsd" / "runs" / "scratch-wsd"],
               1235: [STUDIES / "wsd" / "runs" / "scratch-wsd-s1235"]}
+# WSD plans of the earlier wsd study (issue 12), scored here against the same baseline: StackBERT's chain 3 -> 6 -> 12
+# at 15 / 35 % (4e-3; at its own budget, with 0.85x the steps, given scratch's FLOPs) and MSG given scratch's FLOPs
+EARLIER = {1234: [STUDIES / "wsd" / "runs" / n for n in ("stackbert-wsd-lr4e-3", "stackbert-wsd-steps0.85-lr4e-3",
+                                                        "stackbert-wsd-equal-flops-lr4e-3", "msg-wsd-equal-flops")],
+           1235: [STUDIES / "wsd" / "runs" / n for n in ("stackbert-wsd-lr4e-3-s1235", "msg-wsd-equal-flops-s1235")]}
 STEP_COSTS = RESULTS / "phase-cost-cpu.json"
 
 
@@ -46,6 +51,8 @@ def full_runs(studies: Path = STUDIES) -> dict[int, list[Path]]:
         if _last_step(run) < int(cfg["train"]["max_steps"]):
             continue  # a probe
         out.setdefault(int(cfg["run"]["seed"]), []).append(run)
+    for seed, runs in EARLIER.items():
+        out.setdefault(seed, []).extend(r for r in runs if (r / "metrics.jsonl").is_file())
     return out
 
 
@@ -65,7 +72,7 @@ def standings(reports: dict[int, dict], studies_of: dict[str, str]) -> list[dict
         for name, r in rep["runs"].items():
             if name == rep["baseline"]:
                 continue
-            recipe = name.removesuffix("-s1235").removesuffix("-full")
+            recipe = name.removesuffix("-s1235").removesuffix("-full").replace("-lr4e-3-s1235", "-lr4e-3")
             row = rows.setdefault(recipe, {"recipe": recipe, "study": studies_of.get(name, "reference"),
                                            "seeds": {}})
             row["seeds"][seed] = {
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed, runs in sorted(by_seed.items()):
         reports[seed] = report(seed, runs, out if seed == 1234 else out / f"seed-{seed}")
     studies_of = {run.name: run.parent.parent.name for runs in by_seed.values() for run in runs}
+    studies_of.update({r.name: "wsd (issue 12)" for runs in EARLIER.values() for r in runs})
     rows = standings(reports, studies_of)
     (out / "standings.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "standings.md").write_text(render(rows))
