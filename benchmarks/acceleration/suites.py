@@ -588,11 +588,19 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     ),
     Study(
         "wsd-v2-seeds", "gpt",
-        "Issue 27's finalist, one growth 6 -> 12 at 40 % under WSD (19.9 % fewer FLOPs than WSD scratch with seed "
-        "1234): does it hold with the second seed (against WSD scratch's 4.283 there), and does a shorter budget "
-        "(0.9x the steps: the run decays earlier) still reach WSD scratch's loss, for a larger saving?",
+        "Issue 27's finalists: one growth 6 -> 12 at 40 % under WSD (19.9 % fewer FLOPs than WSD scratch with seed "
+        "1234), and the same with its small stage at 2x the peak LR (the best arm's probe): do they hold over the full "
+        "run and with the second seed (against WSD scratch's 4.283 there), and does a shorter budget (0.9x the "
+        "steps) still reach WSD scratch's loss, for a larger saving?",
         (),
         (
+            # the arms' probe with the small stage at 2x the peak LR ended its window 0.074 below scratch per step
+            # (the base recipe: -0.006): its full run, and a second seed, decide whether it is the recipe
+            PlanRun("lr2-full", "stackbert.yaml", (*_LATE_BEST, "--growth.stage_lr_mults=[2,1]"),
+                    "6 -> 12 at 40 %, the small stage at 2x the peak LR: the full run"),
+            PlanRun("lr2-full-s1235", "stackbert.yaml", (*_LATE_BEST, "--growth.stage_lr_mults=[2,1]",
+                                                          "--run.seed=1235"),
+                    "6 -> 12 at 40 %, the small stage at 2x the peak LR, second seed"),
             PlanRun("late6-t0.4-s1235", "stackbert.yaml", (*_LATE_BEST, "--run.seed=1235"),
                     "6 -> 12 at 40 %, second seed"),
             PlanRun("late6-t0.4-steps0.9", "stackbert.yaml",
