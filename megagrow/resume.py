@@ -172,8 +172,8 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def resume_view(config: Mapping[str, Any], world_size: int, schedule: str | None,
                 ahead: str | None = None) -> dict[str, Any]:
     """The flat view of a resolved config that :func:`compare` compares, with the derived keys.
-    ``schedule``: :func:`schedule_signature` of the config's plan (its part before the resume step when
-    ``ahead`` is given), or None when it cannot be computed; ``ahead``: the part from the resume step on."""
+    ``schedule`` and ``ahead``: :func:`schedule_split` of the config's plan at the resume step (its part before
+    the step, and from it on), or None when it cannot be computed."""
     view = flatten(config)
     data, train = config.get("data", {}), config.get("train", {})
     view["distributed.world_size"] = int(world_size)
@@ -184,11 +184,6 @@ def resume_view(config: Mapping[str, Any], world_size: int, schedule: str | None
     if ahead is not None:
         view["growth.schedule_ahead"] = ahead
     return view
-
-
-def schedule_signature(plan: Any) -> str:
-    """A plan's schedule in resolved steps: its phase starts (and MSG's mask ramp, when it has one)."""
-    return f"phase starts {list(plan.starts)}" + plan.schedule_extras()
 
 
 def schedule_split(plan: Any, step: int) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from megagrow.config import load_config
-from megagrow.planner.choice import ProbeResult, pick, steps_for, steps_needed
+from megagrow.planner.choice import ProbeResult, pick, steps_needed
 from megagrow.planner.curves import Curve, Lead, flops_to_reach, lead, loss_at
 from megagrow.planner.probes import Candidate, Ledger, PlanChoice, candidates, growth_steps, stable_end
 from tests.trainutil import TINY, records, run, tiny_config
@@ -132,11 +132,6 @@ def test_the_pick_on_synthetic_curves_is_the_growth_point_with_the_largest_savin
     by_g = {r.candidate.growth_step: r.saving for r in results}
     assert by_g[400] > by_g[100] > 0 > by_g[700], by_g
     assert pick(results).candidate.growth_step == 400
-
-
-def test_steps_for_finds_the_budget_of_a_flops_target() -> None:
-    assert steps_for(lambda s: 3.0 * s, 31.0, 1, 100) == 11
-    assert steps_for(lambda s: 3.0 * s, 1.0, 5, 100) == 5 and steps_for(lambda s: 3.0 * s, 1e6, 5, 100) == 100
 
 
 # --- end to end ---------------------------------------------------------------------------------------------------

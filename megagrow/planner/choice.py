@@ -13,7 +13,7 @@ it: it ranks the same way but says nothing about the budget.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from megagrow.planner.curves import Lead
@@ -53,19 +53,3 @@ def pick(results: Sequence[ProbeResult]) -> ProbeResult | None:
     if not viable:
         return None
     return max(viable, key=lambda r: (r.saving, -r.candidate.growth_step))
-
-
-def steps_for(flops_of: Callable[[int], float], target: float, lo: int, hi: int) -> int:
-    """The smallest step count in [lo, hi] whose run costs at least ``target`` FLOPs (``flops_of`` increasing);
-    ``lo`` if even it costs more, ``hi`` if even it costs less."""
-    if flops_of(lo) >= target:
-        return lo
-    if flops_of(hi) < target:
-        return hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if flops_of(mid) >= target:
-            hi = mid
-        else:
-            lo = mid
-    return hi

@@ -93,16 +93,9 @@ class _Runs:
         recs = self.records(name)
         return float(recs[-1]["flops"]) if recs else 0.0
 
-    def curve(self, name: str) -> Curve:
-        pts: dict[float, float] = {}
-        for r in self.records(name):
-            if "val_loss" in r:
-                pts[float(r["flops"])] = float(r["val_loss"])  # a resumed run re-evaluates nothing twice
-        return Curve.of(list(pts.items()))
-
-    def curve_by_step(self, name: str) -> Curve:
-        """The run's validation loss against its optimizer step."""
-        pts = {float(r["step"]): float(r["val_loss"]) for r in self.records(name) if "val_loss" in r}
+    def curve(self, name: str, x: str = "flops") -> Curve:
+        """The run's validation loss against its cumulative FLOPs (``x="flops"``) or its step (``x="step"``)."""
+        pts = {float(r[x]): float(r["val_loss"]) for r in self.records(name) if "val_loss" in r}
         return Curve.of(list(pts.items()))
 
     def at(self, name: str, step: int) -> tuple[float, float]:
@@ -263,14 +256,14 @@ def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -
                  "probe_budget": spec.probe_budget},
         "probes": probes,
         "probe_flops": ledger.spent, "probe_share": ledger.spent / scratch_flops,
-        "curves": {n: {"flops": list(runs.curve(n).flops), "loss": list(runs.curve(n).loss)}
-                   for n in sorted(runs.step) if runs.records(n)},
+        "curves": {n: {"flops": list(c.flops), "loss": list(c.loss)}
+                   for n in sorted(runs.step) if (c := runs.curve(n)).flops},
     }
     # every lead and gap against the final scratch reference (and its fits): the same numbers whatever order the
     # reference grew in (a re-run of the tune, with the reference already long, reports what the first run did)
     final = runs.curve("scratch")
     law = fit_power_law(final, from_flops=_flops_until(make, [*runs.common, *scratch_over], 2 * o.warmup_steps))
-    by_step = runs.curve_by_step("scratch")
+    by_step = runs.curve("scratch", x="step")
     step_law = fit_power_law(by_step, from_flops=2 * o.warmup_steps)
     slope = step_law.b * step_law.c * end ** (-step_law.c - 1) if step_law is not None else 0.0
     report["config"]["scratch_slope_per_step"] = slope
