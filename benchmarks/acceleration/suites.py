@@ -524,7 +524,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                 PlanRun(f"ml-wsd{tag}", "multilevel.yaml", (*_WSD_V2, "--growth.lr_policy=continue", *extra),
                         f"probe: Multi-level under WSD with one global schedule, {what}", stop_at=_probe_end(0.55)),
                 PlanRun(f"ml-wsd{tag}-full", "multilevel.yaml", (*_WSD_V2, "--growth.lr_policy=continue", *extra),
-                        f"ml-wsd{tag} to the end of the run (continued from the probe)", continues=f"ml-wsd{tag}"))),
+                        f"ml-wsd{tag} to the end of the run (continued from the probe)", continues=f"ml-wsd{tag}")))
+        # the best variant spent 0.606x WSD scratch's FLOPs and ended 0.42 nats above it: given scratch's FLOPs?
+        + (_at_scratch_flops("ml-wsd-equal-flops", "multilevel.yaml", 0.606, "ml-wsd-full", *_WSD_V2,
+                             "--growth.lr_policy=continue"),),
     ),
     Study(
         "wsd-v2-arms", "gpt",
@@ -551,7 +554,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                   ("lr2", ("--growth.stage_lr_mults=[2,1]",), "the small stage at 2x the peak LR"),
                   ("lr2-0.5", ("--growth.stage_lr_mults=[2,0.5]",), "small stage at 2x, grown model at 0.5x")))
         + tuple(PlanRun(f"arm-decay{f:g}", "stackbert.yaml", (*_LATE_BEST, f"--optim.decay_fraction={f:g}"),
-                        f"the final decay over the last {f:.0%} (20 % in late6-t0.4)") for f in (0.1, 0.3)),
+                        f"the final decay over the last {f:.0%} (20 % in late6-t0.4)") for f in (0.1, 0.3))
+        # late6-t0.4 spent 0.831x WSD scratch's FLOPs: given scratch's FLOPs (its budget decays later), does it end
+        # lower, and reach scratch's loss sooner?
+        + (_at_scratch_flops("late6-t0.4-equal-flops", "stackbert.yaml", 0.831, "late6-t0.4", *_LATE_BEST),),
     ),
     Study(
         "wsd-v2-subpath", "gpt",
@@ -567,21 +573,30 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     "path lengths drawn by LVPS from [4 / 6 / 9 / 12, 12]"),
             PlanRun("sp-late6", "subpath.yaml", (*_WSD_V2, "--growth.stages=[6,12]", "--growth.boundaries=[0.6]"),
                     "paths of 6 layers, then the whole model from 60 %"),
+            # the best of the three (4.456, 0.19 nats above WSD scratch): a second seed, and given scratch's FLOPs
+            # (it spent 0.804x them)
+            PlanRun("sp-lvps-s1235", "subpath.yaml", (*_WSD_V2, "--growth.sampler=lvps", "--run.seed=1235"),
+                    "sp-lvps, second seed"),
+            _at_scratch_flops("sp-lvps-equal-flops", "subpath.yaml", 0.804, "sp-lvps", *_WSD_V2,
+                              "--growth.sampler=lvps"),
         ),
     ),
     Study(
         "wsd-v2-scaling", "gpt",
-        "Issue 27's scaling axis: WSD scratch and the best one-growth recipe (6 -> 12 layers at 40 %) at widths 32 "
-        "and 44 (12 x 32: 147 k, 12 x 44: 279 k non-embedding parameters; the suite's 12 x 56: 451 k) with the "
-        "suite's 15.1 tokens per non-embedding parameter (1,088 and 2,057 steps of 16 x 128 tokens), at peak LR 4e-3 "
-        "(WSD scratch's robust LR at width 56; one LR for lack of CPU time: an untuned point). Does the saving grow "
-        "or shrink with size?",
+        "Issue 27's scaling axis: WSD scratch and the best one-growth recipe (6 -> 12 layers at 40 %) at widths 32, "
+        "44 and 72 (12 x 32: 147 k, 12 x 44: 279 k, 12 x 72: 746 k non-embedding parameters; the suite's 12 x 56: "
+        "451 k) with about the suite's tokens per non-embedding parameter (15.1 at 32 and 44: 1,088 and 2,057 steps "
+        "of 16 x 128 tokens; the suite's exact 15.4 at 72: 5,620 steps), at peak LR 4e-3 (WSD scratch's robust LR at "
+        "width 56), and the two small widths at 8e-3 too. Does the saving grow or shrink with size?",
         (),
         tuple(PlanRun(f"s{h}-{name}-lr{lr_tag(lr)}", plan, ("--optim.schedule=wsd", "--optim.decay_fraction=0.2",
                                                           f"--optim.lr={lr:g}", f"--model.hidden={h}", "--model.ffn=0",
                                                           f"--train.max_steps={steps}", *extra),
                       f"12 x {h}, {steps} steps: {name} at peak LR {lr:g}")
-              for h, steps in ((32, 1088), (44, 2057)) for lr in (4e-3,)
+              # width 72 (746 k non-embedding parameters, 1.65x the suite's) with the suite's exact 15.4 tokens per
+              # parameter; the two small widths again at 8e-3 (smaller models often want a higher LR)
+              for h, steps, lrs in ((32, 1088, (4e-3, 8e-3)), (44, 2057, (4e-3, 8e-3)), (72, 5620, (4e-3,)))
+              for lr in lrs
               for name, plan, extra in (("scratch", None, ()),
                                         ("late6", "stackbert.yaml", ("--growth.stages=[6,12]",
                                                                      "--growth.boundaries=[0.4]")))),
