@@ -28,7 +28,7 @@ overrides:
     megagrow train configs/gpt-tiny.yaml --optim.lr=3e-4 --train.max_steps=2000 --data.micro_batch_size=8
     megagrow train configs/bert-tiny.yaml --growth.plan=apollo --growth.stages=1,3,6,12 \\
                    --growth.boundaries=0.05,0.1,0.25     # the stacking map (the default, as plans/apollo.yaml);
-                                                         # the paper's: --growth.layer_map=interpolation
+                                                         # the paper's: --growth.apollo.layer_map=interpolation
   Lists are comma-separated (brackets optional); booleans true/false. Every field with its type, default
   and meaning: `megagrow config --docs`; the resolved config: `megagrow config CONFIG.yaml [overrides]`.
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from megagrow.fields import doc
-from megagrow.growth.config import GrowthConfig, growth_problems
+from megagrow.growth.config import GrowthConfig, growth_problems, translate_legacy
 from megagrow.models.sizes import SIZES
 from megagrow.models.spec import ModelConfig
 
@@ -411,7 +411,19 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def _translated(tree: dict[str, Any], where: str, notes: list[str] | None) -> dict[str, Any]:
+    """``tree`` (one file's own keys, or the overrides) with older configs' flat growth keys moved into their
+    sections (:func:`~megagrow.growth.config.translate_legacy`), each source on its own so that an old key given
+    as an override still overrides a new-style file."""
+    tree, moved, problems = translate_legacy(tree)
+    if problems:
+        raise ConfigError(problems, where)
+    if notes is not None:
+        notes += [f"{where}: {m}" for m in moved]
+    return tree
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = (), notes: list[str] | None = None) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise ConfigError([f"include cycle: {' -> '.join(map(str, (*seen, path)))}"])
@@ -428,8 +440,8 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         includes = [includes]
     merged: dict[str, Any] = {}
     for inc in includes:
-        merged = _merge(merged, _read_yaml(path.parent / inc, (*seen, path)))
-    return _merge(merged, data)
+        merged = _merge(merged, _read_yaml(path.parent / inc, (*seen, path), notes))
+    return _merge(merged, _translated(data, str(path), notes))
 
 
 def _yaml_problem(path: Path, e: yaml.YAMLError, seen: tuple[Path, ...]) -> str:
@@ -488,9 +500,8 @@ def _apply_model_preset(model: dict[str, Any], problems: list[str]) -> dict[str,
 
 
 def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
-    problems: list[str] = []
-    data = dict(data)
-    notes = _preset_notes(data.get("model"))
+    data, legacy_notes, problems = translate_legacy(data)
+    notes = legacy_notes + _preset_notes(data.get("model"))
     if isinstance(data.get("model"), dict):
         data["model"] = _apply_model_preset(data["model"], problems)
     cfg = _build(Config, data, "", problems)
@@ -516,16 +527,21 @@ def _preset_notes(model: Any) -> list[str]:
     return []
 
 
-def config_tree(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The raw tree a config is built from: the YAML file with its includes, then the overrides (unvalidated)."""
-    data: dict[str, Any] = _read_yaml(Path(path)) if path else {}
-    return _merge(data, parse_overrides(overrides or []))
+def config_tree(path: str | Path | None, overrides: list[str] | None = None,
+                notes: list[str] | None = None) -> dict[str, Any]:
+    """The raw tree a config is built from: the YAML file with its includes, then the overrides (unvalidated).
+    Older configs' flat growth keys are moved into their sections, each file and the overrides on their own; a
+    line per move is appended to ``notes``."""
+    data: dict[str, Any] = _read_yaml(Path(path), notes=notes) if path else {}
+    return _merge(data, _translated(parse_overrides(overrides or []), "overrides", notes))
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Load a YAML file (or defaults when ``path`` is None), apply ``--a.b=c`` overrides, validate."""
-    data = config_tree(path, overrides)
+    moved: list[str] = []
+    data = config_tree(path, overrides, moved)
     cfg = config_from_dict(data, str(path or "defaults"))
+    cfg.__dict__["load_notes"] = moved + cfg.__dict__.get("load_notes", [])
     if not cfg.run.name and path:
         cfg.run.name = Path(path).stem
     return cfg
@@ -606,7 +622,7 @@ def config_from_meta(tree: Mapping[str, Any], cls: type | None = None) -> Any:
     """A typed config rebuilt from a checkpoint's ``config`` dict, leniently: fields another megagrow version
     did not write keep their defaults, fields this version does not know are ignored. No validation."""
     if cls is None:
-        cls = Config
+        cls, tree = Config, translate_legacy(tree)[0]  # a checkpoint of a megagrow before the growth sections
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):

@@ -40,6 +40,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from megagrow.growth.config import section_lr_keys, section_resume_rules
+
 
 class Kind(StrEnum):
     NEUTRAL = "neutral"
@@ -106,7 +108,6 @@ RULES: tuple[Rule, ...] = (
     Rule("growth.lr_policy", H, "LR policy at transitions"),
     Rule("growth.boundaries", H, "how the growth schedule is written; the resolved schedule is compared"),
     Rule("growth.boundary_unit", H, "how the growth schedule is written; the resolved schedule is compared"),
-    Rule("growth.msg_ramp_steps", H, "how the growth schedule is written; the resolved schedule is compared"),
     # allowable: honoured only when named in checkpoint.allow_changes
     Rule("train.precision", A, "precision; checkpoints hold fp32 master weights"),
     Rule("optim.weight_decay", A, "AdamW hyperparameter"),
@@ -114,7 +115,6 @@ RULES: tuple[Rule, ...] = (
     Rule("optim.beta2", A, "AdamW hyperparameter"),
     Rule("optim.eps", A, "AdamW hyperparameter"),
     Rule("optim.grad_clip", A, "gradient clipping"),
-    Rule("growth.coarse_lr_mult", A, "LR multiplier of coarse phases"),
     Rule("growth.stage_lr_mults", A, "LR multiplier per stage"),
     Rule("model.dropout", A, "dropout; regularisation, not architecture"),
     Rule("model.attn_dropout", A, "dropout; regularisation, not architecture"),
@@ -136,6 +136,8 @@ RULES: tuple[Rule, ...] = (
     # a phase that has not started yet may move: the run is the same as if it had been started with the new
     # schedule (its past is), exactly as train.max_steps may change (megagrow plan tune forks its probes this way)
     Rule("growth.schedule_ahead", H, "growth schedule from the resume step on; phase starts in steps"),
+    # a method's options (growth.<method>.*): the rules its options class declares
+    *(Rule(key, Kind(kind), why) for key, kind, why in section_resume_rules()),
     Rule("growth.*", X, "growth plan"),
     Rule("model.*", X, "model architecture"),
     Rule("data.seq_len", X, "sequence length"),
@@ -148,7 +150,7 @@ DERIVED = ("distributed.world_size", "train.global_batch", "growth.schedule", "g
 #: Keys whose change alters the LR at the resume step (the log line states the LR before and after).
 LR_KEYS = frozenset({"optim.lr", "optim.min_lr_ratio", "optim.schedule", "optim.decay_fraction",
                      "optim.wsd_decay_shape", "optim.warmup_steps", "growth.lr_policy", "train.max_steps",
-                     "growth.coarse_lr_mult", "growth.stage_lr_mults"})
+                     "growth.stage_lr_mults", *section_lr_keys()})
 
 _UNCLASSIFIED = Rule("*", A, "not classified for resume")
 

@@ -55,6 +55,7 @@ from megagrow.eta import CostProfile, eta_seconds, format_seconds
 from megagrow.evaluation import eval_layout
 from megagrow.faults import NonFiniteGuard, NonFiniteStop, clip_owned, fault, local_bad, owns_step
 from megagrow.flops import train_flops
+from megagrow.growth.config import translate_legacy
 from megagrow.growth.plans import Plan, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, progress_mode
 from megagrow.models import ModelConfig, build_model
@@ -254,8 +255,8 @@ def _check_resume(cfg: Config, world: int, seq_len: int, plan: Plan, meta: dict[
     except ValueError:
         old_plan = None  # cannot be rebuilt here: its schedule is not compared (the plan name still is)
     step = int(meta["counters"]["step"])
-    old = resume_view(meta["config"], old_world, *(schedule_split(old_plan, step) if old_plan is not None
-                                                  else (None, None)))
+    old_split = schedule_split(old_plan, step) if old_plan is not None else (None, None)
+    old = resume_view(translate_legacy(meta["config"])[0], old_world, *old_split)
     new = resume_view(asdict(cfg), world, *schedule_split(plan, step))
     verdict = compare(old, new, cfg.checkpoint.allow_changes)
     if verdict.refused:

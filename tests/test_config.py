@@ -151,13 +151,13 @@ def test_console_script_reports_errors() -> None:
 
 def test_msg_settings_are_validated() -> None:
     msg = _problems(None, ["--model.size=gpt-tiny", "--growth.plan=msg", "--growth.boundaries=0.2,0.5",
-                           "--growth.msg_ramp_steps=2.5", "--model.n_layers=3"])
+                           "--growth.msg.ramp_steps=2.5", "--model.n_layers=3"])
     assert "msg needs exactly one (the growth step)" in msg
     assert "model.n_layers=3: msg starts from half the target; must be even" in msg
-    assert "growth.msg_ramp_steps=2.5" in msg
-    assert "growth.msg_ramp_steps=-1" in _problems(None, ["--growth.msg_ramp_steps=-1"])
+    assert "growth.msg.ramp_steps=2.5" in msg
+    assert "growth.msg.ramp_steps=-1" in _problems(None, ["--growth.msg.ramp_steps=-1"])
     cfg = load_config(ROOT / "configs/plans/msg.yaml", ["--model.size=gpt-tiny"])
-    assert cfg.growth.plan == "msg" and cfg.growth.msg_ramp_steps == pytest.approx(0.1)
+    assert cfg.growth.plan == "msg" and cfg.growth.msg.ramp_steps == pytest.approx(0.1)
 
 
 def test_malformed_yaml_names_its_file_and_line(tmp_path: Path) -> None:
@@ -184,7 +184,9 @@ def test_config_comments_name_only_real_flags() -> None:
     """A ``--flag`` in a shipped config's comments is a real field's override or a real ``megagrow`` option."""
     import re
 
-    fields = {f"{section}.{key}" for section, tree in Config().to_dict().items() for key in tree}
+    from megagrow.resume import flatten
+
+    fields = set(flatten(Config().to_dict()))
     known = fields | {"docs", "deepspeed", "world-size", "json", "help"}
     for path in [*CONFIGS, *sorted((ROOT / "configs/plans").glob("*.yaml"))]:
         for line in path.read_text().splitlines():
@@ -219,8 +221,9 @@ def test_overriding_a_presets_width_warns_that_its_ffn_stays() -> None:
 
 
 def test_one_default_apollo_layer_map() -> None:
-    """growth.layer_map defaulted to interpolation while configs/plans/apollo.yaml shipped stacking: two defaults."""
+    """growth.apollo.layer_map defaulted to interpolation while configs/plans/apollo.yaml shipped stacking: two
+    defaults."""
     from megagrow.config import GrowthConfig
 
-    shipped = yaml.safe_load(Path("configs/plans/apollo.yaml").read_text())["growth"]["layer_map"]
-    assert GrowthConfig().layer_map == shipped == "stacking"
+    shipped = yaml.safe_load(Path("configs/plans/apollo.yaml").read_text())["growth"]["apollo"]["layer_map"]
+    assert GrowthConfig().apollo.layer_map == shipped == "stacking"

@@ -172,7 +172,8 @@ def test_phase_batching_gives_the_same_losses_to_rounding(tmp_path: Path, text_d
         return real(s, step, micro, count)
 
     monkeypatch.setattr(train_mod, "_merged_batch", spy)
-    extra = ["--growth.plan=multilevel", "--growth.levels=2", "--growth.boundaries=2,6", "--growth.boundary_unit=steps",
+    extra = ["--growth.plan=multilevel", "--growth.multilevel.levels=2", "--growth.boundaries=2,6",
+             "--growth.boundary_unit=steps",
              "--model.n_layers=4", "--model.n_heads=4", "--train.grad_accum=4", "--data.micro_batch_size=2",
              "--train.max_steps=8", "--logging.log_every=1", "--train.eval_every=0"]
     on = records(run(tiny_config("gpt", tmp_path, "on", *extra, data_path=text_data)).run_dir)

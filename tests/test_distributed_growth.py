@@ -46,7 +46,7 @@ PLAN_ARGS = {
     "stackbert": ["--growth.plan=stackbert", "--growth.stages=1,2,4", "--growth.boundaries=2,4",
                   "--growth.boundary_unit=steps"],
     # width and depth change twice: coalesce at step 2, de-coalesce + interpolate at step 4
-    "multilevel": ["--growth.plan=multilevel", "--growth.levels=2", "--growth.boundaries=2,4",
+    "multilevel": ["--growth.plan=multilevel", "--growth.multilevel.levels=2", "--growth.boundaries=2,4",
                    "--growth.boundary_unit=steps"],
     # 3 slots; slot 2 runs in no micro-batch of steps 2 and 3, and only in the second of steps 4 and 5
     "skiptest": ["--growth.plan=skiptest", "--model.n_layers=3", "--train.grad_accum=2", "--train.max_steps=8",

@@ -299,7 +299,7 @@ def test_export_of_a_coarse_multilevel_phase_and_msg_ramp(text_data: Path, tmp_p
     assert json.loads((out / "config.json").read_text())["n_embd"] == 16
     _assert_same_logits(cm.build(), cm.layer_map, out)
     msg = _train(tmp_path, "gpt", "msg", *small, "--growth.plan=msg", "--growth.boundaries=2",
-                 "--growth.msg_ramp_steps=4", data=text_data)
+                 "--growth.msg.ramp_steps=4", data=text_data)
     assert open_checkpoint(msg.run_dir).masks is not None
     with pytest.raises(ValueError, match=r"inside the msg mask ramp \(mask value c=0.25"):
         from megagrow.interchange.export import export_hf

@@ -77,11 +77,11 @@ PLAN_SETTINGS = {  # every registered plan must appear here (a new plan adds its
     "apollo": ["--growth.stages=1,2,4", "--growth.boundaries=0.2,0.5"],
     "stackbert": ["--growth.stages=1,2,4", "--growth.boundaries=0.2,0.5"],
     "gstack": ["--growth.stages=1,4", "--growth.boundaries=0.3"],
-    "multilevel": ["--growth.levels=2", "--growth.boundaries=0.2,0.5"],
+    "multilevel": ["--growth.multilevel.levels=2", "--growth.boundaries=0.2,0.5"],
     "bert2bert": ["--growth.boundaries=0.3"],
     "msg": ["--growth.boundaries=0.3"],
-    "apollo+multilevel": ["--growth.levels=2", "--growth.boundaries=0.2,0.5"],
-    "ligo": ["--growth.boundaries=0.3", "--growth.ligo_steps=1"],
+    "apollo+multilevel": ["--growth.multilevel.levels=2", "--growth.boundaries=0.2,0.5"],
+    "ligo": ["--growth.boundaries=0.3", "--growth.ligo.steps=1"],
     "subpath": ["--growth.stages=2,3,4", "--growth.boundaries=0.2,0.5", "--growth.sampler=live"],
 }
 
@@ -199,7 +199,7 @@ def test_ligo_operator_cost_is_charged(capsys) -> None:
     from megagrow.growth.ops.ligo import LigoShape, materialize_flops
     from megagrow.models import build_model
 
-    out = _json(capsys, *SMALL, "--growth.plan=ligo", "--growth.boundaries=0.5", "--growth.ligo_steps=7")
+    out = _json(capsys, *SMALL, "--growth.plan=ligo", "--growth.boundaries=0.5", "--growth.ligo.steps=7")
     (tr,) = out["transitions"]
     small, big = out["phases"]
     assert tr["step"] == 5 and tr["fit_steps"] == 7 and tr["fit_tokens"] == 7 * 6 * 8

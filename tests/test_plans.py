@@ -12,7 +12,7 @@ from megagrow.config import load_config
 from megagrow.growth.plans import PLANS, build_plan
 from tests.trainutil import records, run, tiny_config
 
-MULTILEVEL = ["--growth.plan=multilevel", "--growth.levels=2", "--growth.boundaries=4,12",
+MULTILEVEL = ["--growth.plan=multilevel", "--growth.multilevel.levels=2", "--growth.boundaries=4,12",
               "--growth.boundary_unit=steps", "--model.n_layers=4", "--model.n_heads=4", "--model.ln_eps=1e-12"]
 STAGED = {
     "apollo": ["--growth.plan=apollo", "--growth.stages=1,2,4", "--growth.boundaries=6,12",
@@ -115,14 +115,14 @@ def test_multilevel_resume_is_exact(stop: int, tmp_path: Path, text_data: Path) 
 ONE_STEP_GROWTH = {
     "bert2bert": ["--growth.plan=bert2bert", "--growth.boundaries=8", "--growth.boundary_unit=steps",
                   "--model.n_layers=4", "--model.n_heads=4", "--model.ln_eps=1e-12"],
-    "bert2bert-fpi": ["--growth.plan=bert2bert", "--growth.b2b_method=fpi", "--growth.boundaries=8",
+    "bert2bert-fpi": ["--growth.plan=bert2bert", "--growth.bert2bert.method=fpi", "--growth.boundaries=8",
                       "--growth.boundary_unit=steps", "--model.n_layers=4", "--model.n_heads=4",
                       "--model.ln_eps=1e-12"],
     "gstack": ["--growth.plan=gstack", "--growth.stages=1,4", "--growth.boundaries=8",
                "--growth.boundary_unit=steps", "--model.n_layers=4"],
-    "ligo": ["--growth.plan=ligo", "--growth.boundaries=8", "--growth.boundary_unit=steps", "--growth.ligo_steps=4",
+    "ligo": ["--growth.plan=ligo", "--growth.boundaries=8", "--growth.boundary_unit=steps", "--growth.ligo.steps=4",
              "--model.n_layers=4", "--model.n_heads=4"],
-    "msg": ["--growth.plan=msg", "--growth.boundaries=8", "--growth.boundary_unit=steps", "--growth.msg_ramp_steps=4",
+    "msg": ["--growth.plan=msg", "--growth.boundaries=8", "--growth.boundary_unit=steps", "--growth.msg.ramp_steps=4",
             "--model.n_layers=4", "--model.n_heads=4", "--model.ln_eps=1e-12"],
 }
 
@@ -250,7 +250,7 @@ def test_ligo_resume_across_the_learned_transition_is_exact(stop: int, tmp_path:
     assert [(r["samples"], r["flops"]) for r in a] == [(r["samples"], r["flops"]) for r in b]
 
 
-APOLLO_ML = ["--growth.plan=apollo+multilevel", "--growth.levels=2", "--growth.boundaries=4,12",
+APOLLO_ML = ["--growth.plan=apollo+multilevel", "--growth.multilevel.levels=2", "--growth.boundaries=4,12",
              "--growth.boundary_unit=steps", "--model.n_layers=4", "--model.n_heads=4", "--model.ln_eps=1e-12"]
 
 
@@ -284,13 +284,14 @@ def test_apollo_multilevel_resume_inside_the_coarse_level_is_exact(tmp_path: Pat
 
 
 def test_multilevel_function_preserving_decoalescing_options_reach_the_transition() -> None:
-    """growth.depth_decoalesce=zero and growth.residual_scale=true with alpha 0: the model after the V-cycle's
-    de-coalescing computes what the coarse model computed (pre-LN GPT; the ops tests check the operators)."""
+    """growth.multilevel.depth_decoalesce=zero and growth.multilevel.residual_scale=true with alpha 0: the model after
+    the V-cycle's de-coalescing computes what the coarse model computed (pre-LN GPT; the ops tests check the
+    operators)."""
     from megagrow.models import build_model
     from megagrow.state import FullState
 
-    args = ["--model.size=gpt-tiny", *MULTILEVEL, "--train.max_steps=16", "--growth.alpha=0", "--model.dropout=0",
-            "--model.vocab_size=64", "--model.attn_dropout=0"]
+    args = ["--model.size=gpt-tiny", *MULTILEVEL, "--train.max_steps=16", "--growth.multilevel.alpha=0",
+            "--model.dropout=0", "--model.vocab_size=64", "--model.attn_dropout=0"]
     ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": ids, "labels": ids}
 
@@ -301,7 +302,7 @@ def test_multilevel_function_preserving_decoalescing_options_reach_the_transitio
             return model(batch, model.full_layer_map()).logits
 
     devs = {}
-    for extra in ([], ["--growth.depth_decoalesce=zero", "--growth.residual_scale=true"]):
+    for extra in ([], ["--growth.multilevel.depth_decoalesce=zero", "--growth.multilevel.residual_scale=true"]):
         cfg = load_config(None, [*args, *extra])
         plan = build_plan("multilevel", 4, cfg.growth, seed=0, max_steps=16, model=cfg.model)
         torch.manual_seed(0)
@@ -313,4 +314,4 @@ def test_multilevel_function_preserving_decoalescing_options_reach_the_transitio
     print(f"\nde-coalesced vs coarse logits, max abs: paper {devs[False]:.2e}, function-preserving {devs[True]:.2e}")
     assert devs[True] < 1e-4 < devs[False]
     with pytest.raises(ValueError, match="residual_scale=true: only for model.family='gpt'"):
-        load_config(None, ["--model.size=bert-tiny", *MULTILEVEL, "--growth.residual_scale=true"])
+        load_config(None, ["--model.size=bert-tiny", *MULTILEVEL, "--growth.multilevel.residual_scale=true"])

@@ -59,17 +59,21 @@ class Suite:
 
 # configs/plans/apollo.yaml ships the stacking map since issue 12 (it won in both suites); the runs made before
 # with the paper's interpolation map name it, so that their commands still say what ran
-_INTERP = "--growth.layer_map=interpolation"
+_INTERP = "--growth.apollo.layer_map=interpolation"
+# Multi-level's function-preserving de-coalescing: identity second layers, residual writers scaled, alpha 0
+_PRESERVE = ("--growth.multilevel.depth_decoalesce=zero", "--growth.multilevel.residual_scale=true",
+             "--growth.multilevel.alpha=0")
 
 _GPT_PLANS = (
     PlanRun("apollo", "apollo.yaml", (_INTERP,), "LVPS, the paper's interpolation map (shipped until issue 12)"),
     PlanRun("apollo-uniform", "apollo.yaml", ("--growth.sampler=uniform", _INTERP), "ablation: uniform depth sampler"),
     PlanRun("apollo-full", "apollo.yaml", ("--growth.sampler=full", _INTERP),
             "ablation: every micro-batch at full live depth"),
-    PlanRun("apollo-stacking", "apollo.yaml", ("--growth.layer_map=stacking",),
+    PlanRun("apollo-stacking", "apollo.yaml", ("--growth.apollo.layer_map=stacking",),
             "ablation: stacking map (the shipped map since issue 12)"),
     PlanRun("multilevel", "multilevel.yaml", note="2 levels (shipped)"),
-    PlanRun("multilevel-3", "multilevel.yaml", ("--growth.levels=3", "--growth.boundaries=[0.05,0.10,0.35,0.55]"),
+    PlanRun("multilevel-3", "multilevel.yaml",
+            ("--growth.multilevel.levels=3", "--growth.boundaries=[0.05,0.10,0.35,0.55]"),
             "3 levels: coalesce at 5% and 10%, de-coalesce at 35% and 55%"),
     PlanRun("apollo+multilevel", "apollo-multilevel.yaml"),
     PlanRun("stackbert", "stackbert.yaml"),
@@ -170,7 +174,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     "the shipped plan with 1/0.606 x the steps: scratch's FLOPs"),
             # probes (issue 12: "probe cheaply, full runs for the finalists"): each stops _LAG steps after the
             # de-coalescing at 55 %, the transition where the shipped plan loses its lead
-            PlanRun("ml-alpha0", "multilevel.yaml", ("--growth.alpha=0",),
+            PlanRun("ml-alpha0", "multilevel.yaml", ("--growth.multilevel.alpha=0",),
                     "probe: no interpolation: the de-coalesced coarse model alone (alpha 0 instead of 0.25)",
                     stop_at=_probe_end(0.55)),
             PlanRun("ml-lr-continue", "multilevel.yaml", ("--growth.lr_policy=continue",),
@@ -193,11 +197,11 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
             # the loss jumps at de-coalescing even with the LR near 0 (ml-rewarm: 4.71 -> 5.18): the paper's
             # de-coalescing is not function preserving here (each layer runs twice; GPT's width split halves the
             # residual stream but not the sub-layer outputs). Does the lead survive a de-coalescing that is?
-            PlanRun("ml-depth-zero", "multilevel.yaml", ("--growth.depth_decoalesce=zero",),
+            PlanRun("ml-depth-zero", "multilevel.yaml", ("--growth.multilevel.depth_decoalesce=zero",),
                     "probe: the second layer of each de-coalesced pair starts as an identity block (residual-writing "
                     "projections zeroed) instead of a copy", stop_at=_probe_end(0.55)),
             PlanRun("ml-preserve", "multilevel.yaml",
-                    ("--growth.depth_decoalesce=zero", "--growth.residual_scale=true", "--growth.alpha=0"),
+                    _PRESERVE,
                     "probe: function-preserving de-coalescing: identity second layers, the residual-writing "
                     "projections scaled with the width, no interpolation", stop_at=_probe_end(0.55)),
             # ml-preserve's train loss rises only 4.69 -> 4.78 at de-coalescing (alpha 0: -> 4.96), then to 4.88 as
@@ -205,17 +209,15 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
             # was ahead (ml-lr-continue) but its full run lost because the de-coalesced model started ~0.5 nats
             # worse at a low LR. A preserved function with the global schedule removes both:
             PlanRun("ml-preserve-continue", "multilevel.yaml",
-                    ("--growth.depth_decoalesce=zero", "--growth.residual_scale=true", "--growth.alpha=0",
-                     "--growth.lr_policy=continue"),
+                    (*_PRESERVE, "--growth.lr_policy=continue"),
                     "probe: ml-preserve with one global LR schedule (growth.lr_policy=continue)",
                     stop_at=_probe_end(0.55)),
             PlanRun("ml-preserve-continue-full", "multilevel.yaml",
-                    ("--growth.depth_decoalesce=zero", "--growth.residual_scale=true", "--growth.alpha=0",
-                     "--growth.lr_policy=continue"),
+                    (*_PRESERVE, "--growth.lr_policy=continue"),
                     "ml-preserve-continue to the end of the run", continues="ml-preserve-continue"),
             # the bert suite's coarse phase needs <= 2x (4x keeps it on MLM's plateau; 2x was its best probe):
             # would 2x serve the gpt suite too, so that one shipped default fits both?
-            PlanRun("ml-coarse2", "multilevel.yaml", ("--growth.coarse_lr_mult=2",),
+            PlanRun("ml-coarse2", "multilevel.yaml", ("--growth.multilevel.coarse_lr_mult=2",),
                     "probe: the coarse model at 2x the peak LR instead of 4x", stop_at=_probe_end(0.55)),
         ),
     ),
@@ -277,7 +279,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
             _at_scratch_flops("stackbert-equal-flops", "stackbert.yaml", 0.821, "the shipped StackBERT plan"),
             _at_scratch_flops("gstack-equal-flops", "gstack.yaml", 0.842, "the shipped G_stack plan"),
             _at_scratch_flops("apollo-stacking-equal-flops", "apollo.yaml", 0.885, "Apollo with the stacking map",
-                              "--growth.layer_map=stacking"),
+                              "--growth.apollo.layer_map=stacking"),
             # plan-lr: at their own budgets StackBERT and G_stack do better at peak LR 4e-3 than at scratch's 8e-3
             _at_scratch_flops("stackbert-equal-flops-lr4e-3", "stackbert.yaml", 0.821, "StackBERT at peak LR 4e-3",
                               "--optim.lr=0.004"),
@@ -348,33 +350,36 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "check) or 2x, does the coarse phase run ahead of scratch, and does the lead survive de-coalescing?",
         ("multilevel",),
         (
-            PlanRun("bml-coarse1", "multilevel.yaml", ("--growth.coarse_lr_mult=1",),
+            PlanRun("bml-coarse1", "multilevel.yaml", ("--growth.multilevel.coarse_lr_mult=1",),
                     "probe: the coarse model at the peak LR (4e-3) instead of 4x", stop_at=_probe_end(0.55)),
-            PlanRun("bml-coarse2", "multilevel.yaml", ("--growth.coarse_lr_mult=2",),
+            PlanRun("bml-coarse2", "multilevel.yaml", ("--growth.multilevel.coarse_lr_mult=2",),
                     "probe: the coarse model at 2x the peak LR (8e-3) instead of 4x", stop_at=_probe_end(0.55)),
             # at 1x the coarse phase is far ahead (-0.77 at equal FLOPs) and de-coalescing loses it all (-0.02): the
             # train loss jumps 5.02 -> 5.61. BERT interpolates with alpha 0.5, half of the snapshot taken at 5 %
             # (still on the plateau), and its depth de-coalescing runs every layer twice
-            PlanRun("bml-coarse1-alpha0", "multilevel.yaml", ("--growth.coarse_lr_mult=1", "--growth.alpha=0"),
+            PlanRun("bml-coarse1-alpha0", "multilevel.yaml",
+                    ("--growth.multilevel.coarse_lr_mult=1", "--growth.multilevel.alpha=0"),
                     "probe: bml-coarse1 without the interpolation (alpha 0 instead of BERT's 0.5)",
                     stop_at=_probe_end(0.55)),
             PlanRun("bml-coarse1-zero", "multilevel.yaml",
-                    ("--growth.coarse_lr_mult=1", "--growth.alpha=0", "--growth.depth_decoalesce=zero"),
+                    ("--growth.multilevel.coarse_lr_mult=1", "--growth.multilevel.alpha=0",
+                     "--growth.multilevel.depth_decoalesce=zero"),
                     "probe: bml-coarse1-alpha0 with the second layer of each de-coalesced pair as an identity-like "
                     "block (residual-writing projections zeroed; post-LN: not exactly the identity)",
                     stop_at=_probe_end(0.55)),
             # the probes' best (-0.127 300 steps after de-coalescing; alpha 0: -0.053, identity layers: -0.076,
             # both at 1x): its full run
-            PlanRun("bml-coarse2-full", "multilevel.yaml", ("--growth.coarse_lr_mult=2",),
+            PlanRun("bml-coarse2-full", "multilevel.yaml", ("--growth.multilevel.coarse_lr_mult=2",),
                     "bml-coarse2 to the end of the run (continued from the probe's checkpoint)",
                     continues="bml-coarse2"),
             # bml-coarse2-full ends at 4.546, -0.133 at equal FLOPs with 0.584x scratch's FLOPs: given scratch's?
             PlanRun("bml-coarse2-equal-flops", "multilevel.yaml",
-                    ("--growth.coarse_lr_mult=2", f"--train.max_steps={round(_BERT_STEPS / 0.584)}"),
+                    ("--growth.multilevel.coarse_lr_mult=2", f"--train.max_steps={round(_BERT_STEPS / 0.584)}"),
                     "bml-coarse2 with 1/0.584 x the steps: scratch's FLOPs"),
             # it saves 30.6 % of the FLOPs (4.067), the only run meeting Multi-level's target: robust to the seed?
             PlanRun("bml-coarse2-equal-flops-s1235", "multilevel.yaml",
-                    ("--growth.coarse_lr_mult=2", f"--train.max_steps={round(_BERT_STEPS / 0.584)}", "--run.seed=1235"),
+                    ("--growth.multilevel.coarse_lr_mult=2", f"--train.max_steps={round(_BERT_STEPS / 0.584)}",
+                     "--run.seed=1235"),
                     "bml-coarse2-equal-flops, second seed (data order and initialization)"),
         ),
     ),
@@ -386,10 +391,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         ("apollo",),
         (
             PlanRun("apollo-s1235", "apollo.yaml", ("--run.seed=1235", _INTERP), "the suite's apollo, second seed"),
-            PlanRun("apollo-stacking", "apollo.yaml", ("--growth.layer_map=stacking",),
+            PlanRun("apollo-stacking", "apollo.yaml", ("--growth.apollo.layer_map=stacking",),
                     "ablation: the stacking map instead of interpolation"),
             # the stacking map won in both suites (gpt 4.524 vs 4.580; bert 41.4 % vs 39.1 %), one seed each
-            PlanRun("apollo-stacking-s1235", "apollo.yaml", ("--growth.layer_map=stacking", "--run.seed=1235"),
+            PlanRun("apollo-stacking-s1235", "apollo.yaml", ("--growth.apollo.layer_map=stacking", "--run.seed=1235"),
                     "the stacking map, second seed: does it become the shipped map?"),
         ),
     ),
@@ -421,7 +426,8 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         tuple(PlanRun(f"{name}-lr{lr_tag(lr)}", plan_file, (f"--optim.lr={lr:g}", *extra), f"{name} at peak LR {lr:g}")
               for lr in (2e-3, 8e-3)
               for name, plan_file, extra in (("stackbert", "stackbert.yaml", ()),
-                                             ("apollo-stacking", "apollo.yaml", ("--growth.layer_map=stacking",))))
+                                             ("apollo-stacking", "apollo.yaml",
+                                              ("--growth.apollo.layer_map=stacking",))))
         # StackBERT's 43.8 % (at 4e-3, its best LR and scratch's) is the best bert result: robust to the seed?
         + (PlanRun("stackbert-s1235", "stackbert.yaml", ("--run.seed=1235",), "the suite's stackbert, second seed"),),
     ),
@@ -479,7 +485,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "plan do better at 4e-3 (scratch's robust LR) or 1.6e-2?",
         (*(n for n, _ in _FINALISTS), "multilevel"),
         (
-            *(PlanRun(p.name, p.plan_file, (*p.overrides, "--growth.layer_map=stacking") if "apollo" in p.name
+            *(PlanRun(p.name, p.plan_file, (*p.overrides, "--growth.apollo.layer_map=stacking") if "apollo" in p.name
                       else p.overrides, p.note) for p in _lr_grid(_FINALISTS, (4e-3, 1.6e-2))),
             # StackBERT and G_stack were best at 4e-3, the grid's low edge: scratch's sweep goes down to 2e-3
             *(PlanRun(f"{name}-lr2e-3", plan_file, ("--optim.lr=0.002",), f"{name} at peak LR 0.002")
@@ -516,9 +522,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         ("multilevel",),
         tuple(run for tag, extra, what in (
             ("", (), "the paper's operator, alpha 0.25"),
-            ("-a0.1", ("--growth.alpha=0.1",), "alpha 0.1"),
-            ("-a0", ("--growth.alpha=0",), "alpha 0 (the de-coalesced coarse model alone)"),
-            ("-preserve", ("--growth.depth_decoalesce=zero", "--growth.residual_scale=true", "--growth.alpha=0"),
+            ("-a0.1", ("--growth.multilevel.alpha=0.1",), "alpha 0.1"),
+            ("-a0", ("--growth.multilevel.alpha=0",), "alpha 0 (the de-coalesced coarse model alone)"),
+            ("-preserve", _PRESERVE,
              "function-preserving de-coalescing (identity second layers, residual writers scaled, alpha 0)"))
             for run in (
                 PlanRun(f"ml-wsd{tag}", "multilevel.yaml", (*_WSD_V2, "--growth.lr_policy=continue", *extra),

@@ -1,12 +1,21 @@
-"""The ``growth:`` section of the config: the plan and its options, and their checks against the model. Plans read
-it (``megagrow/growth/plans/``); the rest of megagrow only passes it along."""
+"""The ``growth:`` section of the config: the plan, the schedule fields every staged plan shares, and one options
+section per method (``growth.<method>:``, its dataclass defined in the plan's own file), with their checks against
+the model. Plans read it (``megagrow/growth/plans/``); the rest of megagrow only passes it along. Configs written
+before the sections (flat keys such as ``growth.alpha``) load translated (:func:`translate_legacy`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from megagrow.fields import doc
+from megagrow.growth.plans import PLANS
+from megagrow.growth.plans.apollo import ApolloOptions
+from megagrow.growth.plans.bert2bert import Bert2BertOptions
+from megagrow.growth.plans.ligo import LigoOptions
+from megagrow.growth.plans.msg import MsgOptions
+from megagrow.growth.plans.multilevel import MultilevelOptions
 
 
 @dataclass
@@ -42,42 +51,75 @@ class GrowthConfig:
         "LR at transitions: auto = the method's paper (multilevel reset, others continue); continue = one global "
         "schedule; rewarm = global schedule re-ramped over optim.warmup_steps; reset = a fresh schedule per phase",
         "auto")
-    b2b_method: Literal["aki", "fpi"] = doc("bert2bert: width growth, AKI (paper's best) or FPI (function preserving)",
-                                            "aki")
-    msg_ramp_steps: float = doc("msg: steps over which the masks of the grown units ramp from 0 to 1 after the "
-                                "growth step; < 1 = a fraction of train.max_steps, >= 1 = optimizer steps (an "
-                                "integer); 0 = no ramp (the plain grown model at once)", 0.1)
-    levels: int = doc("multilevel: number of levels of the V-cycle (2 or 3); boundaries need 2*(levels-1)", 2)
-    alpha: float | None = doc("multilevel: interpolation weight of the pre-coalescing model; none = paper default "
-                              "(bert 0.5, gpt/deit 0.25)", None)
-    coarse_lr_mult: float = doc("multilevel: LR multiplier per coarsening level (the paper's small model: 4x)", 4.0)
-    width_pairing: Literal["half", "adjacent"] = doc("multilevel: merge unit i with i+n/2 (paper) or i+1", "half")
-    depth_pairing: Literal["adjacent", "half"] = doc("multilevel: merge layers 2i,2i+1 (paper) or i, i+L/2", "adjacent")
-    depth_decoalesce: Literal["copy", "zero"] = doc(
-        "multilevel: the fine layers a coarse layer becomes at de-coalescing: copy (paper: each a copy, so the layer "
-        "runs twice) or zero (the first a copy, the others with their residual-writing projections attn.proj and "
-        "mlp.fc_out zeroed: identity blocks in a pre-LN model, so depth de-coalescing preserves its function)", "copy")
-    residual_scale: bool = doc(
-        "multilevel, gpt: also scale the residual-writing projections x2 when coalescing and x0.5 when "
-        "de-coalescing, so that width de-coalescing preserves a pre-LN model's function (the paper's does not)",
-        False)
-    ligo_steps: int = doc("ligo: optimizer steps training the growth operator (small weights frozen) at the growth "
-                          "step; each uses one global batch of the run's data and is charged its FLOPs", 100)
-    ligo_lr: float | None = doc("ligo: LR of the operator training (constant); none = optim.lr", None)
-    ligo_width_init: Literal["rand", "sel"] = doc(
-        "ligo: init of the width expanders: rand (new units = random convex combinations of old units, the "
-        "reference default) or sel (random copies)", "rand")
-    ligo_depth_noise: float = doc("ligo: U(0, noise) added to the stacking init of the depth coefficients", 0.03)
+    apollo: ApolloOptions = field(default_factory=ApolloOptions, metadata={"help": "apollo's options"})
+    multilevel: MultilevelOptions = field(default_factory=MultilevelOptions,
+                                          metadata={"help": "multilevel's and apollo+multilevel's options"})
+    bert2bert: Bert2BertOptions = field(default_factory=Bert2BertOptions, metadata={"help": "bert2bert's options"})
+    msg: MsgOptions = field(default_factory=MsgOptions, metadata={"help": "msg's options"})
+    ligo: LigoOptions = field(default_factory=LigoOptions, metadata={"help": "ligo's options"})
+
+    def sections(self) -> dict[str, Any]:
+        """Every method's options section by its key (``growth.<key>:``)."""
+        return {key: getattr(self, key) for key in SECTIONS}
+
+
+#: The method option sections: key -> options class (each defined in its plan's file).
+SECTIONS: dict[str, type] = {"apollo": ApolloOptions, "multilevel": MultilevelOptions, "bert2bert": Bert2BertOptions,
+                             "msg": MsgOptions, "ligo": LigoOptions}
+
+#: Flat keys of configs written before the sections (every result committed before issue 28): old -> new.
+LEGACY_KEYS: dict[str, tuple[str, str]] = {
+    "layer_map": ("apollo", "layer_map"),
+    "levels": ("multilevel", "levels"), "alpha": ("multilevel", "alpha"),
+    "coarse_lr_mult": ("multilevel", "coarse_lr_mult"), "width_pairing": ("multilevel", "width_pairing"),
+    "depth_pairing": ("multilevel", "depth_pairing"), "depth_decoalesce": ("multilevel", "depth_decoalesce"),
+    "residual_scale": ("multilevel", "residual_scale"),
+    "b2b_method": ("bert2bert", "method"),
+    "msg_ramp_steps": ("msg", "ramp_steps"),
+    "ligo_steps": ("ligo", "steps"), "ligo_lr": ("ligo", "lr"), "ligo_width_init": ("ligo", "width_init"),
+    "ligo_depth_noise": ("ligo", "depth_noise"),
+}
+
+
+def translate_legacy(tree: Mapping[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
+    """A config tree with the flat growth keys of older configs moved into their sections: the new tree, notes
+    naming each key moved (shown when a run starts), and problems (an old key and its new one both set,
+    differently). Trees without old keys come back unchanged."""
+    out = dict(tree)
+    g = out.get("growth")
+    if not isinstance(g, Mapping) or not any(k in g for k in LEGACY_KEYS):
+        return out, [], []
+    g = dict(g)
+    moved, problems = [], []
+    for old, (section, key) in LEGACY_KEYS.items():
+        if old not in g:
+            continue
+        value = g.pop(old)
+        sec = g.get(section)
+        sec = dict(sec) if isinstance(sec, Mapping) else {}
+        if key in sec and sec[key] != value:
+            problems.append(f"growth.{old}={value} (an old flat key) and growth.{section}.{key}={sec[key]} are "
+                            f"both set, differently: keep growth.{section}.{key} only")
+        else:
+            sec[key] = value
+        g[section] = sec
+        moved.append(f"growth.{old} -> growth.{section}.{key}")
+    out["growth"] = g
+    note = (f"flat growth key(s) of configs before the per-method sections, read as the new keys: {', '.join(moved)}"
+            " (write the new keys to silence this)")
+    return out, [note], problems
 
 
 def growth_problems(g: GrowthConfig, model: Any, max_steps: int) -> list[str]:
     """Every problem of the growth section for this model (:class:`~megagrow.models.spec.ModelConfig`), one line
-    each naming the field, its value and what was expected."""
+    each naming the field, its value and what was expected: the shared fields here, each section's values by its
+    options class, and what the chosen plan needs by the plan (``config_problems``)."""
     p: list[str] = []
     if g.stage_lr_mults:
         if g.plan not in ("apollo", "stackbert", "gstack", "subpath"):
             p.append(f"growth.stage_lr_mults={g.stage_lr_mults}: only staged plans (apollo, stackbert, gstack, "
-                     f"subpath) take a per-stage LR (growth.plan={g.plan}); multilevel has growth.coarse_lr_mult")
+                     f"subpath) take a per-stage LR (growth.plan={g.plan}); multilevel has "
+                     "growth.multilevel.coarse_lr_mult")
         elif len(g.stage_lr_mults) != len(g.stages):
             p.append(f"growth.stage_lr_mults={g.stage_lr_mults}: need one per stage (growth.stages={g.stages})")
         elif any(not m > 0 for m in g.stage_lr_mults):
@@ -85,41 +127,10 @@ def growth_problems(g: GrowthConfig, model: Any, max_steps: int) -> list[str]:
     if g.depth_op != "stack" and g.plan not in ("stackbert", "gstack"):
         p.append(f"growth.depth_op={g.depth_op}: only stackbert and gstack grow depth by a depth operator "
                  f"(growth.plan={g.plan}); leave it at stack")
-    if g.plan in ("bert2bert", "msg", "ligo"):
-        if len(g.boundaries) != 1:
-            p.append(f"growth.boundaries={g.boundaries}: {g.plan} needs exactly one (the growth step)")
-        for name, v in (("n_layers", model.n_layers), ("hidden", model.hidden),
-                        ("n_heads", model.n_heads), ("ffn", model.ffn_dim)):
-            if v % 2:
-                p.append(f"model.{name}={v}: {g.plan} starts from half the target; must be even")
-    if g.ligo_steps < 0:
-        p.append(f"growth.ligo_steps={g.ligo_steps}: must be >= 0")
-    if g.ligo_lr is not None and not g.ligo_lr > 0:
-        p.append(f"growth.ligo_lr={g.ligo_lr}: must be > 0 (or none for optim.lr)")
-    if g.ligo_depth_noise < 0:
-        p.append(f"growth.ligo_depth_noise={g.ligo_depth_noise}: must be >= 0")
-    r = g.msg_ramp_steps
-    if not r == r or r < 0 or (r >= 1 and r != int(r)):
-        p.append(f"growth.msg_ramp_steps={r}: must be a fraction of the run in [0, 1) or a whole number of steps")
-    if g.plan in ("multilevel", "apollo+multilevel"):
-        if g.levels not in (2, 3):
-            p.append(f"growth.levels={g.levels}: must be 2 or 3")
-        elif len(g.boundaries) != 2 * (g.levels - 1):
-            p.append(f"growth.boundaries={g.boundaries}: multilevel with {g.levels} levels needs "
-                     f"{2 * (g.levels - 1)} (coalesce, ..., de-coalesce)")
-        m = model
-        div = 2 ** (g.levels - 1)
-        for name, v in (("n_layers", m.n_layers), ("hidden", m.hidden), ("n_heads", m.n_heads), ("ffn", m.ffn_dim)):
-            if v % div:
-                p.append(f"model.{name}={v}: multilevel with {g.levels} levels halves it {g.levels - 1} time(s); "
-                         f"must be divisible by {div}")
-        if g.alpha is not None and not 0 <= g.alpha <= 1:
-            p.append(f"growth.alpha={g.alpha}: must be in [0, 1]")
-        if g.coarse_lr_mult <= 0:
-            p.append(f"growth.coarse_lr_mult={g.coarse_lr_mult}: must be > 0")
-        if g.residual_scale and m.family != "gpt":
-            p.append(f"growth.residual_scale=true: only for model.family='gpt' (this is {m.family!r}; its width "
-                     "de-coalescing already preserves the function)")
+    for options in g.sections().values():
+        p += options.problems()
+    if g.plan in PLANS:
+        p += PLANS[g.plan].config_problems(g, model, max_steps)
     if g.stages:
         if any(n <= 0 for n in g.stages) or list(g.stages) != sorted(set(g.stages)):
             p.append(f"growth.stages={g.stages}: must be positive and strictly increasing")
@@ -136,4 +147,19 @@ def growth_problems(g: GrowthConfig, model: Any, max_steps: int) -> list[str]:
     return p
 
 
-__all__ = ["GrowthConfig", "growth_problems"]
+
+
+def section_resume_rules() -> list[tuple[str, str, str]]:
+    """``(key, kind, why)`` for the options fields whose change on resume is not simply incompatible (the rest
+    fall under ``growth.*``), from each options class's ``resume_rules``."""
+    return [(f"growth.{key}.{name}", kind, why) for key, cls in SECTIONS.items()
+            for name, (kind, why) in cls.resume_rules.items()]
+
+
+def section_lr_keys() -> list[str]:
+    """The options fields whose change alters the LR (each options class's ``lr_fields``)."""
+    return [f"growth.{key}.{name}" for key, cls in SECTIONS.items() for name in cls.lr_fields]
+
+
+__all__ = ["LEGACY_KEYS", "SECTIONS", "GrowthConfig", "growth_problems", "section_lr_keys", "section_resume_rules",
+           "translate_legacy"]

@@ -10,21 +10,40 @@ micro-step): resume needs no state and every rank draws the same depth.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar, Literal
 
+from megagrow.fields import doc
 from megagrow.growth.ops.depth import expand_depth, layer_map
 from megagrow.growth.plans.base import Decision, Transition
 from megagrow.growth.plans.staged import StagedPlan
 from megagrow.growth.samplers import get_sampler
 
 
+@dataclass
+class ApolloOptions:
+    """``growth.apollo:`` (docs/methods/apollo.md)."""
+
+    layer_map: Literal["interpolation", "stacking"] = doc(
+        "how sampled depth positions map to live weight sets, and how stages expand: stacking (the default and "
+        "configs/plans/apollo.yaml's: measured better in both suites, docs/growth-pays.md) or interpolation (the "
+        "paper's)", "stacking")
+    resume_rules: ClassVar[dict[str, tuple[str, str]]] = {}
+    lr_fields: ClassVar[tuple[str, ...]] = ()
+
+    def problems(self) -> list[str]:
+        return []
+
+
 class ApolloPlan(StagedPlan):
     name = "apollo"
+    section = "apollo"
 
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         super().__init__(n_layers, growth, seed, max_steps)
         self.sampler = get_sampler(growth.sampler)
-        self.map_kind = growth.layer_map
+        self.map_kind = growth.apollo.layer_map
         self.moments = "keep" if growth.moments == "auto" else growth.moments
         self.depth_sampler = self.sampler.name
 

@@ -135,6 +135,13 @@ class StatelessPlan:
     lr_policy = "continue"  # what ``growth.lr_policy: auto`` means for this plan
     n_max = 0  # set by the plan, else by build_plan (the target's model.n_layers)
     needs_model = False
+    section: str | None = None  # the ``growth.<section>:`` options this plan reads (megagrow/growth/config.py)
+
+    @classmethod
+    def config_problems(cls, growth: Any, model: Any, max_steps: int) -> list[str]:
+        """What this plan needs of the growth section and the model, one line per problem naming the field, its
+        value and what was expected (checked when a config loads, before any plan is built)."""
+        return []
     depth_sampler = "fixed"
 
     def depth_pmf(self, step: int) -> dict[int, float] | None:

@@ -14,6 +14,17 @@ class HalfToTargetPlan(StatelessPlan):
 
     needs_model = True
 
+    @classmethod
+    def config_problems(cls, growth, model, max_steps: int) -> list[str]:
+        p = []
+        if len(growth.boundaries) != 1:
+            p.append(f"growth.boundaries={growth.boundaries}: {cls.name} needs exactly one (the growth step)")
+        for name, v in (("n_layers", model.n_layers), ("hidden", model.hidden),
+                        ("n_heads", model.n_heads), ("ffn", model.ffn_dim)):
+            if v % 2:
+                p.append(f"model.{name}={v}: {cls.name} starts from half the target; must be even")
+        return p
+
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         if model is None:
             raise ValueError(f"{self.name} needs the model config (build_plan(..., model=cfg.model))")

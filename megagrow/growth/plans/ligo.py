@@ -2,8 +2,8 @@
 
 The small model has half the target's width (hidden, heads — head size kept — and FFN) and half its depth,
 as for bert2BERT, so the two compare in one setup. At the single boundary (``growth.boundaries: [b]``) the
-transition is learned: the operator (:mod:`megagrow.growth.ops.ligo`) is trained for ``growth.ligo_steps``
-AdamW steps at ``growth.ligo_lr`` (constant; default ``optim.lr``) on the grown model's loss over the run's
+transition is learned: the operator (:mod:`megagrow.growth.ops.ligo`) is trained for ``growth.ligo.steps``
+AdamW steps at ``growth.ligo.lr`` (constant; default ``optim.lr``) on the grown model's loss over the run's
 own data (each step one global batch, charged its FLOPs and tokens, small weights frozen), then the grown
 model is materialized and trained normally with a fresh optimizer and the global LR schedule continuing
 ("train normally, no warmup" in the reference). The operator steps are extra work inside the boundary step;
@@ -12,24 +12,53 @@ they do not count as training steps of the run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar, Literal
 
+from megagrow.fields import doc
 from megagrow.growth.ops.ligo import LigoShape, fit_operator, init_operator, materialize, materialize_flops
 from megagrow.growth.plans.base import FitContext, Transition
 from megagrow.growth.plans.half import HalfToTargetPlan
 from megagrow.state import FullState
 
 
+@dataclass
+class LigoOptions:
+    """``growth.ligo:`` (docs/methods/ligo.md)."""
+
+    steps: int = doc("optimizer steps training the growth operator (small weights frozen) at the growth step; each "
+                     "uses one global batch of the run's data and is charged its FLOPs", 100)
+    lr: float | None = doc("LR of the operator training (constant); none = optim.lr", None)
+    width_init: Literal["rand", "sel"] = doc(
+        "init of the width expanders: rand (new units = random convex combinations of old units, the reference "
+        "default) or sel (random copies)", "rand")
+    depth_noise: float = doc("U(0, noise) added to the stacking init of the depth coefficients", 0.03)
+    resume_rules: ClassVar[dict[str, tuple[str, str]]] = {}
+    lr_fields: ClassVar[tuple[str, ...]] = ()
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.steps < 0:
+            p.append(f"growth.ligo.steps={self.steps}: must be >= 0")
+        if self.lr is not None and not self.lr > 0:
+            p.append(f"growth.ligo.lr={self.lr}: must be > 0 (or none for optim.lr)")
+        if self.depth_noise < 0:
+            p.append(f"growth.ligo.depth_noise={self.depth_noise}: must be >= 0")
+        return p
+
+
 class LigoPlan(HalfToTargetPlan):
     name = "ligo"
+    section = "ligo"
 
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         if growth.moments not in ("auto", "fresh", "reset"):
             raise ValueError(f"growth.moments={growth.moments!r}: ligo starts the grown model with a fresh "
                              "optimizer (auto/fresh/reset); moments cannot follow a learned operator")
         super().__init__(n_layers, growth, seed, max_steps, model)
-        self.steps, self.lr = growth.ligo_steps, growth.ligo_lr
-        self.width_init, self.depth_noise = growth.ligo_width_init, growth.ligo_depth_noise
+        o = growth.ligo
+        self.steps, self.lr, self.width_init, self.depth_noise = o.steps, o.lr, o.width_init, o.depth_noise
 
     def shape(self) -> LigoShape:
         s, t = self.dims(True), self.dims(False)

@@ -6,13 +6,17 @@ the growth (:func:`~megagrow.growth.ops.msg.msg_grow`: old tensors in the leadin
 new layers on top copying the stack) happens at the single boundary (``growth.boundaries: [b]``). From
 that step on the decisions carry ``extras["masks"]`` (a :class:`~megagrow.models.GrowthMasks` at value
 ``c = msg_mask(step, b, ramp)``, 0 on the growth step, so the grown model starts as the small model's
-function), for ``growth.msg_ramp_steps`` steps; after that the masks are all ones and are dropped
+function), for ``growth.msg.ramp_steps`` steps; after that the masks are all ones and are dropped
 (``None``: the plain target model). The masks are a pure function of the step, so resuming mid-ramp is
 exact. FLOPs: the grown architecture is charged during the ramp (masked units still compute).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
+from megagrow.fields import doc
 from megagrow.growth.ops.msg import MsgMasks, msg_grow, msg_mask
 from megagrow.growth.plans.base import Decision, Transition
 from megagrow.growth.plans.half import HalfToTargetPlan
@@ -20,16 +24,35 @@ from megagrow.models.masks import GrowthMasks
 
 
 def ramp_steps(value: float, max_steps: int) -> int:
-    """``growth.msg_ramp_steps`` in optimizer steps: ``< 1`` a fraction of the run, else a step count."""
+    """``growth.msg.ramp_steps`` in optimizer steps: ``< 1`` a fraction of the run, else a step count."""
     return round(value * max_steps) if value < 1 else int(value)
+
+
+@dataclass
+class MsgOptions:
+    """``growth.msg:`` (docs/methods/msg.md)."""
+
+    ramp_steps: float = doc("steps over which the masks of the grown units ramp from 0 to 1 after the growth step; "
+                            "< 1 = a fraction of train.max_steps, >= 1 = optimizer steps (an integer); 0 = no ramp "
+                            "(the plain grown model at once)", 0.1)
+    resume_rules: ClassVar[dict[str, tuple[str, str]]] = {
+        "ramp_steps": ("honoured", "how the growth schedule is written; the resolved schedule is compared")}
+    lr_fields: ClassVar[tuple[str, ...]] = ()
+
+    def problems(self) -> list[str]:
+        r = self.ramp_steps
+        if not r == r or r < 0 or (r >= 1 and r != int(r)):
+            return [f"growth.msg.ramp_steps={r}: must be a fraction of the run in [0, 1) or a whole number of steps"]
+        return []
 
 
 class MsgPlan(HalfToTargetPlan):
     name = "msg"
+    section = "msg"
 
     def __init__(self, n_layers: int, growth, seed: int = 0, max_steps: int = 0, model=None):
         super().__init__(n_layers, growth, seed, max_steps, model)
-        self.ramp = ramp_steps(growth.msg_ramp_steps, max_steps)
+        self.ramp = ramp_steps(growth.msg.ramp_steps, max_steps)
         self.moments = "copy" if growth.moments in ("auto", "copy", "keep") else "reset"
         s, t = self.dims(True), self.dims(False)
         self.sizes = MsgMasks((s["hidden"], t["hidden"]), (s["n_heads"], t["n_heads"]), (s["ffn"], t["ffn"]),
