@@ -8,18 +8,18 @@ documentation prose (linux-doc-6.1, python3.11-doc, perl-doc). Packages are fetc
 and filtered to paragraphs of prose: one ``.txt`` file per book/entry group/page, paragraphs separated
 by blank lines, under ``<cache>/bench/text/<source>/``.
 
-    python benchmarks/bench_corpus.py            # prints the directory and its size
+    python -m benchmarks.bench_corpus [DIR]      # prints the directory and its size
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import os
 import re
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -200,8 +200,11 @@ def build(out: Path | None = None) -> Path:
     return out
 
 
-def main() -> None:
-    out = build(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_corpus", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", nargs="?", type=Path, default=None, help="the text directory (default: <cache>/bench/text)")
+    out = build(p.parse_args(argv).out)
     files = [p for p in out.rglob("*.txt")]
     size = sum(p.stat().st_size for p in files)
     print(f"{out}: {len(files)} files, {size / 1e6:.1f} MB")

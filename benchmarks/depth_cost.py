@@ -7,7 +7,7 @@ and splits the step into forward+backward and the DeepSpeed ``step()`` (clipping
 between the two is the cost of slots that are not live: today every slot is still stepped by AdamW
 (DeepSpeed hands unused parameters zero gradients, not None), which the growth issues must remove.
 
-    python benchmarks/depth_cost.py --out benchmarks/results/depth-cost-cpu.json
+    python -m benchmarks.depth_cost --out benchmarks/results/depth-cost-cpu.json
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
+from benchmarks import command  # noqa: E402
 from megagrow.config import load_config  # noqa: E402
 from megagrow.distributed.engine import build_engine, destroy_engine, init_distributed  # noqa: E402
 from megagrow.flops import train_flops  # noqa: E402
@@ -53,7 +53,8 @@ def _time_step(engine, batch, layer_map) -> tuple[float, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.depth_cost", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="gpt-tiny")
     p.add_argument("--slots", type=int, default=12, help="K, slots the large model holds")
     p.add_argument("--depths", default="1,3,6,12")
@@ -107,7 +108,7 @@ def main() -> None:
         destroy_engine(e)
     result = {
         "benchmark": "depth_cost",
-        "command": "python " + " ".join(sys.argv),
+        "command": command("benchmarks.depth_cost"),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},

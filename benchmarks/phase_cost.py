@@ -8,7 +8,7 @@ stages), and whatever else ``--shapes`` names. The step time is the median of th
 logged intervals after the warm-up. Shapes and allocators are interleaved round by round, so every
 configuration sees the same machine noise; losses are printed to show the allocator leaves the math unchanged.
 
-    python benchmarks/phase_cost.py --out benchmarks/results/phase-cost-cpu.json
+    python -m benchmarks.phase_cost --out benchmarks/results/phase-cost-cpu.json
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import command
+from megagrow.checkpoint import atomic_write_text
 
-from megagrow.checkpoint import atomic_write_text  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 #: name -> overrides of the suite config.
 SHAPES: dict[str, list[str]] = {
@@ -88,7 +88,8 @@ def _plot(rows: list[dict], allocators: list[str], path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.phase_cost", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=ROOT / "benchmarks/acceleration/configs/gpt.yaml")
     p.add_argument("--shapes", default="full,half,half-batch2x,depth1,depth3,depth6",
                    help=f"comma-separated of {', '.join(SHAPES)}")
@@ -130,7 +131,7 @@ def main() -> None:
         row["s_per_flop_vs_full"] = row["time_ratio"] / row["flops_ratio"]
         row[f"speedup_vs_{allocators[0]}"] = base["s_per_step"] / row["s_per_step"]
     result = {
-        "benchmark": "phase_cost", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "benchmark": "phase_cost", "command": command("benchmarks.phase_cost"),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "threads": args.threads, "loadavg_before": load_before, "loadavg_after": os.getloadavg()[0]},

@@ -6,7 +6,7 @@ this says *where*: each op's self time (its trace duration minus its children's)
 categories (:data:`CATEGORIES`), and each category's time ratio to the full model's is set against the
 shape's FLOPs ratio. A category whose time ratio is far above the FLOPs ratio is what does not shrink.
 
-    python benchmarks/phase_ops.py --out benchmarks/results/phase-ops-cpu.json
+    python -m benchmarks.phase_ops --out benchmarks/results/phase-ops-cpu.json
 
 Run it with the machine otherwise idle (absolute times); the ratios are what the result is about.
 """
@@ -25,13 +25,11 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import command
+from benchmarks.phase_cost import SHAPES
+from megagrow.checkpoint import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from phase_cost import SHAPES  # noqa: E402
-
-from megagrow.checkpoint import atomic_write_text  # noqa: E402
 
 #: category -> op-name pattern (first match wins; ``other`` for the rest). Self times, so a composite op
 #: (``aten::linear``) counts only what it does itself, its kernels count under their own names.
@@ -133,7 +131,8 @@ def _plot(result: dict, path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.phase_ops", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=ROOT / "benchmarks/acceleration/configs/gpt.yaml")
     p.add_argument("--shapes", default="full,half", help=f"comma-separated of {', '.join(SHAPES)}; 'full' first")
     p.add_argument("--steps", type=int, default=10, help="profiled steps")
@@ -155,7 +154,7 @@ def main() -> None:
         row["time_ratio_by_category"] = {c: round(row["categories_ms"].get(c, 0.0) / ms, 3)
                                          for c, ms in full["categories_ms"].items() if ms > 0}
     result = {
-        "benchmark": "phase_ops", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "benchmark": "phase_ops", "command": command("benchmarks.phase_ops"),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "threads": args.threads, "loadavg_before": load_before, "loadavg_after": os.getloadavg()[0]},

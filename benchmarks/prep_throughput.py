@@ -1,7 +1,7 @@
 """Data preparation and loader throughput on the benchmark corpus.
 
-Measures, on the ~43 MB benchmark corpus (bench_corpus.py) plus the sample corpus (Wikipedia dump
-chunk + Shakespeare):
+Measures, on the ~43 MB benchmark corpus (``python -m benchmarks.bench_corpus``) plus the sample corpus
+(Wikipedia dump chunk + Shakespeare):
 
 * tokenize+write throughput of ``megagrow-prep`` (docs/s, MB/s, tokens/s) with 1 and 2 workers, against
   raw SentencePiece ``encode`` speed on the same texts in one process (target: >= 80 % per worker,
@@ -13,7 +13,7 @@ chunk + Shakespeare):
 
 Each build runs in its own process (``--child``) so its peak RSS is its own.
 
-    python benchmarks/prep_throughput.py --out benchmarks/results/prep-throughput-cpu.json
+    python -m benchmarks.prep_throughput --out benchmarks/results/prep-throughput-cpu.json
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import command
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
@@ -55,11 +55,13 @@ def _child(args: argparse.Namespace) -> None:
 def _build(inputs: list[Path], out: Path, workers: int, tokenizer: Path | None, vocab: int,
            sentence_index: bool = False) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, __file__, "--child", "--workers", str(workers), "--build-out", str(out),
+    cmd = [sys.executable, "-m", "benchmarks.prep_throughput", "--child", "--workers", str(workers),
+           "--build-out", str(out),
            *(["--sentence-index"] if sentence_index else []),
            "--vocab", str(vocab), *(["--tokenizer", str(tokenizer)] if tokenizer else []), "--inputs",
            *map(str, inputs)]
-    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}  # from any cwd
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -130,7 +132,8 @@ def _loader_vs_trainer(data_dir: Path, steps: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.prep_throughput", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/prep-throughput-cpu.json")
     p.add_argument("--work", type=Path, default=None, help="scratch directory (default: <cache>/bench/work)")
     p.add_argument("--vocab", type=int, default=8000)
@@ -146,9 +149,8 @@ def main() -> None:
         _child(args)
         return
 
-    from bench_corpus import build as build_bench_corpus
-    from bench_corpus import cache_dir
-
+    from benchmarks.bench_corpus import build as build_bench_corpus
+    from benchmarks.bench_corpus import cache_dir
     from data_prep.fetch import fetch_sample
 
     bench = build_bench_corpus()
@@ -189,7 +191,7 @@ def main() -> None:
 
     result = {
         "benchmark": "prep_throughput",
-        "command": "python " + " ".join(sys.argv),
+        "command": command("benchmarks.prep_throughput"),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         "corpus_mb": corpus_mb,

@@ -1,6 +1,6 @@
 """What checking every shard's hash while training costs (``data.verify: background`` against ``off``).
 
-    python benchmarks/shard_verify_cost.py [--data DIR] [--rounds 3] [--steps 40]
+    python -m benchmarks.shard_verify_cost [--data DIR] [--rounds 3] [--steps 40]
 
 Runs ``megagrow train`` on the throughput benchmark's base config (the suites' GPT, 16 x 128 tokens a step) over the
 benchmark corpus's dataset, both settings in turn for ``--rounds`` rounds (each a fresh process), and reports per
@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import command
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 BASE = ROOT / "benchmarks" / "throughput" / "configs" / "gpt.yaml"
 
 
@@ -62,7 +63,8 @@ def hash_rate(data: Path) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.shard_verify_cost", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(Path(os.environ.get("MEGAGROW_CACHE") or Path.home() / ".cache/megagrow")
                                          / "bench" / "gpt-2048"))
     p.add_argument("--rounds", type=int, default=3)
@@ -78,7 +80,7 @@ def main() -> int:
                 runs[verify].append(m)
                 print(f"round {r + 1} {verify}: {m}", flush=True)
     med = {v: {k: statistics.median(m[k] for m in ms) for k in ms[0]} for v, ms in runs.items()}
-    result = {"command": "python benchmarks/shard_verify_cost.py " + " ".join(sys.argv[1:]), "data": str(data),
+    result = {"command": command("benchmarks.shard_verify_cost"), "data": str(data),
               "steps": args.steps, "rounds": args.rounds, "runs": runs, "median": med,
               "background_over_off": {k: med["background"][k] / med["off"][k] for k in med["off"]},
               "hashing_alone": hash_rate(data), "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

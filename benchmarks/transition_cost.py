@@ -36,7 +36,7 @@ The variants' chains alternate inside each repetition (order flipped every repet
 same machine noise; figures are medians over repetitions (and steps), taking the slower rank of each
 measurement.
 
-    python benchmarks/transition_cost.py --out benchmarks/results/transition-cost-cpu.json
+    python -m benchmarks.transition_cost --out benchmarks/results/transition-cost-cpu.json
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 import megagrow.transition as transition_mod  # noqa: E402
+from benchmarks import command  # noqa: E402
 from megagrow.config import Config, load_config  # noqa: E402
 from megagrow.distributed.engine import barrier, build_engine, init_distributed  # noqa: E402
 from megagrow.distributed.env import DistEnv, free_port  # noqa: E402
@@ -520,7 +520,8 @@ def replot(json_path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.transition_cost", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="gpt-tiny,gpt-110m", help=f"comma list of {sorted(MODELS)}")
     p.add_argument("--variants", default="z2,z3,z3-replicated",
                    help="ZeRO stage and distributed.full_state, measured side by side: z<stage>[-replicated|-rank0] "
@@ -561,7 +562,7 @@ def main() -> None:
     png = args.out.with_suffix(".png")
     result = {
         "benchmark": "transition_cost",
-        "command": "python " + " ".join(sys.argv),
+        "command": command("benchmarks.transition_cost"),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch": torch.__version__, "ranks": WORLD, "threads_per_rank": 1, "backend": "gloo",

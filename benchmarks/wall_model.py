@@ -7,7 +7,7 @@ prices every step a run spent before it reached the baseline's final loss L* at 
 (full model, half-width phase, ...) taken from ``benchmarks/phase_cost.py``'s interleaved rounds, and the
 baseline's steps at the full model's: the wall saving the run would show on a quiet machine, evaluation excluded.
 
-    python benchmarks/wall_model.py RUN [RUN ...] --baseline RUN --phase-cost benchmarks/results/phase-cost-cpu.json \\
+    python -m benchmarks.wall_model RUN [RUN ...] --baseline RUN --phase-cost benchmarks/results/phase-cost-cpu.json \\
         [--allocator tcmalloc] [--out FILE.json]
 
 How intervals are priced: megagrow/step_costs.py.
@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import command
+from megagrow.checkpoint import atomic_write_text
+from megagrow.report import first_crossing, load_run
+from megagrow.step_costs import load_step_costs
 
-from megagrow.checkpoint import atomic_write_text  # noqa: E402
-from megagrow.report import first_crossing, load_run  # noqa: E402
-from megagrow.step_costs import load_step_costs  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rel(path: Path) -> str:
@@ -36,7 +35,8 @@ def _rel(path: Path) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.wall_model", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--baseline", type=Path, required=True)
     p.add_argument("--phase-cost", type=Path, default=ROOT / "benchmarks/results/phase-cost-cpu.json")
@@ -64,7 +64,7 @@ def main() -> None:
             row["priced_wall_over_flops_saving"] = (row["priced_wall_saving"] / row["flops_saving"]
                                                     if row["flops_saving"] > 0 else None)
         rows.append(row)
-    result = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+    result = {"command": command("benchmarks.wall_model"),
               "baseline": base.name, "target_loss": target, "allocator": args.allocator,
               "phase_cost": {"file": _rel(args.phase_cost), "date": pc.get("date"),
                              "s_per_step": {f"{h}x{d:g}": s for (h, d), s in costs.prices.items()}},

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.acceleration import run, suites
 from megagrow.config import load_config
-
-ROOT = Path(__file__).resolve().parents[1]
-_DIR = ROOT / "benchmarks" / "acceleration"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(_DIR))
-    try:
-        spec = importlib.util.spec_from_file_location(f"accel_{name}", _DIR / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod  # dataclasses look their module up
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(_DIR))
-
-
-run = _load("run")
-suites = _load("suites")
 
 
 def _all_runs():

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -86,13 +84,9 @@ def test_preset_shapes() -> None:
 
 @pytest.fixture(scope="module")
 def bench():
-    path = ROOT / "benchmarks" / "throughput" / "run.py"
-    spec = importlib.util.spec_from_file_location("throughput_run", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    from benchmarks.throughput import run
+
+    return run
 
 
 def test_benchmark_gpu_sizes_follow_the_presets(bench) -> None:

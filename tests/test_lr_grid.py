@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_lr_grid", ROOT / "benchmarks" / "acceleration" / "lr_grid.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-lg = _load()
+from benchmarks.acceleration import lr_grid as lg
 
 
 def _results(d: Path, runs: dict[str, tuple], baseline: str = "scratch-lr8e-3", target: float = 4.36) -> Path:

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, file: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "acceleration" / file)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-lg = _load("bench_lr_grid", "lr_grid.py")
-tuned = _load("bench_tuned", "tuned.py")
+from benchmarks.acceleration import lr_grid as lg
+from benchmarks.acceleration import tuned
 
 
 def _pt(run: str, lr: float, loss: float, seed: int = 1234, steps: int = 3400) -> object:

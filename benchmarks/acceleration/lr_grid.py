@@ -1,6 +1,6 @@
 """The peak-LR tuning grid: each plan's final loss at every peak LR it ran, beside scratch's sweep.
 
-    python benchmarks/acceleration/lr_grid.py benchmarks/results/acceleration-gpt \\
+    python -m benchmarks.acceleration.lr_grid benchmarks/results/acceleration-gpt \\
         benchmarks/results/studies/plan-lr --out benchmarks/results/studies/plan-lr/lr-grid
 
 Issue 12 asks that each plan get the same tuning effort as scratch: its peak LR on scratch's sweep grid. This
@@ -276,11 +276,11 @@ def _write(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.acceleration.lr_grid", description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", type=Path, help="results directories of one suite (report.json, runs/)")
     ap.add_argument("--out", type=Path, required=True, help="output path without suffix (.json, .md, .png)")
     a = ap.parse_args(argv)
-    command = "python benchmarks/acceleration/lr_grid.py " + " ".join(map(str, a.results)) + f" --out {a.out}"
+    command = "python -m benchmarks.acceleration.lr_grid " + " ".join(map(str, a.results)) + f" --out {a.out}"
     head, points, left_out = collect(a.results)
     if not points:
         raise SystemExit("lr_grid: no full-budget runs in " + ", ".join(map(str, a.results)))

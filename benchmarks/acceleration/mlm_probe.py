@@ -9,20 +9,18 @@ tokens puts 1/128 = 0.0078 at each offset, 5/128 = 0.039 within +-2; the model's
 and whether the position embeddings learned structure (mean cosine between the centered embeddings of positions
 1 and 5 apart; ~0 for unstructured ones).
 
-    python benchmarks/acceleration/mlm_probe.py runs/acceleration-bert/scratch-lr1e-3 [--samples 256]
-    python benchmarks/acceleration/mlm_probe.py RUN... --out FILE.json   # also writes the probes to FILE.json
+    python -m benchmarks.acceleration.mlm_probe runs/acceleration-bert/scratch-lr1e-3 [--samples 256]
+    python -m benchmarks.acceleration.mlm_probe RUN... --out FILE.json   # also writes the probes to FILE.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from benchmarks import command
 
 
 def unigram_entropy(corpus, docs: int = 200) -> float:
@@ -117,7 +115,8 @@ def probe(checkpoint: str, samples: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.acceleration.mlm_probe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="+")
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--out", type=Path, default=None, help="also write {command, probes} to this JSON file")
@@ -128,8 +127,8 @@ def main() -> None:
         print(json.dumps(probes[-1]), flush=True)
     if a.out is not None:
         tmp = a.out.with_suffix(a.out.suffix + ".tmp")
-        command = "python benchmarks/acceleration/mlm_probe.py " + " ".join(sys.argv[1:])
-        tmp.write_text(json.dumps({"command": command, "probes": probes}, indent=1) + "\n")
+        tmp.write_text(json.dumps({"command": command("benchmarks.acceleration.mlm_probe"), "probes": probes},
+                                  indent=1) + "\n")
         tmp.replace(a.out)
 
 

@@ -1,11 +1,13 @@
 """Run an acceleration suite, resumably, and write its report.
 
-    python benchmarks/acceleration/run.py gpt             # the whole suite: sweep, seeds, credibility, plans, report
-    python benchmarks/acceleration/run.py gpt --dry-run   # the commands it would run, nothing else
-    python benchmarks/acceleration/run.py gpt --only scratch  # stop after the scratch sweep and its seeds
-    python benchmarks/acceleration/run.py gpt --report-only   # re-make the report from what has finished
-    python benchmarks/acceleration/run.py gpt --retime scratch-lr4e-3 apollo   # re-train alone for wall time
-    python benchmarks/acceleration/run.py gpt --study multilevel-diag  # controlled runs of one question (suites.py)
+    python -m benchmarks.acceleration gpt             # the whole suite: sweep, seeds, credibility, plans, report
+    python -m benchmarks.acceleration gpt --dry-run   # the commands it would run, nothing else
+    python -m benchmarks.acceleration gpt --only scratch  # stop after the scratch sweep and its seeds
+    python -m benchmarks.acceleration gpt --report-only   # re-make the report from what has finished
+    python -m benchmarks.acceleration gpt --retime scratch-lr4e-3 apollo   # re-train alone for wall time
+    python -m benchmarks.acceleration gpt --study multilevel-diag  # controlled runs of one question (suites.py)
+
+(from the repository root; ``python -m benchmarks.acceleration.run`` is the same).
 
 A run that finished (``run.json`` says ``done``) is skipped; one that was interrupted resumes from its last
 checkpoint (``checkpoint.resume: auto``), so killing the suite loses at most ``checkpoint.every`` steps.
@@ -40,11 +42,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.acceleration.suites import STUDIES, SUITES, Study, Suite, lr_tag
 
-from suites import STUDIES, SUITES, Study, Suite, lr_tag  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _git(*args: str) -> str:
@@ -465,9 +465,9 @@ def repo_command(command: str, results_dir: Path, cwd: str | None) -> str:
 def write_commands(r: Runner, names: list[str]) -> None:
     """``commands.md``: how the suite was run and every finished run's exact command, commit and machine."""
     lines = [f"# {r.suite.name} suite: the exact commands", "",
-             "Prepared data (once): see benchmarks/README.md (bench_corpus.py, megagrow-prep build ... --vocab-size "
-             "2048, megagrow-prep images mnist). The suite, resumable:", "",
-             "```sh", f"python benchmarks/acceleration/run.py {r.suite.name} --threads {r.threads} --jobs 2", "```", "",
+             "Prepared data (once): see benchmarks/README.md (python -m benchmarks.bench_corpus, megagrow-prep build "
+             "... --vocab-size 2048, megagrow-prep images mnist). The suite, resumable, from the repository root:", "",
+             "```sh", f"python -m benchmarks.acceleration {r.suite.name} --threads {r.threads} --jobs 2", "```", "",
              f"Each run, from the repository root with `OMP_NUM_THREADS={r.threads} DS_ACCELERATOR=cpu`:", "",
              "| run | group | command | commit | last invocation s | jobs | load before/after | quiet |",
              "|---|---|---|---|---|---|---|---|"]
@@ -539,7 +539,8 @@ def _interior(best: float, lrs: list[float]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.acceleration", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("suite", choices=sorted(SUITES))
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per run (keep one value per suite)")
     p.add_argument("--jobs", type=int, default=1, help="independent runs at a time (wall time needs 1)")

@@ -1,6 +1,6 @@
 """The tuned standings: every plan at its best peak LR, against the tuned scratch, in one acceleration report.
 
-    python benchmarks/acceleration/tuned.py benchmarks/results/studies/plan-lr/lr-grid.json \\
+    python -m benchmarks.acceleration.tuned benchmarks/results/studies/plan-lr/lr-grid.json \\
         --out benchmarks/results/acceleration-gpt/tuned --step-costs benchmarks/results/phase-cost-cpu.json
 
 Issue 12 asks for the tuned results beside the suite's: each plan tuned as scratch was. ``lr_grid.py`` finds each
@@ -146,7 +146,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.acceleration.tuned", description=__doc__.split("\n\n")[0])
     ap.add_argument("grid", type=Path, help="lr_grid.py's JSON")
     ap.add_argument("--out", type=Path, required=True, help="the report's directory")
     ap.add_argument("--step-costs", type=Path, help="passed to megagrow report (the priced wall saving)")
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = subprocess.run([a.megagrow, *cmd[1:]]).returncode
         if rc:
             raise SystemExit(f"tuned: megagrow report failed (exit {rc}): {' '.join(cmd)}")
-    command = f"python benchmarks/acceleration/tuned.py {a.grid} --out {a.out}" + (
+    command = f"python -m benchmarks.acceleration.tuned {a.grid} --out {a.out}" + (
         f" --step-costs {a.step_costs}" if a.step_costs else "") + (f" --vs {a.vs}" if a.vs else "")
     _write(a.out / "selection.json", json.dumps(
         {"grid": str(a.grid), "baseline": grid["baseline"], "target_loss": grid["target_loss"], "command": command,

@@ -1,6 +1,6 @@
 """Issue 27's standings: every wsd-v2 study run against WSD scratch at 4e-3, paired by seed.
 
-    python benchmarks/acceleration/wsd_v2.py
+    python -m benchmarks.acceleration.wsd_v2
 
 Collects the finished full runs of the ``wsd-v2-*`` studies (probes, stopped before the end of their schedule, are
 left out), and runs ``megagrow report`` over them against WSD scratch at peak LR 4e-3 of the same seed (seed 1234:
@@ -92,7 +92,7 @@ def render(rows: list[dict]) -> str:
     lines = ["# Issue 27 standings: against WSD scratch at 4e-3 (paired by seed)", "",
              "Each run against WSD scratch of its own seed (1234: 4.271, 1235: 4.283); saving = 1 - FLOPs (priced wall "
              "time) at which its validation loss first reaches that run's final loss / scratch's total. `never`: it "
-             "does not reach it within its budget. Made by `python benchmarks/acceleration/wsd_v2.py`.", "",
+             "does not reach it within its budget. Made by `python -m benchmarks.acceleration.wsd_v2`.", "",
              "| recipe | study | seed 1234: final / FLOPs / wall | seed 1235: final / FLOPs / wall |",
              "|---|---|---|---|"]
     for r in rows:
@@ -159,7 +159,8 @@ def report_pair(base: Path, run: Path, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.acceleration.wsd_v2", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(RESULTS / "acceleration-gpt" / "wsd-v2"))
     args = p.parse_args(argv)
     out = Path(args.out)

@@ -2,7 +2,7 @@
 micro-batch (distinct storages of the tensors saved by the forward pass), with and without checkpointing, per size
 of the throughput benchmark. Deterministic (no timing), so it runs anywhere:
 
-    python benchmarks/throughput/activation_memory.py --sizes bench tiny 100m gpt-base --out RESULT.json
+    python -m benchmarks.throughput.activation_memory --sizes bench tiny 100m gpt-base --out RESULT.json
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks import command
+from benchmarks.throughput.run import BASE, SIZES, size_overrides
 
-from run import BASE, SIZES, size_overrides  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def saved_bytes(model, batch: dict, layer_map: list[int]) -> int:
@@ -62,7 +60,8 @@ def measure(size: str) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput.activation_memory", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["bench", "tiny", "100m"], choices=sorted(SIZES))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "activation-memory-cpu.json"))
     a = p.parse_args()
@@ -75,7 +74,7 @@ def main() -> None:
               f"{r['parameter_bytes'] / 2**20:.1f} MiB", flush=True)
     out = Path(a.out)
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "fp32": True,
+    tmp.write_text(json.dumps({"command": command("benchmarks.throughput.activation_memory"), "fp32": True,
                                "threads": os.environ.get("OMP_NUM_THREADS"), "sizes": rows}, indent=2) + "\n")
     os.replace(tmp, out)
     print(f"wrote {out}")

@@ -11,8 +11,8 @@
 #
 # What it does: installs .gpu/ (DeepSpeed and its dependencies, the cp312 pydantic_core wheel) into /tmp and puts it on
 # PYTHONPATH, prints nvidia-smi and the versions, logs the GPU's memory.used every second, then runs
-# benchmarks/throughput/run.py --device cuda --precision bf16 on the 32k-vocab dataset .gpu/data, one invocation per
-# group below (each under `timeout`, all of them ending by GUARD - 30 s), and merges their JSONs into one:
+# python -m benchmarks.throughput.run --device cuda --precision bf16 on the 32k-vocab dataset .gpu/data, one invocation
+# per group below (each under `timeout`, all of them ending by GUARD - 30 s), and merges their JSONs into one:
 #
 #   gpt-base           plain, megagrow-auto, plain-compile, megagrow-auto-compile, megagrow-z0 (DeepSpeed bf16)
 #   gpt-base-fill      megagrow-auto-compile-chunk (the preset's 32 x 1024 with train.loss_chunk), plain-compile
@@ -63,7 +63,7 @@ if [[ -z "${_GPU_CHECK_INNER:-}" ]]; then
     if [[ ! -f "$out/$tag.json" ]]; then  # merge what the groups wrote, if a few seconds allow
       py=python3
       [[ -n "$dry" && -x .venv/bin/python ]] && py=.venv/bin/python
-      PYTHONPATH=/tmp/megagrow-site:$root timeout 8 "$py" benchmarks/throughput/run.py --merge "$out/$tag"-*.json \
+      PYTHONPATH=/tmp/megagrow-site:$root timeout 8 "$py" -m benchmarks.throughput.run --merge "$out/$tag"-*.json \
         --out "$out/$tag.json" --gpu-memory-csv "$out/$tag-gpu-memory.csv" >>"$log" 2>&1
     fi
   fi
@@ -149,7 +149,7 @@ group() {  # group NAME CAP_S SIZE VARIANT...
     return
   fi
   echo "== $name: $size: $* (at most $t s; at $(date +%T), ${SECONDS} s in)"
-  timeout --kill-after=5 "$t" "$py" benchmarks/throughput/run.py --device "$device" --precision "$precision" \
+  timeout --kill-after=5 "$t" "$py" -m benchmarks.throughput.run --device "$device" --precision "$precision" \
     --threads "$threads" --rounds 1 "${common[@]}" "${data[@]}" --sizes "$size" --variants "$@" \
     --out "$out/$tag-$name.json"
   echo "== $name: exit $? after $((SECONDS - t0)) s"
@@ -211,7 +211,7 @@ group gpt-base-deepspeed 45 gpt-base megagrow-z0
 if [[ -n "$mem_pid" ]]; then kill "$mem_pid" 2>/dev/null; fi
 echo "== merge ($(date +%T), ${SECONDS} s in)"
 if ((${#results[@]})); then
-  timeout 25 "$py" benchmarks/throughput/run.py --merge "${results[@]}" --out "$out/$tag.json" \
+  timeout 25 "$py" -m benchmarks.throughput.run --merge "${results[@]}" --out "$out/$tag.json" \
     --gpu-memory-csv "$mem_csv"
 else
   echo "gpu-check: no group wrote a result"

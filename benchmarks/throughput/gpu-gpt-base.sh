@@ -18,8 +18,11 @@ fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv
 python3 -c "import torch, deepspeed; print('torch', torch.__version__, 'deepspeed', deepspeed.__version__)"
 export PYTHONUNBUFFERED=1
+# the checkout on PYTHONPATH: `python3 -m benchmarks.throughput.run` from any directory
+PYTHONPATH=$(cd "$(dirname "$0")/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH
 # shellcheck disable=SC2086  # SIZES and VARIANTS are word lists
-python3 "$(dirname "$0")/run.py" --device cuda --precision bf16 --sizes ${SIZES:-gpt-base} --data "$data" \
+python3 -m benchmarks.throughput.run --device cuda --precision bf16 --sizes ${SIZES:-gpt-base} --data "$data" \
   --variants ${VARIANTS:-plain megagrow-z0 plain-compile megagrow-z0-compile megagrow-z2 megagrow-z0-autocast \
               megagrow-z2-autocast megagrow-z0-autocast-compile} \
   --rounds 1 --warmup 20 --steps 100 --timeout 200 --threads 8 --out "$out"

@@ -1,7 +1,7 @@
 """Throughput: megagrow's training step against a plain PyTorch loop, interleaved, per model size.
 
-    python benchmarks/throughput/run.py --sizes bench tiny 100m --rounds 3            # CPU, fp32
-    python benchmarks/throughput/run.py --device cuda --precision bf16 --sizes gpt-base \\
+    python -m benchmarks.throughput.run --sizes bench tiny 100m --rounds 3            # CPU, fp32
+    python -m benchmarks.throughput.run --device cuda --precision bf16 --sizes gpt-base \\
         --variants plain plain-compile megagrow-z0 megagrow-z0-compile megagrow-z2 --data DIR   # one GPU
 
 Variants (each a fresh process, so that no variant inherits another's allocator or compiled state):
@@ -65,8 +65,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout: megagrow importable without an install
+from benchmarks import command
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: on the workers' PYTHONPATH (its megagrow, this package)
 BASE = ROOT / "benchmarks" / "throughput" / "configs" / "gpt.yaml"
 GPU_PRESETS = ROOT / "configs" / "gpu"
 _NO_DROPOUT = ("--model.dropout=0", "--model.attn_dropout=0")
@@ -391,9 +392,9 @@ def measure(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
 
         env, _note = plan_exec("tcmalloc", _env(args), on_cpu=True)
         variant = variant.removesuffix("-tcmalloc")
-    cmd = [sys.executable, __file__, "--worker", variant, "--size", args.size, "--device", args.device,
-           "--precision", args.precision, "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--threads", str(args.threads), *(["--data", args.data] if args.data else []),
+    cmd = [sys.executable, "-m", "benchmarks.throughput.run", "--worker", variant, "--size", args.size,
+           "--device", args.device, "--precision", args.precision, "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--threads", str(args.threads), *(["--data", args.data] if args.data else []),
            *(["--profile"] if getattr(args, "profile", False) else [])]
     proc = _run(cmd, args, env)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
@@ -545,7 +546,8 @@ def merge_results(paths: list[Path], out: Path, memory_csv: str | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["bench", "tiny", "100m"], choices=sorted(SIZES))
     p.add_argument("--variants", nargs="+", default=["plain", "megagrow-z0", "megagrow-z2"], choices=VARIANTS)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -592,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
 
     peak = matmul_peak(args.device, args.precision, args.threads)
     datasheet = peak_flops_per_device(args.precision) if args.device == "cuda" else None
-    result = {"command": "python benchmarks/throughput/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    result = {"command": command("benchmarks.throughput.run", argv),
               "machine": machine(args), "precision": args.precision, "steps": args.steps, "warmup": args.warmup,
               "rounds": args.rounds, "matmul_peak": peak, "datasheet_peak_flops_per_s": datasheet,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": {}}

@@ -1,0 +1,1 @@
+"""The throughput benchmark: ``python -m benchmarks.throughput.run`` (and ``.activation_memory``)."""
