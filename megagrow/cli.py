@@ -2,7 +2,7 @@
 
     megagrow train CONFIG.yaml [--section.key=value ...]      (megagrow train --help: overrides, include:)
     megagrow config CONFIG.yaml [--section.key=value ...] [--docs] [--deepspeed --world-size N]
-    megagrow report RUN_DIR [RUN_DIR ...] [--baseline RUN_DIR] [--out DIR] [--ema A]
+    megagrow report RUN_DIR [RUN_DIR ...] [--baseline RUN_DIR] [--out DIR] [--ema A] [--suite]
     megagrow plan show [CONFIG.yaml] [--section.key=value ...] [--json]
     megagrow export CHECKPOINT --to hf OUT [--tokenizer FILE] [--force]
     megagrow eval CHECKPOINT [--data PATH] [--samples N]
@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                        "val loss - the baseline's at the run's total FLOPs). Prints a table; --out also writes "
                        "report.json, report.md and PNG plots.")
     r.add_argument("runs", nargs="+", help="run directories (the baseline may be among them or not)")
-    r.add_argument("--baseline", default=None, help="the baseline run directory; default: the first run")
+    r.add_argument("--baseline", default=None,
+                   help="the baseline run directory; default: the first run (with --suite: the best sweep run)")
     r.add_argument("--out", default=None, help="write report.json, report.md and the plots into this directory")
     r.add_argument("--ema", type=float, default=None,
                    help="smooth every curve with an EMA of this factor in [0, 1) before finding crossings "
@@ -105,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="which allocator's rows of --step-costs to use (default tcmalloc)")
     r.add_argument("--lag-steps", type=int, default=200,
                    help="diagnosis: the equal-FLOPs gap this many steps after each phase change (default 200)")
+    r.add_argument("--suite", action="store_true",
+                   help="the runs are an acceleration suite's (benchmarks/acceleration/run.py; each run directory's "
+                        "run.json names its group): also its summary, report.json's \"suite\" (the LR sweep, seed "
+                        "bands, token budget, quiet wall times, credibility check), as run.py writes it")
     pl = sub.add_parser("plan", help="inspect a growth plan without training")
     pl_sub = pl.add_subparsers(dest="plan_command", required=True)
     ps = pl_sub.add_parser("show", help="phases, depth pmfs, LR and expected FLOPs vs scratch of the config's plan",
@@ -280,7 +285,7 @@ def _main(argv: list[str] | None = None) -> int:
         return _use(args)
     if args.command == "report":
         return _report(args.runs, args.baseline, args.out, args.ema, args.lag_steps, args.allow_mismatch,
-                       args.step_costs, args.step_costs_allocator)
+                       args.step_costs, args.step_costs_allocator, args.suite)
     try:
         if args.command == "config" and args.docs:
             print("\n".join(describe(Config)))
@@ -355,17 +360,30 @@ def _allocator(cfg: Config) -> int | None:
 
 def _report(paths: list[str], baseline: str | None, out: str | None, ema_alpha: float | None,
             lag_steps: int = 200, allow_mismatch: bool = False, step_costs: str | None = None,
-            allocator: str = "tcmalloc") -> int:
+            allocator: str = "tcmalloc", suite: bool = False) -> int:
     from pathlib import Path
 
-    from megagrow.report import build_report, format_table, load_run, write_outputs
+    from megagrow.report import (
+        best_sweep_run,
+        build_report,
+        format_table,
+        load_run,
+        run_status,
+        suite_summary,
+        write_outputs,
+    )
 
     try:
-        base_path = Path(baseline or paths[0])
         runs = [load_run(p) for p in paths]
+        if suite and baseline is None:
+            baseline = str(best_sweep_run(runs, {r.name: run_status(r) for r in runs}).path)
+        base_path = Path(baseline or paths[0])
         if all(r.path.resolve() != base_path.resolve() for r in runs):
             runs.insert(0, load_run(base_path))
         report = build_report(runs, base_path.name, ema_alpha, lag_steps, allow_mismatch, step_costs, allocator)
+        if suite:  # after build_report, as run.py adds it: report.json's keys in the same order
+            base = next(r for r in runs if r.path.resolve() == base_path.resolve())
+            report["suite"] = suite_summary(runs, base, {r.name: run_status(r) for r in runs})
         print(f"baseline {report['baseline']}: target L* = {report['target_loss']:.4f} (its final val loss)")
         print(format_table(report))
         if out:

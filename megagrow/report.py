@@ -346,6 +346,68 @@ def build_report(runs: list[RunCurves], baseline: str, ema_alpha: float | None =
 
 
 # --------------------------------------------------------------------------------------------------
+# an acceleration suite's summary (benchmarks/acceleration/run.py): report.json's "suite"
+
+
+def run_status(run: RunCurves) -> dict[str, Any]:
+    """The run's ``run.json`` (benchmarks/acceleration/run.py writes it: group, quiet, ...); {} where it has none."""
+    path = run.path / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def best_sweep_run(runs: list[RunCurves], status: dict[str, dict[str, Any]]) -> RunCurves:
+    """A suite's baseline: its finished scratch-sweep run (``group`` sweep) with the lowest final val loss."""
+    sweep = [r for r in runs if status[r.name].get("group") == "sweep" and status[r.name].get("status") == "done"]
+    if not sweep:
+        raise ValueError("no finished scratch-sweep run (run.json group 'sweep', status 'done') among the runs")
+    return min(sweep, key=lambda x: x.final_val_loss)
+
+
+def suite_summary(runs: list[RunCurves], baseline: RunCurves, status: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The suite's LR sweep, seed bands, token budget, quiet wall times and credibility check (``report.json``'s
+    ``suite``), from each run's ``run.json`` (``status``: name -> its contents; ``group`` sweep / seed / credibility
+    and ``quiet``) and the baseline's config (its LR; its model for the non-embedding parameter count)."""
+    from megagrow.config import config_from_meta
+    from megagrow.models import build_model
+    from megagrow.models.spec import ModelConfig
+
+    by_group: dict[str, list[RunCurves]] = {}
+    for x in runs:
+        by_group.setdefault(status[x.name].get("group", ""), []).append(x)
+    sweep_table = {str(x.config["optim"]["lr"]): x.final_val_loss for x in by_group.get("sweep", [])}
+    best_lr = baseline.config["optim"]["lr"]
+    seeds = [baseline, *[x for x in by_group.get("seed", []) if x.config["optim"]["lr"] == best_lr]]
+    seed_losses = {str(x.seed): x.final_val_loss for x in seeds}
+    band = max(seed_losses.values()) - min(seed_losses.values()) if len(seed_losses) > 1 else None
+    by_lr: dict[str, dict[str, float]] = {}  # every LR trained with several seeds: is the best one robust?
+    for x in [*by_group.get("sweep", []), *by_group.get("seed", [])]:
+        by_lr.setdefault(str(x.config["optim"]["lr"]), {})[str(x.seed)] = x.final_val_loss
+    model = build_model(config_from_meta(baseline.config["model"], ModelConfig))
+    non_embedding = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embed"))
+    half = by_group.get("credibility", [])
+    best_half = min(half, key=lambda x: x.final_val_loss) if half else None
+    lrs = [float(k) for k in sweep_table]
+    return {
+        "best_lr": best_lr,
+        "sweep": sweep_table,
+        "best_lr_interior": bool(lrs) and min(lrs) < best_lr < max(lrs),
+        "seed_val_losses": seed_losses,
+        "noise_band": band,
+        "seeds_by_lr": {lr: v for lr, v in by_lr.items() if len(v) > 1},
+        "non_embedding_params": non_embedding,
+        "tokens": baseline.points[-1].tokens,
+        "tokens_per_non_embedding_param": baseline.points[-1].tokens / non_embedding,
+        "wall_quiet": {x.name: bool(status[x.name].get("quiet")) for x in runs},
+        "credibility": None if best_half is None else {
+            "run": best_half.name, "half_val_loss": best_half.final_val_loss,
+            "half_flops": best_half.points[-1].flops, "scratch_val_loss": baseline.final_val_loss,
+            "scratch_flops": baseline.points[-1].flops,
+            "scratch_beats_half": baseline.final_val_loss < best_half.final_val_loss,
+            "all": {x.name: x.final_val_loss for x in half}},
+    }
+
+
+# --------------------------------------------------------------------------------------------------
 # output
 
 

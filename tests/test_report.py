@@ -153,6 +153,9 @@ def test_cli(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixtur
     assert json.loads((out / "report.json").read_text())["baseline"] == "scratch"
     # no --baseline: the first run is the baseline (the demo's usage)
     assert main(["report", str(runs["scratch"]), str(runs["apollo"])]) == 0
+    # --suite needs the runs' run.json (benchmarks/acceleration/run.py's) to find the suite's sweep
+    assert main(["report", str(runs["scratch"]), str(runs["apollo"]), "--suite"]) == 2
+    assert "no finished scratch-sweep run" in capsys.readouterr().err
 
 
 def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

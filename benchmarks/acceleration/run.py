@@ -492,50 +492,11 @@ def _group(r: Runner, name: str) -> str:
 
 
 def suite_summary(r: Runner, runs: list, baseline) -> dict:
-    """The sweep table, the seed band and the credibility check, for report.json and report.md."""
-    from megagrow.config import load_config
+    """The sweep table, the seed band and the credibility check, for report.json and report.md: megagrow.report's
+    (``megagrow report --suite`` computes the same from the published run directories)."""
+    from megagrow.report import suite_summary as summary
 
-    by_group: dict[str, list] = {}
-    for x in runs:
-        by_group.setdefault(_group(r, x.name), []).append(x)
-    sweep_table = {str(x.config["optim"]["lr"]): x.final_val_loss for x in by_group.get("sweep", [])}
-    best_lr = baseline.config["optim"]["lr"]
-    seeds = [baseline, *[x for x in by_group.get("seed", []) if x.config["optim"]["lr"] == best_lr]]
-    seed_losses = {str(x.seed): x.final_val_loss for x in seeds}
-    band = max(seed_losses.values()) - min(seed_losses.values()) if len(seed_losses) > 1 else None
-    by_lr: dict[str, dict[str, float]] = {}  # every LR trained with several seeds: is the best one robust?
-    for x in [*by_group.get("sweep", []), *by_group.get("seed", [])]:
-        by_lr.setdefault(str(x.config["optim"]["lr"]), {})[str(x.seed)] = x.final_val_loss
-    vocab = baseline.config["model"]["vocab_size"]
-    cfg = load_config(str(r.base), [*r.suite.extra_overrides, f"--model.vocab_size={vocab}"])
-    from megagrow.models import build_model
-
-    model = build_model(cfg.model)
-    non_embedding = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embed"))
-    half = by_group.get("credibility", [])
-    best_half = min(half, key=lambda x: x.final_val_loss) if half else None
-    return {
-        "best_lr": baseline.config["optim"]["lr"],
-        "sweep": sweep_table,
-        "best_lr_interior": _interior(baseline.config["optim"]["lr"], [float(k) for k in sweep_table]),
-        "seed_val_losses": seed_losses,
-        "noise_band": band,
-        "seeds_by_lr": {lr: v for lr, v in by_lr.items() if len(v) > 1},
-        "non_embedding_params": non_embedding,
-        "tokens": baseline.points[-1].tokens,
-        "tokens_per_non_embedding_param": baseline.points[-1].tokens / non_embedding,
-        "wall_quiet": {x.name: bool((r.status(x.name) or {}).get("quiet")) for x in runs},
-        "credibility": None if best_half is None else {
-            "run": best_half.name, "half_val_loss": best_half.final_val_loss,
-            "half_flops": best_half.points[-1].flops, "scratch_val_loss": baseline.final_val_loss,
-            "scratch_flops": baseline.points[-1].flops,
-            "scratch_beats_half": baseline.final_val_loss < best_half.final_val_loss,
-            "all": {x.name: x.final_val_loss for x in half}},
-    }
-
-
-def _interior(best: float, lrs: list[float]) -> bool:
-    return bool(lrs) and min(lrs) < best < max(lrs)
+    return summary(runs, baseline, {x.name: r.status(x.name) or {} for x in runs})
 
 
 def main(argv: list[str] | None = None) -> int:
