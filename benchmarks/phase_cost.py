@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import command
-from megagrow.checkpoint import atomic_write_text
+from megagrow.checkpointing.store import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

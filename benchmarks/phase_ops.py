@@ -27,7 +27,7 @@ from pathlib import Path
 
 from benchmarks import command
 from benchmarks.phase_cost import SHAPES
-from megagrow.checkpoint import atomic_write_text
+from megagrow.checkpointing.store import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """What does a growth transition cost under DeepSpeed, next to a training step? (2 ranks, ZeRO-2 vs ZeRO-3)
 
-A transition (``megagrow/transition.py::apply_transition``) gathers the full training state
+A transition (``megagrow/trainer/transition.py::apply_transition``) gathers the full training state
 (``gather_full_state``, a collective), destroys the engine, builds the new model, maps the state with the
 plan's operator, loads it and builds + fills a new engine (``build_engine`` + ``scatter_full_state``).
 Where the full state lives is ``distributed.full_state``: ``replicated`` (every rank holds and maps it;
@@ -66,7 +66,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
-import megagrow.transition as transition_mod  # noqa: E402
+import megagrow.trainer.transition as transition_mod  # noqa: E402
 from benchmarks import command  # noqa: E402
 from megagrow.config import Config, load_config  # noqa: E402
 from megagrow.distributed.engine import barrier, build_engine, init_distributed  # noqa: E402
@@ -75,7 +75,7 @@ from megagrow.distributed.scheduler import StepScheduler  # noqa: E402
 from megagrow.growth.plans import Plan, Transition, build_plan  # noqa: E402
 from megagrow.models import ModelConfig, build_model  # noqa: E402
 from megagrow.state import FullState  # noqa: E402
-from megagrow.train_state import Counters  # noqa: E402
+from megagrow.trainer.run_state import Counters  # noqa: E402
 
 WORLD = 2
 MB = 2**20

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from benchmarks import command
-from megagrow.checkpoint import atomic_write_text
+from megagrow.checkpointing.store import atomic_write_text
 from megagrow.report import first_crossing, load_run
 from megagrow.step_costs import load_step_costs
 

@@ -222,7 +222,7 @@ def _use(args: argparse.Namespace) -> int:
 
 
 def _plan_show(cfg: Config, as_json: bool, model_given: bool) -> int:
-    from megagrow.plan_show import render_json, render_table, summarize
+    from megagrow.planner.show import render_json, render_table, summarize
 
     try:
         summary = summarize(cfg, model_source="config" if model_given else "defaults")
@@ -308,8 +308,8 @@ def _main(argv: list[str] | None = None) -> int:
 
     choose_deepspeed_accelerator()  # before anything imports deepspeed: it fixes its accelerator at import
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from megagrow.faults import EXIT_NONFINITE, EXIT_PEER, NonFiniteStop, RendezvousFailed, peer_failure
-    from megagrow.train import train
+    from megagrow.trainer.faults import EXIT_NONFINITE, EXIT_PEER, NonFiniteStop, RendezvousFailed, peer_failure
+    from megagrow.trainer.loop import train
 
     try:
         result = train(cfg)
@@ -345,7 +345,7 @@ def _allocator(cfg: Config) -> int | None:
     an exit code where the requested one is missing; None to go on in this process."""
     import torch
 
-    from megagrow.allocator import plan_exec, reexec
+    from megagrow.trainer.allocator import plan_exec, reexec
 
     try:
         new_env, note = plan_exec(cfg.train.allocator, os.environ, on_cpu=not torch.cuda.is_available())

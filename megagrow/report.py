@@ -99,7 +99,7 @@ def load_run(run_dir: str | Path) -> RunCurves:
         raise ValueError(f"{path}: no evaluation records (val_loss) yet; the report needs at least one")
     config: dict[str, Any] = {}
     if (run_dir / "config.yaml").is_file():
-        from megagrow.rundir import current_config
+        from megagrow.checkpointing.rundir import current_config
 
         config = current_config(run_dir)  # config.yaml with the changes of later resumes applied
     plan = (config.get("growth") or {}).get("plan", "?")
@@ -633,7 +633,7 @@ def plot(report: dict[str, Any], runs: list[RunCurves], out_dir: Path) -> list[s
 
 def write_outputs(report: dict[str, Any], runs: list[RunCurves], out_dir: str | Path) -> list[Path]:
     """``report.json``, ``report.md`` and the PNGs into ``out_dir`` (written atomically)."""
-    from megagrow.checkpoint import atomic_write_text
+    from megagrow.checkpointing.store import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

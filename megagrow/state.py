@@ -3,7 +3,7 @@
 fp32 parameters plus the AdamW moments and step counts — independent of sharding, ZeRO stage and world size.
 It is what a universal checkpoint holds and what every growth operator transforms
 (``FullState(old architecture) -> FullState(new architecture)``). Only torch here: growth operators
-and checkpoints use it without DeepSpeed; :mod:`megagrow.distributed.state` moves it in and out of
+and checkpoints use it without DeepSpeed; :mod:`megagrow.distributed.full_state` moves it in and out of
 engines.
 
 **Step counts.** AdamW's bias correction uses each parameter's own step count (torch keeps one per

@@ -1,7 +1,7 @@
 """Using a trained model: ``megagrow eval`` (validation loss of any checkpoint) and ``megagrow sample`` (GPT text).
 
 Both run the checkpoint as a plain module in eval mode (no DeepSpeed engine), with the layer map and growth
-masks in effect at its step (:mod:`megagrow.checkpoint_model`), on CPU unless a device is given.
+masks in effect at its step (:mod:`megagrow.checkpointing.model`), on CPU unless a device is given.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from megagrow.checkpoint_model import CheckpointModel, open_checkpoint
+from megagrow.checkpointing.model import CheckpointModel, open_checkpoint
 from megagrow.data.tokenizer_identity import checkpoint_tokenizer, mismatch
 from megagrow.models import IGNORE_INDEX, GrowthMasks, MegagrowModel
 
@@ -42,7 +42,7 @@ def evaluate_checkpoint(checkpoint: Path | str, data: str | None = None, samples
     run's dataset (default: ``data.eval_samples``, the set its training evaluated) or of the dataset ``data``."""
     from megagrow.data.factory import build_data
     from megagrow.data.loader import EvalLoader
-    from megagrow.evaluation import eval_layout
+    from megagrow.trainer.evaluation import eval_layout
 
     cm = open_checkpoint(checkpoint)
     cfg = cm.config

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from megagrow.allocator import ACTIVE_ENV, describe_active, find_library, mapped, plan_exec, preloaded, unmet_request
 from megagrow.config import ConfigError, load_config
+from megagrow.trainer.allocator import (
+    ACTIVE_ENV,
+    describe_active,
+    find_library,
+    mapped,
+    plan_exec,
+    preloaded,
+    unmet_request,
+)
 from tests.trainutil import TINY, clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +57,7 @@ def test_explicit_choice_and_what_keeps_the_process(tmp_path: Path) -> None:
 
 
 def test_missing_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("megagrow.allocator.search_dirs", lambda env: [tmp_path])
+    monkeypatch.setattr("megagrow.trainer.allocator.search_dirs", lambda env: [tmp_path])
     monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
     assert find_library("tcmalloc", {}) is None
     new_env, note = plan_exec("auto", {}, on_cpu=True)

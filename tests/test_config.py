@@ -184,7 +184,7 @@ def test_config_comments_name_only_real_flags() -> None:
     """A ``--flag`` in a shipped config's comments is a real field's override or a real ``megagrow`` option."""
     import re
 
-    from megagrow.resume import flatten
+    from megagrow.checkpointing.resume import flatten
 
     fields = set(flatten(Config().to_dict()))
     known = fields | {"docs", "deepspeed", "world-size", "json", "help"}

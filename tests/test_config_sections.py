@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from megagrow.checkpointing.resume import rule_for
 from megagrow.config import ConfigError, config_from_meta, load_config, warnings_for
 from megagrow.growth.config import LEGACY_KEYS, SECTIONS, GrowthConfig, translate_legacy
-from megagrow.resume import rule_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_CONFIGS = sorted((ROOT / "benchmarks" / "results").rglob("config.yaml"))

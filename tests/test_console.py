@@ -9,10 +9,10 @@ import pytest
 
 from megagrow.cli import main
 from megagrow.config import load_config, warnings_for
-from megagrow.eta import CostProfile, eta_seconds, format_seconds
 from megagrow.metrics import Progress, progress_mode
-from megagrow.plan_show import summarize
-from megagrow.train_state import StopFlag
+from megagrow.planner.show import summarize
+from megagrow.trainer.eta import CostProfile, eta_seconds, format_seconds
+from megagrow.trainer.run_state import StopFlag
 
 GPT = "configs/gpt-tiny.yaml"
 

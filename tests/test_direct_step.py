@@ -8,12 +8,12 @@ import pytest
 import torch
 
 import megagrow.distributed.engine as engine_mod
-import megagrow.train as train_mod
-from megagrow.checkpoint import latest_checkpoint, load_checkpoint
+import megagrow.trainer.loop as train_mod
+from megagrow.checkpointing.store import latest_checkpoint, load_checkpoint
 from megagrow.config import load_config
 from megagrow.distributed.direct import DirectStep
-from megagrow.faults import NonFiniteStop
-from megagrow.precision import DeviceFacts, resolve_precision
+from megagrow.trainer.faults import NonFiniteStop
+from megagrow.trainer.precision import DeviceFacts, resolve_precision
 from tests.trainutil import records, run, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,7 @@ def test_deferred_consecutive_skips_stop_at_the_next_flush(tmp_path: Path, text_
 
 def test_merge_factor_and_groups() -> None:
     from megagrow.growth.plans.base import Decision
-    from megagrow.phase_batching import merge_factor, merge_groups
+    from megagrow.trainer.phase_batching import merge_factor, merge_groups
 
     assert merge_factor(8, 100.0, 21.6) == 4  # GPT-Base's half model: 0.216x the FLOPs -> 4 micro-batches merged
     assert merge_factor(6, 100.0, 21.6) == 3 and merge_factor(5, 100.0, 21.6) == 1  # divisors of grad_accum only

@@ -25,13 +25,13 @@ import pytest
 import torch
 from torch import nn
 
-from megagrow.checkpoint import load_checkpoint
+from megagrow.checkpointing.store import load_checkpoint
 from megagrow.config import load_config
 from megagrow.distributed.env import free_port
 from megagrow.distributed.freeze import unused_slot_params
 from megagrow.distributed.scheduler import StepScheduler, decode_layer_maps, encode_layer_maps
 from megagrow.growth.plans import PLANS, ApolloPlan, Decision, StatelessPlan
-from megagrow.train import train
+from megagrow.trainer.loop import train
 from tests.trainutil import records
 
 STEPS = 6

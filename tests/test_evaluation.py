@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.cli import main as prep
-from megagrow.evaluation import EvalLayout, eval_layout
+from megagrow.trainer.evaluation import EvalLayout, eval_layout
 from tests.test_split import notes_file
 from tests.trainutil import records, run, tiny_config
 

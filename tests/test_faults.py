@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from megagrow.checkpoint import latest_checkpoint, load_checkpoint
+from megagrow.checkpointing.store import latest_checkpoint, load_checkpoint
 from megagrow.cli import main
 from megagrow.distributed.env import free_port
-from megagrow.faults import EXIT_NONFINITE, EXIT_PEER
+from megagrow.trainer.faults import EXIT_NONFINITE, EXIT_PEER
 from tests.trainutil import TINY, clean_env, records, run, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

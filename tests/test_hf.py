@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from megagrow.checkpoint import latest_checkpoint, load_checkpoint_params
-from megagrow.checkpoint_model import open_checkpoint
+from megagrow.checkpointing.model import open_checkpoint
+from megagrow.checkpointing.store import latest_checkpoint, load_checkpoint_params
 from megagrow.cli import main as cli_main
 from megagrow.interchange.hf import HFConversionError, from_hf, to_hf
 from megagrow.interchange.hf_io import read_hf_dir, write_hf_dir
@@ -447,8 +447,8 @@ def test_init_from_hf_starts_scratch_and_growth_runs(text_data: Path, tmp_path: 
 
 
 def test_init_from_is_validated_and_neutral_on_resume() -> None:
+    from megagrow.checkpointing.resume import Kind, rule_for
     from megagrow.config import ConfigError, load_config
-    from megagrow.resume import Kind, rule_for
 
     with pytest.raises(ConfigError, match=r"model.init_from='runs/x': expected hf:DIR"):
         load_config(None, ["--model.init_from=runs/x"])

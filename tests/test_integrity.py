@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import megagrow.train as train_mod
+import megagrow.trainer.loop as train_mod
 from megagrow.cli import main
 from megagrow.data.integrity import DataCorrupt, Expected, ShardVerifier
 from megagrow.data.manifest import sha256_file

@@ -18,10 +18,10 @@ import pytest
 import torch
 from torch import nn
 
-from megagrow.checkpoint import checkpoint_steps, load_checkpoint, save_checkpoint
+from megagrow.checkpointing.store import checkpoint_steps, load_checkpoint, save_checkpoint
 from megagrow.config import Config, load_config
 from megagrow.distributed.engine import build_engine, destroy_engine, init_distributed, param_groups
-from megagrow.distributed.state import broadcast_param_steps, gather_full_state, scatter_full_state
+from megagrow.distributed.full_state import broadcast_param_steps, gather_full_state, scatter_full_state
 from megagrow.growth.ops import bert2bert, coalesce_depth, decoalesce_depth, expand_depth, interpolate, stack_depth
 from megagrow.growth.ops.msg import msg_grow
 from megagrow.models import ModelConfig, build_model

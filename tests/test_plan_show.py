@@ -11,7 +11,7 @@ import pytest
 from megagrow.cli import main
 from megagrow.config import load_config
 from megagrow.growth.plans import PLANS
-from megagrow.plan_show import compact_pmf, summarize
+from megagrow.planner.show import compact_pmf, summarize
 
 APOLLO = "configs/gpt-tiny-apollo.yaml"
 SMALL = ["--model.family=gpt", "--model.n_layers=4", "--model.hidden=16", "--model.n_heads=2", "--model.ffn=64",
@@ -105,7 +105,7 @@ def test_generic_scan_without_starts(monkeypatch) -> None:
     cfg = load_config(None, [*SMALL, "--growth.plan=stackbert", "--growth.stages=2,4", "--growth.boundaries=0.3",
                              "--train.max_steps=100000"])
     with_starts = summarize(cfg)
-    import megagrow.plan_show as ps
+    import megagrow.planner.show as ps
 
     real = ps._segments
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from megagrow.config import ConfigError, load_config
-from megagrow.profiling import PHASES
+from megagrow.trainer.profiling import PHASES
 from tests.trainutil import run, tiny_config
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from megagrow.config import Config, ConfigError, config_from_meta, load_config
-from megagrow.resume import (
+from megagrow.checkpointing.resume import (
     DERIVED,
     Kind,
     ResumeRefused,
@@ -23,7 +22,8 @@ from megagrow.resume import (
     resume_view,
     rule_for,
 )
-from megagrow.rundir import RunDir, current_config, read_history
+from megagrow.checkpointing.rundir import RunDir, current_config, read_history
+from megagrow.config import Config, ConfigError, config_from_meta, load_config
 from tests.trainutil import records, run, tiny_config
 
 
@@ -238,7 +238,7 @@ def test_a_phase_not_started_yet_may_move_and_the_resumed_run_equals_a_run_start
 
 
 def test_schedule_split_cuts_at_the_resume_step() -> None:
-    from megagrow.resume import schedule_split
+    from megagrow.checkpointing.resume import schedule_split
 
     class P:
         starts = [0, 30, 60]

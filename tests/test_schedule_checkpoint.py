@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from megagrow.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from megagrow.checkpointing.store import latest_checkpoint, load_checkpoint, save_checkpoint
 from megagrow.config import load_config
 from megagrow.distributed.engine import build_engine, init_distributed, param_groups
 from megagrow.models import build_model
-from megagrow.schedule import lr_at
 from megagrow.state import FullState
+from megagrow.trainer.lr_schedule import lr_at
 
 
 def test_warmup_then_cosine_and_linear() -> None:
@@ -75,7 +75,7 @@ def test_param_groups_and_fused_adamw() -> None:
 
 
 def test_phase_lr_policies() -> None:
-    from megagrow.schedule import phase_lr
+    from megagrow.trainer.lr_schedule import phase_lr
 
     kw = dict(starts=[0, 10, 30], max_steps=50, peak=1.0, warmup_steps=4, schedule="linear", min_lr_ratio=0.0)
     cont = [phase_lr(s, policy="continue", **kw) for s in range(50)]
@@ -113,7 +113,7 @@ def test_wsd_schedule() -> None:
 def test_growth_under_wsd_decays_once() -> None:
     """continue/rewarm: transitions in the stable phase keep the peak and the run decays once at its end;
     reset: each phase a WSD of its own."""
-    from megagrow.schedule import phase_lr
+    from megagrow.trainer.lr_schedule import phase_lr
 
     kw = dict(starts=[0, 20, 50], max_steps=100, peak=1.0, warmup_steps=5, schedule="wsd", min_lr_ratio=0.0,
               decay_fraction=0.2)

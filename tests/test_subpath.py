@@ -9,7 +9,7 @@ import pytest
 from megagrow.config import load_config
 from megagrow.growth.plans import build_plan
 from megagrow.growth.plans.subpath import sub_path
-from megagrow.plan_show import summarize
+from megagrow.planner.show import summarize
 from tests.trainutil import records, run, tiny_config
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from data_prep.build import BuildSettings, build_dataset
+from megagrow.checkpointing.resume import ResumeRefused
 from megagrow.cli import main
 from megagrow.data.manifest import sha256_file
-from megagrow.resume import ResumeRefused
 from tests.conftest import make_text_corpus
 from tests.trainutil import run, tiny_config
 

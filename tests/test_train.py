@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from megagrow.checkpoint import latest_checkpoint, load_checkpoint
+from megagrow.checkpointing.store import latest_checkpoint, load_checkpoint
 from megagrow.metrics import REQUIRED_KEYS
 from tests.trainutil import clean_env, records, run, tiny_config
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from megagrow.config import Config, load_config
-from megagrow.train import TrainResult, train
+from megagrow.trainer.loop import TrainResult, train
 
 TINY = {
     "gpt": ["--model.size=gpt-tiny", "--model.n_layers=3", "--model.hidden=64", "--model.n_heads=2",

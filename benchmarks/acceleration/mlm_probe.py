@@ -69,7 +69,7 @@ def probe(checkpoint: str, samples: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from megagrow.checkpoint_model import open_checkpoint
+    from megagrow.checkpointing.model import open_checkpoint
     from megagrow.config import expand_path
     from megagrow.data.factory import build_data
     from megagrow.data.loader import EvalLoader

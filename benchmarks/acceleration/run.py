@@ -223,8 +223,8 @@ def seed_from_probe(probe_dir: Path, run_dir: Path) -> dict:
     """Start ``run_dir`` as a copy of a finished probe's run directory: its checkpoint at the probe's stop step
     (the run resumes from it: ``checkpoint.resume`` auto), its metrics and its log. The probe ran the full run's
     schedule, so the copy is the full run's first ``stop_at`` steps; the resumed command's own fields
-    (``run.name``, ``train.exit_at_step``) are neutral to resume (``megagrow.resume``). Returns what was copied,
-    for ``run.json``."""
+    (``run.name``, ``train.exit_at_step``) are neutral to resume (``megagrow.checkpointing.resume``). Returns what
+    was copied, for ``run.json``."""
     status = json.loads((probe_dir / "run.json").read_text()) if (probe_dir / "run.json").is_file() else {}
     stop_at = status.get("stop_at")
     if status.get("status") != "done" or not stop_at:
@@ -255,7 +255,7 @@ def _finished(run_dir: Path, stop_at: int | None = None) -> bool:
     """The run's last metrics record is at its config's train.max_steps (a probe's ``stop_at``) and carries a
     validation loss."""
     try:
-        from megagrow.rundir import current_config
+        from megagrow.checkpointing.rundir import current_config
     except ImportError:  # a checkout from before config histories: config.yaml is the config in effect
         import yaml
 
@@ -313,7 +313,7 @@ def sweep(r: Runner) -> tuple[float, dict[float, float]]:
 def credibility_steps(r: Runner, scratch_dir: Path | None, overrides: list[str]) -> int:
     """Steps of the half-size model that spend the FLOPs the best scratch run spent."""
     from megagrow.config import load_config
-    from megagrow.plan_show import summarize
+    from megagrow.planner.show import summarize
 
     cfg = load_config(str(r.base), [*r.suite.extra_overrides, *overrides, "--train.max_steps=1"])
     per_step = summarize(cfg).scratch_flops_per_step
@@ -481,7 +481,7 @@ def write_commands(r: Runner, names: list[str]) -> None:
     m = next(((r.status(n) or {}).get("machine") for n in names if (r.status(n) or {}).get("machine")), None)
     if m:
         lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items())]
-    from megagrow.checkpoint import atomic_write_text
+    from megagrow.checkpointing.store import atomic_write_text
 
     atomic_write_text(r.results_dir / "commands.md", "\n".join(lines) + "\n")
 

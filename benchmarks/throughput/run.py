@@ -184,7 +184,7 @@ def plain_worker(args: argparse.Namespace) -> dict:
     from megagrow.distributed.engine import compile_in_place, param_groups
     from megagrow.flops import train_flops
     from megagrow.models import build_model
-    from megagrow.profiling import StepProfiler, phase
+    from megagrow.trainer.profiling import StepProfiler, phase
 
     cfg = load_config(str(BASE), size_overrides(args.size, args.data, args.precision))
     torch.manual_seed(cfg.run.seed)
@@ -388,7 +388,7 @@ def measure(args: argparse.Namespace, variant: str, tmp: Path) -> dict:
         raise Skipped(f"{args.size}: the plain loop has no growth plan")
     env = None
     if variant.endswith("-tcmalloc"):  # the plain loop with the allocator megagrow's train.allocator=auto preloads
-        from megagrow.allocator import plan_exec
+        from megagrow.trainer.allocator import plan_exec
 
         env, _note = plan_exec("tcmalloc", _env(args), on_cpu=True)
         variant = variant.removesuffix("-tcmalloc")

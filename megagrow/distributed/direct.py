@@ -2,8 +2,8 @@
 
 There DeepSpeed's engine partitions nothing, reduces nothing (megagrow turns its all-reduce off, see
 :func:`~megagrow.distributed.engine.build_engine`) and does not own the optimizer step (torch AdamW steps the module
-parameters; megagrow clips, :func:`~megagrow.faults.clip_owned`). What is left of it in the step is overhead: per
-forward, the autocast and deep-compile context managers and the registration of backward hooks on the outputs;
+parameters; megagrow clips, :func:`~megagrow.trainer.faults.clip_owned`). What is left of it in the step is overhead:
+per forward, the autocast and deep-compile context managers and the registration of backward hooks on the outputs;
 per backward, a graph tracker, a hook on the loss and locks; per step, timers, counters and monitor checks — about
 1 ms of host time a step (the ``micro`` probe of benchmarks/throughput), which a GPU waits for.
 

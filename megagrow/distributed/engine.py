@@ -15,8 +15,8 @@ from megagrow.config import Config, deepspeed_config
 from megagrow.distributed.direct import DirectStep, direct_step_applies, trainable_params
 from megagrow.distributed.env import DistEnv, check_reachable, rendezvous_failure, resolve_dist_env
 from megagrow.distributed.threads import apply_cpu_threads
-from megagrow.faults import RendezvousFailed
-from megagrow.precision import concrete
+from megagrow.trainer.faults import RendezvousFailed
+from megagrow.trainer.precision import concrete
 
 _NO_DECAY_SUFFIXES = ("bias", "cls_token", "dist_token", "pos_embed")
 
@@ -166,7 +166,7 @@ def build_engine(model: torch.nn.Module, cfg: Config, world_size: int, steps: Ma
     ``steps``: the AdamW step count of the parameters of the state that will be scattered into the engine
     (``FullState.param_steps``, or every parameter's); parameters with different steps get different param
     groups (:func:`param_groups`), so that each can be seeded with its own step. Every rank must pass the
-    same map (see :func:`~megagrow.distributed.state.broadcast_param_steps`)."""
+    same map (see :func:`~megagrow.distributed.full_state.broadcast_param_steps`)."""
     import deepspeed
 
     o = cfg.optim
@@ -214,7 +214,7 @@ def full_state_on_rank0(cfg: Config, world_size: int) -> bool:
 def partitioned_init(cfg: Config, world_size: int) -> contextlib.AbstractContextManager:
     """Build a model inside this to have it partitioned as it is constructed (``deepspeed.zero.Init``) under
     ZeRO-3 with the full state on rank 0: no rank materializes the whole model. Its weights are then
-    meaningless until :func:`~megagrow.distributed.state.scatter_full_state` fills them."""
+    meaningless until :func:`~megagrow.distributed.full_state.scatter_full_state` fills them."""
     if cfg.distributed.zero_stage != 3 or not full_state_on_rank0(cfg, world_size):
         return contextlib.nullcontext()
     import deepspeed

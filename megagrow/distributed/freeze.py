@@ -26,7 +26,7 @@ interpolation and stacking maps, StackBERT, multi-level, MSG, scratch) nothing i
 
 One deliberate difference from PyTorch: AdamW's step counter. Under ZeRO 1-3 it belongs to a param
 group's flat partition holding many parameters (the engine splits groups only by the step counts a state
-brings in at a transition or resume, see :mod:`megagrow.distributed.state`), so it advances for every
+brings in at a transition or resume, see :mod:`megagrow.distributed.full_state`), so it advances for every
 parameter of the group, skipped or not; it is not restored here, and it also advances for skipped slots
 under ZeRO-0 (DeepSpeed gives them zero gradients): every stage computes the same numbers. A skipped slot
 that runs again is bias-corrected with its group's step, not with the count of steps it ran.
@@ -48,7 +48,7 @@ from deepspeed.utils import (
 )
 from torch import nn
 
-from megagrow.distributed.state import master_params, torch_optimizer
+from megagrow.distributed.full_state import master_params, torch_optimizer
 from megagrow.state import MOMENTS
 
 __all__ = ["SkippedSlots", "Snapshot", "snapshot_params", "unused_slot_params", "zero_local_grads"]

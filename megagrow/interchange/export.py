@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from megagrow.checkpoint_model import CheckpointModel, open_checkpoint
+from megagrow.checkpointing.model import CheckpointModel, open_checkpoint
 from megagrow.config import Config, expand_path
 from megagrow.data.manifest import sha256_file
 from megagrow.data.tokenizer_identity import checkpoint_tokenizer, mismatch

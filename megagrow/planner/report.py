@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from megagrow.checkpoint import atomic_write_text
+from megagrow.checkpointing.store import atomic_write_text
 
 
 def _mark(p: dict[str, Any], key: str) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from megagrow.checkpoint import atomic_write_text
+from megagrow.checkpointing.store import atomic_write_text
 from megagrow.config import Config, dump_yaml
 from megagrow.planner.choice import ProbeResult, pick, steps_needed
 from megagrow.planner.curves import Curve, Lead, fit_power_law, lead, loss_at
@@ -62,7 +62,7 @@ class _Runs:
 
     def advance(self, name: str, overrides: Sequence[str], to_step: int) -> float:
         """Train run ``name`` up to ``to_step`` (resuming where it stopped); returns the FLOPs it spent."""
-        from megagrow.train import train
+        from megagrow.trainer.loop import train
 
         before = self.curve_flops(name)
         if self.current(name) < to_step:
@@ -108,7 +108,7 @@ class _Runs:
 
 def _flops_until(make: MakeConfig, overrides: Sequence[str], step: int) -> float:
     """Expected training FLOPs of the config's first ``step`` steps (megagrow plan show's model)."""
-    from megagrow.plan_show import summarize
+    from megagrow.planner.show import summarize
 
     s = summarize(make(list(overrides)))
     total = sum(p.flops_per_step * max(0, min(step, p.start_step + p.steps) - p.start_step) for p in s.phases)
@@ -148,7 +148,7 @@ def _check_base(cfg: Config) -> None:
 def tune(make: MakeConfig, spec: TuneSpec, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the probes of ``spec`` for the config ``make([])`` and return the probe report (also written, with
     the picked config ``plan.yaml``, under ``spec.out``)."""
-    from megagrow.plan_show import summarize
+    from megagrow.planner.show import summarize
 
     base = make([])
     _check_base(base)

@@ -6,7 +6,7 @@ operator gave zero moments starts at step 0, like a fresh AdamW parameter), so t
 engine is built: from the state itself, or broadcast from rank 0 when only rank 0 holds it.
 
 Orchestration only: the operators are the plan's (:mod:`megagrow.growth`), the state movement is
-:mod:`megagrow.distributed.state`'s. The trainer's session is duck-typed (``s.engine``, ``s.model``,
+:mod:`megagrow.distributed.full_state`'s. The trainer's session is duck-typed (``s.engine``, ``s.model``,
 ``s.model_cfg``, ``s.cfg``, ``s.env``, ``s.counters``, ``s.log``) to keep the import one-way.
 """
 
@@ -21,13 +21,13 @@ import torch.distributed as dist
 from torch.func import functional_call
 
 from megagrow.distributed.engine import build_engine, destroy_engine, full_state_on_rank0, partitioned_init
-from megagrow.distributed.state import broadcast_param_steps, gather_full_state, only_on, scatter_full_state
-from megagrow.faults import fault
+from megagrow.distributed.full_state import broadcast_param_steps, gather_full_state, only_on, scatter_full_state
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Transition
 from megagrow.growth.plans.base import FitContext
 from megagrow.models import build_model
-from megagrow.train_state import dropout_seed
+from megagrow.trainer.faults import fault
+from megagrow.trainer.run_state import dropout_seed
 
 # (micro key, ) -> (this rank's micro-batch on the engine's device, its real token count)
 NextBatch = Callable[[int], tuple[dict[str, torch.Tensor], int]]

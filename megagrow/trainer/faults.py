@@ -100,8 +100,8 @@ class NonFiniteGuard:
         return skipped
 
     def observe(self, run: int, longest: int) -> None:
-        """Deferred statistics (:mod:`megagrow.step_stats`): the steps were skipped on the device; ``run`` is the
-        current run of consecutive skips, ``longest`` the longest in the window read back. A run that reached the
+        """Deferred statistics (:mod:`megagrow.trainer.step_stats`): the steps were skipped on the device; ``run`` is
+        the current run of consecutive skips, ``longest`` the longest in the window read back. A run that reached the
         limit stops the run even if later steps were applied (they are kept)."""
         self.consecutive = longest if longest >= self.max_consecutive else run
 

@@ -231,7 +231,7 @@ def _fit_cost(t, old: ModelConfig, new: ModelConfig, cfg, G: int, seq: int, npre
 
 def _phase_lr(cfg, plan, policy: str, start: int) -> tuple[float, str, float]:
     """``(multiplier, what the policy does at the phase start, LR of its first step)``."""
-    from megagrow.schedule import phase_lr
+    from megagrow.trainer.lr_schedule import phase_lr
 
     o = cfg.optim
     mult = float(plan.lr_scale(start))

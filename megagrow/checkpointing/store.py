@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from megagrow.faults import fault
 from megagrow.state import FullState
+from megagrow.trainer.faults import fault
 
 FORMAT = "megagrow-checkpoint"
 VERSION = 2  # v2: parameters and moments in one shard per writing rank

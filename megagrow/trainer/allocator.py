@@ -127,7 +127,7 @@ def describe_active(env: Mapping[str, str]) -> str | None:
 
 def unmet_request(choice: str, env: Mapping[str, str]) -> str | None:
     """A warning when ``train.allocator`` names a library this process does not have mapped: the run was not
-    started by the ``megagrow train`` command (which preloads it), e.g. ``megagrow.train.train`` called as a
+    started by the ``megagrow train`` command (which preloads it), e.g. ``megagrow.trainer.loop.train`` called as a
     library, so it runs on glibc's malloc."""
     if choice not in LIBRARIES or mapped(choice) is not False or env.get(ACTIVE_ENV):
         return None

@@ -1,6 +1,6 @@
 """The run directory: ``runs/<name>/{config.yaml, config.history.yaml, deepspeed.json, metrics.jsonl, tb/,
 checkpoints/}``. ``config.yaml`` is the config the run started with and is never rewritten on resume; the
-changes a resume honours are appended to ``config.history.yaml`` (see :mod:`megagrow.resume`)."""
+changes a resume honours are appended to ``config.history.yaml`` (see :mod:`megagrow.checkpointing.resume`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from megagrow.checkpoint import atomic_write_text, latest_checkpoint
+from megagrow.checkpointing.store import atomic_write_text, latest_checkpoint
 from megagrow.config import Config, dump_yaml
 
 
@@ -48,7 +48,8 @@ class RunDir:
                 changes: dict | None = None) -> None:
         """Main rank only. Fresh start: clear old outputs, write ``config.yaml``. Resume: drop metrics past the
         checkpoint, keep ``config.yaml`` as it is (``original``, the checkpoint's config, writes it when it is
-        missing) and record ``changes`` (a :func:`megagrow.resume.history_entry`) in ``config.history.yaml``."""
+        missing) and record ``changes`` (a :func:`megagrow.checkpointing.resume.history_entry`) in
+        ``config.history.yaml``."""
         self.path.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
             aside = self.move_aside()

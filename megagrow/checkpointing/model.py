@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from megagrow.checkpoint import latest_checkpoint, load_checkpoint_params
+from megagrow.checkpointing.store import latest_checkpoint, load_checkpoint_params
 from megagrow.config import Config, config_from_meta
 from megagrow.flops import deit_seq_len
 from megagrow.growth.plans import build_plan

@@ -2,7 +2,7 @@
 
 A step-rate ETA (seconds per step so far x steps left) is wrong by the plan's whole FLOPs ratio during
 the small phases. Here the remaining steps are weighted by their *expected* training FLOPs
-(:func:`megagrow.plan_show.summarize`, the same numbers ``megagrow plan show`` prints) relative to the
+(:func:`megagrow.planner.show.summarize`, the same numbers ``megagrow plan show`` prints) relative to the
 expected FLOPs of the steps just measured: ``eta = measured_wall / cost(measured steps) * cost(remaining)``.
 """
 
@@ -27,7 +27,7 @@ class CostProfile:
 
     @classmethod
     def from_summary(cls, summary: Any) -> CostProfile:
-        """From a :class:`megagrow.plan_show.PlanSummary`."""
+        """From a :class:`megagrow.planner.show.PlanSummary`."""
         return cls(tuple((p.start_step, p.end_step, float(p.flops_per_step)) for p in summary.phases),
                    tuple((int(t["step"]), float(t["fit_flops"])) for t in summary.transitions if t.get("fit_flops")))
 

@@ -72,7 +72,7 @@ class StepProfiler:
             "step_wall_s": wall / n,
             "phases_s_per_step": {p: v / n for p, v in per_phase.items()},
             "other_s_per_step": max(0.0, wall - sum(per_phase.values())) / n,
-            "note": "host time per step; inclusive ranges (megagrow.profiling)",
+            "note": "host time per step; inclusive ranges (megagrow.trainer.profiling)",
         }
         tmp = self.run_dir / "profile.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2) + "\n")

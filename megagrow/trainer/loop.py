@@ -1,7 +1,7 @@
 """The training loop: plan decision → data → forward/backward → step → metrics → checkpoint.
 
-Orchestration only: the math lives in models/, flops.py, schedule.py; the state handling in
-distributed/ and checkpoint.py; the growth decisions in growth/plans.
+Orchestration only: the math lives in models/, flops.py, trainer/lr_schedule.py; the state handling in
+distributed/ and checkpointing/; the growth decisions in growth/plans.
 """
 
 from __future__ import annotations
@@ -19,8 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from megagrow.allocator import describe_active, unmet_request
-from megagrow.checkpoint import (
+from megagrow.checkpointing.resume import (
+    ResumeRefused,
+    Verdict,
+    compare,
+    history_entry,
+    lr_line,
+    refusal_message,
+    resume_view,
+    schedule_split,
+)
+from megagrow.checkpointing.rundir import RunDir
+from megagrow.checkpointing.store import (
     begin_checkpoint,
     checkpoint_steps,
     finalize_checkpoint,
@@ -49,34 +59,24 @@ from megagrow.distributed.engine import (
 )
 from megagrow.distributed.env import DistEnv
 from megagrow.distributed.freeze import SkippedSlots
+from megagrow.distributed.full_state import gather_full_state, scatter_full_state, torch_optimizer
 from megagrow.distributed.scheduler import StepScheduler
-from megagrow.distributed.state import gather_full_state, scatter_full_state, torch_optimizer
-from megagrow.eta import CostProfile, eta_seconds, format_seconds
-from megagrow.evaluation import eval_layout
-from megagrow.faults import NonFiniteGuard, NonFiniteStop, clip_owned, fault, local_bad, owns_step
 from megagrow.flops import train_flops
 from megagrow.growth.config import translate_legacy
 from megagrow.growth.plans import Plan, build_plan
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, progress_mode
 from megagrow.models import ModelConfig, build_model
-from megagrow.phase_batching import MERGING_FAMILIES, merge_factor, merge_groups
-from megagrow.precision import DeviceFacts, apply_matmul_settings, resolve_precision
-from megagrow.profiling import StepProfiler, phase
-from megagrow.resume import (
-    ResumeRefused,
-    Verdict,
-    compare,
-    history_entry,
-    lr_line,
-    refusal_message,
-    resume_view,
-    schedule_split,
-)
-from megagrow.rundir import RunDir
-from megagrow.schedule import phase_lr
-from megagrow.step_stats import DeferredStats, deferred_applies
-from megagrow.train_state import Counters, Interval, StopFlag, dropout_seed
-from megagrow.transition import Charge, apply_transition
+from megagrow.trainer.allocator import describe_active, unmet_request
+from megagrow.trainer.eta import CostProfile, eta_seconds, format_seconds
+from megagrow.trainer.evaluation import eval_layout
+from megagrow.trainer.faults import NonFiniteGuard, NonFiniteStop, clip_owned, fault, local_bad, owns_step
+from megagrow.trainer.lr_schedule import phase_lr
+from megagrow.trainer.phase_batching import MERGING_FAMILIES, merge_factor, merge_groups
+from megagrow.trainer.precision import DeviceFacts, apply_matmul_settings, resolve_precision
+from megagrow.trainer.profiling import StepProfiler, phase
+from megagrow.trainer.run_state import Counters, Interval, StopFlag, dropout_seed
+from megagrow.trainer.step_stats import DeferredStats, deferred_applies
+from megagrow.trainer.transition import Charge, apply_transition
 
 
 @dataclass
@@ -245,7 +245,7 @@ def _scheduled_lr(cfg: Config, plan: Plan, step: int) -> float:
 
 def _check_resume(cfg: Config, world: int, seq_len: int, plan: Plan, meta: dict[str, Any], run: RunDir,
                   ckpt: Path) -> tuple[Verdict, list[str]]:
-    """Compare the run's resolved config with the checkpoint's (:mod:`megagrow.resume`): raise
+    """Compare the run's resolved config with the checkpoint's (:mod:`megagrow.checkpointing.resume`): raise
     :class:`ResumeRefused` naming every change that cannot be honoured, else return the verdict and the
     lines that state the honoured ones (with the LR's behaviour at the resume step when it changes)."""
     old_world = int(meta.get("world_size", 1))
@@ -374,7 +374,7 @@ def _train_step(s: _Session, interval: Interval, stop_requested: bool) -> bool:
 def _finish_deferred(s: _Session, interval: Interval, frozen: SkippedSlots, step: int, t0: float,
                      loss_sum: torch.Tensor, bad: torch.Tensor, flops: int, tokens: int, depth_sum: int, charge: Charge,
                      exit_now: bool) -> bool:
-    """The end of a step whose statistics stay on the device (:mod:`megagrow.step_stats`): the optimizer step,
+    """The end of a step whose statistics stay on the device (:mod:`megagrow.trainer.step_stats`): the optimizer step,
     skipped on the device when a rank saw a non-finite value, and the counters; read back only at a flush step.
     Returns whether any rank asked to stop (known at flush steps only)."""
     cfg, engine, stats = s.cfg, s.engine, s.stats
@@ -431,7 +431,7 @@ def _phase_ends(plan: Plan, n: int) -> bool:
 
 def _micro_groups(s: _Session, decisions: list) -> list[tuple[int, int]]:
     """``(first micro-batch, count)`` of each forward of the step: one each, or merged where
-    ``train.phase_batching`` applies (:mod:`megagrow.phase_batching`)."""
+    ``train.phase_batching`` applies (:mod:`megagrow.trainer.phase_batching`)."""
     cfg = s.cfg
     if (cfg.train.phase_batching == "off" or len(decisions) == 1 or not isinstance(s.engine, DirectStep)
             or s.model_cfg.family not in MERGING_FAMILIES):
@@ -511,7 +511,7 @@ def _checkpoint(s: _Session) -> None:
 
 def _cost_profile(cfg: Config, world: int) -> CostProfile | None:
     """Expected FLOPs per step over the run (``megagrow plan show``'s numbers) for a growth-aware ETA."""
-    from megagrow.plan_show import summarize
+    from megagrow.planner.show import summarize
 
     try:
         return CostProfile.from_summary(summarize(cfg, world_size=world))
