@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from megagrow.config.fields import doc
+from megagrow.fields import doc
 from megagrow.growth.config import GrowthConfig
 from megagrow.models.spec import ModelConfig
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from megagrow.config.fields import doc
+from megagrow.fields import doc
 from megagrow.growth.plans import PLANS
 from megagrow.growth.plans.apollo import ApolloOptions
 from megagrow.growth.plans.bert2bert import Bert2BertOptions

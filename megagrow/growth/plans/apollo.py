@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar, Literal
 
-from megagrow.config.fields import doc
+from megagrow.fields import doc
 from megagrow.growth.ops.depth import expand_depth, layer_map
 from megagrow.growth.plans.base import Decision, Transition
 from megagrow.growth.plans.staged import StagedPlan

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar, Literal
 
-from megagrow.config.fields import doc
+from megagrow.fields import doc
 from megagrow.growth.ops.bert2bert import bert2bert
 from megagrow.growth.plans.base import Transition
 from megagrow.growth.plans.half import HalfToTargetPlan

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar, Literal
 
-from megagrow.config.fields import doc
+from megagrow.fields import doc
 from megagrow.growth.ops.ligo import LigoShape, fit_operator, init_operator, materialize, materialize_flops
 from megagrow.growth.plans.base import FitContext, Transition
 from megagrow.growth.plans.half import HalfToTargetPlan

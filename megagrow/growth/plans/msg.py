@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from megagrow.config.fields import doc
+from megagrow.fields import doc
 from megagrow.growth.ops.msg import MsgMasks, msg_grow, msg_mask
 from megagrow.growth.plans.base import Decision, Transition
 from megagrow.growth.plans.half import HalfToTargetPlan

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from megagrow.config.fields import doc
+from megagrow.fields import doc
 from megagrow.growth.ops.multilevel import coalesce, decoalesce, interpolate
 from megagrow.growth.plans.base import Decision, StatelessPlan, Transition
 from megagrow.growth.plans.staged import stage_starts
