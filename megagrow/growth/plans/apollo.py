@@ -12,28 +12,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar, Literal
+from typing import Literal
 
 from megagrow.fields import doc
 from megagrow.growth.ops.depth import expand_depth, layer_map
-from megagrow.growth.plans.base import Decision, Transition
+from megagrow.growth.plans.base import Decision, MethodOptions, Transition
 from megagrow.growth.plans.staged import StagedPlan
 from megagrow.growth.samplers import get_sampler
 
 
 @dataclass
-class ApolloOptions:
+class ApolloOptions(MethodOptions):
     """``growth.apollo:`` (docs/methods/apollo.md)."""
 
     layer_map: Literal["interpolation", "stacking"] = doc(
         "how sampled depth positions map to live weight sets, and how stages expand: stacking (the default and "
         "configs/plans/apollo.yaml's: measured better in both suites, docs/growth-pays.md) or interpolation (the "
         "paper's)", "stacking")
-    resume_rules: ClassVar[dict[str, tuple[str, str]]] = {}
-    lr_fields: ClassVar[tuple[str, ...]] = ()
-
-    def problems(self) -> list[str]:
-        return []
 
 
 class ApolloPlan(StagedPlan):

@@ -12,11 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 
 from megagrow.state import FullState
+
+
+@dataclass
+class MethodOptions:
+    """Base of a method's options section (``growth.<method>:``, the dataclass in the plan's own file, registered in
+    :data:`megagrow.growth.config.SECTIONS`). ``resume_rules``: field -> (``honoured`` | ``allowable``, what it
+    is) for fields a resume may change (the rest are incompatible); ``lr_fields``: fields whose change alters the
+    LR; :meth:`problems`: the checks of its own values, one line each naming ``growth.<method>.<field>``."""
+
+    resume_rules: ClassVar[dict[str, tuple[str, str]]] = {}
+    lr_fields: ClassVar[tuple[str, ...]] = ()
+
+    def problems(self) -> list[str]:
+        return []
 
 
 @dataclass(frozen=True)

@@ -10,24 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar, Literal
+from typing import Literal
 
 from megagrow.fields import doc
 from megagrow.growth.ops.bert2bert import bert2bert
-from megagrow.growth.plans.base import Transition
+from megagrow.growth.plans.base import MethodOptions, Transition
 from megagrow.growth.plans.half import HalfToTargetPlan
 
 
 @dataclass
-class Bert2BertOptions:
+class Bert2BertOptions(MethodOptions):
     """``growth.bert2bert:`` (docs/methods/bert2bert.md)."""
 
     method: Literal["aki", "fpi"] = doc("width growth: AKI (the paper's best) or FPI (function preserving)", "aki")
-    resume_rules: ClassVar[dict[str, tuple[str, str]]] = {}
-    lr_fields: ClassVar[tuple[str, ...]] = ()
-
-    def problems(self) -> list[str]:
-        return []
 
 
 class Bert2BertPlan(HalfToTargetPlan):

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar, Literal
+from typing import Literal
 
 from megagrow.fields import doc
 from megagrow.growth.ops.ligo import LigoShape, fit_operator, init_operator, materialize, materialize_flops
-from megagrow.growth.plans.base import FitContext, Transition
+from megagrow.growth.plans.base import FitContext, MethodOptions, Transition
 from megagrow.growth.plans.half import HalfToTargetPlan
 from megagrow.state import FullState
 
 
 @dataclass
-class LigoOptions:
+class LigoOptions(MethodOptions):
     """``growth.ligo:`` (docs/methods/ligo.md)."""
 
     steps: int = doc("optimizer steps training the growth operator (small weights frozen) at the growth step; each "
@@ -34,8 +34,6 @@ class LigoOptions:
         "init of the width expanders: rand (new units = random convex combinations of old units, the reference "
         "default) or sel (random copies)", "rand")
     depth_noise: float = doc("U(0, noise) added to the stacking init of the depth coefficients", 0.03)
-    resume_rules: ClassVar[dict[str, tuple[str, str]]] = {}
-    lr_fields: ClassVar[tuple[str, ...]] = ()
 
     def problems(self) -> list[str]:
         p = []

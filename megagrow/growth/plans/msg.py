@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from megagrow.fields import doc
 from megagrow.growth.ops.msg import MsgMasks, msg_grow, msg_mask
-from megagrow.growth.plans.base import Decision, Transition
+from megagrow.growth.plans.base import Decision, MethodOptions, Transition
 from megagrow.growth.plans.half import HalfToTargetPlan
 from megagrow.models.masks import GrowthMasks
 
@@ -29,7 +29,7 @@ def ramp_steps(value: float, max_steps: int) -> int:
 
 
 @dataclass
-class MsgOptions:
+class MsgOptions(MethodOptions):
     """``growth.msg:`` (docs/methods/msg.md)."""
 
     ramp_steps: float = doc("steps over which the masks of the grown units ramp from 0 to 1 after the growth step; "
@@ -37,7 +37,6 @@ class MsgOptions:
                             "(the plain grown model at once)", 0.1)
     resume_rules: ClassVar[dict[str, tuple[str, str]]] = {
         "ramp_steps": ("honoured", "how the growth schedule is written; the resolved schedule is compared")}
-    lr_fields: ClassVar[tuple[str, ...]] = ()
 
     def problems(self) -> list[str]:
         r = self.ramp_steps

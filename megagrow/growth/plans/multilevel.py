@@ -22,7 +22,7 @@ import torch
 
 from megagrow.fields import doc
 from megagrow.growth.ops.multilevel import coalesce, decoalesce, interpolate
-from megagrow.growth.plans.base import Decision, StatelessPlan, Transition
+from megagrow.growth.plans.base import Decision, MethodOptions, StatelessPlan, Transition
 from megagrow.growth.plans.staged import stage_starts
 from megagrow.state import FullState
 
@@ -30,7 +30,7 @@ PAPER_ALPHA = {"bert": 0.5, "gpt": 0.25, "deit": 0.25}
 
 
 @dataclass
-class MultilevelOptions:
+class MultilevelOptions(MethodOptions):
     """``growth.multilevel:`` (docs/methods/multilevel.md; apollo+multilevel reads it too)."""
 
     levels: int = doc("number of levels of the V-cycle (2 or 3); growth.boundaries needs 2 * (levels - 1)", 2)
