@@ -561,6 +561,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                   ("lr2-0.5", ("--growth.stage_lr_mults=[2,0.5]",), "small stage at 2x, grown model at 0.5x")))
         + tuple(PlanRun(f"arm-decay{f:g}", "stackbert.yaml", (*_LATE_BEST, f"--optim.decay_fraction={f:g}"),
                         f"the final decay over the last {f:.0%} (20 % in late6-t0.4)") for f in (0.1, 0.3))
+        # LEMON's faster decay after growth: the same peak, decayed from the growth on (the last 60 %)
+        + (PlanRun("arm-decay0.6", "stackbert.yaml", (*_LATE_BEST, "--optim.decay_fraction=0.6"),
+                   "the final decay from the growth on (the last 60 %): LEMON's faster decay after growth"),)
         # late6-t0.4 spent 0.831x WSD scratch's FLOPs: given scratch's FLOPs (its budget decays later), does it end
         # lower, and reach scratch's loss sooner?
         + (_at_scratch_flops("late6-t0.4-equal-flops", "stackbert.yaml", 0.831, "late6-t0.4", *_LATE_BEST),),
