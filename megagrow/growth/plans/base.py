@@ -95,6 +95,12 @@ class Plan(Protocol):
     n_max: int  # the target's layer count (the depth a sampled depth is drawn up to)
     needs_model: bool  # class-level: build_plan must be given the model config (plans that change width)
     depth_sampler: str  # what draws the executed depth ("fixed" when the phase's layer map decides it)
+    section: str | None  # class-level: the ``growth.<section>:`` options it reads (None: the shared fields only)
+
+    @classmethod
+    def config_problems(cls, growth: Any, model: Any, max_steps: int) -> list[str]:
+        """What the plan needs of the growth section and the model, checked when a config loads."""
+        ...
 
     def depth_pmf(self, step: int) -> dict[int, float] | None:
         """The distribution of the executed depth during step ``step`` (None: a fixed depth, the length of
