@@ -36,6 +36,11 @@ EARLIER = {1234: [STUDIES / "wsd" / "runs" / n for n in ("stackbert-wsd-lr4e-3",
 STEP_COSTS = RESULTS / "phase-cost-cpu.json"
 
 
+def _megagrow(cmd: list[str]) -> None:
+    """Run ``megagrow ...`` with this interpreter's megagrow (no activated venv needed)."""
+    subprocess.run([sys.executable, "-m", "megagrow.cli", *cmd[1:]], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
 def _last_step(run: Path) -> int:
     lines = [x for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
     return int(json.loads(lines[-1])["step"]) if lines else 0
@@ -60,7 +65,7 @@ def report(seed: int, runs: list[Path], out: Path) -> dict:
     refs = [r for r in REFERENCES.get(seed, []) if (r / "metrics.jsonl").is_file()]
     cmd = ["megagrow", "report", *map(str, [BASELINES[seed], *refs, *runs]), "--baseline", str(BASELINES[seed]),
            "--step-costs", str(STEP_COSTS), "--out", str(out)]
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    _megagrow(cmd)
     (out / "command.txt").write_text(" ".join(c if not c.startswith(str(ROOT)) else str(Path(c).relative_to(ROOT))
                                              for c in cmd) + "\n")
     return json.loads((out / "report.json").read_text())
@@ -105,56 +110,84 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# the scaling study: per width, scratch and the finalist at the same LR (12 x 56 is the suite's own pair)
+# the scaling study: per width, WSD scratch and the finalist (one growth 6 -> 12 at 40 %) at each peak LR run there
+# (12 x 56 is the suite's own pair, at 4e-3)
 SCALING = STUDIES / "wsd-v2-scaling" / "runs"
-WIDTHS = {32: ("s32-scratch-lr4e-3", "s32-late6-lr4e-3"), 44: ("s44-scratch-lr4e-3", "s44-late6-lr4e-3"),
-          56: (str(BASELINES[1234]), str(STUDIES / "wsd-v2-late" / "runs" / "late6-t0.4"))}
+PAIRS: dict[int, dict[float, tuple[Path, Path]]] = {
+    h: {lr: (SCALING / f"s{h}-scratch-lr{tag}", SCALING / f"s{h}-late6-lr{tag}") for lr, tag in lrs}
+    for h, lrs in ((32, ((4e-3, "4e-3"), (8e-3, "8e-3"))), (44, ((4e-3, "4e-3"), (8e-3, "8e-3"))),
+                   (72, ((4e-3, "4e-3"),)))}
+PAIRS[56] = {4e-3: (BASELINES[1234], STUDIES / "wsd-v2-late" / "runs" / "late6-t0.4")}
+
+
+def _finished(run: Path) -> bool:
+    return (run / "metrics.jsonl").is_file() and _last_step(run) >= int(
+        yaml.safe_load((run / "config.yaml").read_text())["train"]["max_steps"])
+
+
+def _final(run: Path) -> float:
+    evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"val_loss"' in x]
+    return float(evals[-1]["val_loss"])
 
 
 def scaling(out: Path) -> list[dict]:
-    """Per width: the finalist's FLOPs saving against WSD scratch of that width (``megagrow report``), and a plot of
-    saving against non-embedding parameters."""
+    """Per width: the finalist's FLOPs saving (``megagrow report``) against WSD scratch of that width at the same
+    peak LR, and against that width's best scratch over the LRs run there (the tuned baseline: the finalist at its
+    own best LR against it); a plot of saving against non-embedding parameters."""
     rows = []
-    for h, (base, plan) in sorted(WIDTHS.items()):
-        base_dir, plan_dir = (Path(x) if Path(x).is_absolute() else SCALING / x for x in (base, plan))
-        if not ((base_dir / "metrics.jsonl").is_file() and (plan_dir / "metrics.jsonl").is_file()):
+    for h, by_lr in sorted(PAIRS.items()):
+        done = {lr: pair for lr, pair in by_lr.items() if all(_finished(r) for r in pair)}
+        if not done:
             continue
-        cfg = yaml.safe_load((plan_dir / "config.yaml").read_text())
-        if _last_step(plan_dir) < int(cfg["train"]["max_steps"]) or _last_step(base_dir) < int(
-                yaml.safe_load((base_dir / "config.yaml").read_text())["train"]["max_steps"]):
-            continue
-        rep = report_pair(base_dir, plan_dir, out / f"width-{h}")
-        r = rep["runs"][plan_dir.name]
-        rows.append({"width": h, "non_embedding_params": 144 * h * h, "baseline": base_dir.name, "run": plan_dir.name,
-                     "target": rep["target_loss"], "final_val_loss": r["final_val_loss"], "reached": r["reached"],
-                     "flops_saving": r["flops_saving"] if r["reached"] else None,
-                     "flops_vs_baseline": r["total_vs_baseline"]["flops"]})
+        best_scratch = min((pair[0] for pair in done.values()), key=_final)
+        for lr, (base, plan) in sorted(done.items()):
+            same = report_pair(base, [plan], out / f"width-{h}" / f"lr{lr:g}")["runs"][plan.name]
+            tuned = report_pair(best_scratch, [plan], out / f"width-{h}" / f"lr{lr:g}-vs-best")["runs"][plan.name]
+            rows.append({"width": h, "lr": lr, "non_embedding_params": 144 * h * h, "run": plan.name,
+                         "final_val_loss": same["final_val_loss"],
+                         "scratch": base.name, "scratch_final": _final(base),
+                         "flops_saving": same["flops_saving"] if same["reached"] else None,
+                         "best_scratch": best_scratch.name, "best_scratch_final": _final(best_scratch),
+                         "flops_saving_vs_best_scratch": tuned["flops_saving"] if tuned["reached"] else None})
     if rows:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        pts = [(r["non_embedding_params"], r["flops_saving"]) for r in rows if r["flops_saving"] is not None]
-        ax.plot([p for p, _ in pts], [100 * v for _, v in pts], "o-")
-        for r in rows:
-            if r["flops_saving"] is None:
-                ax.scatter([r["non_embedding_params"]], [0], marker="x", color="red")
-        ax.set_xscale("log")
-        ax.set_xlabel("non-embedding parameters (12 layers, width 32 / 44 / 56)")
-        ax.set_ylabel("FLOPs saving vs WSD scratch (%)")
-        ax.set_title("one growth 6 -> 12 at 40 %, same tokens per parameter (x: never reached)")
-        fig.tight_layout()
-        fig.savefig(out / "scaling.png", dpi=110)
-        plt.close(fig)
+        _plot_scaling(rows, out / "scaling.png")
         (out / "scaling.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
 
 
-def report_pair(base: Path, run: Path, out: Path) -> dict:
-    cmd = ["megagrow", "report", str(base), str(run), "--baseline", str(base), "--out", str(out)]
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+def _plot_scaling(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    series = {f"same LR {lr:g}": [(r["non_embedding_params"], r["flops_saving"]) for r in rows if r["lr"] == lr]
+              for lr in sorted({r["lr"] for r in rows})}
+    best = {}
+    for r in rows:  # per width, the finalist at its best LR against that width's best scratch
+        if r["width"] not in best or r["final_val_loss"] < best[r["width"]]["final_val_loss"]:
+            best[r["width"]] = r
+    series["both at their best LR"] = [(r["non_embedding_params"], r["flops_saving_vs_best_scratch"])
+                                       for _, r in sorted(best.items())]
+    for (label, pts), style in zip(series.items(), ("o-", "s--", "^-."), strict=False):
+        xs = [p for p, v in pts if v is not None]
+        ax.plot(xs, [100 * v for p, v in pts if v is not None], style, label=label)
+        ax.scatter([p for p, v in pts if v is None], [0] * sum(v is None for _, v in pts), marker="x", color="red")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("non-embedding parameters (12 layers, width " + " / ".join(str(h) for h in sorted(best)) + ")")
+    ax.set_ylabel("FLOPs saving vs WSD scratch (%)")
+    ax.set_title("one growth 6 -> 12 at 40 %, same tokens per parameter (x: never)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report_pair(base: Path, runs: list[Path], out: Path) -> dict:
+    cmd = ["megagrow", "report", str(base), *map(str, runs), "--baseline", str(base), "--out", str(out)]
+    _megagrow(cmd)
     return json.loads((out / "report.json").read_text())
 
 
@@ -178,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "standings.md").write_text(render(rows))
     print(render(rows))
     for r in scaling(out):
-        print(f"width {r['width']}: {r['run']} {r['final_val_loss']:.4f} vs {r['target']:.4f}: "
-              f"{_pct(r['flops_saving'])} fewer FLOPs")
+        print(f"width {r['width']} at {r['lr']:g}: {r['run']} {r['final_val_loss']:.4f} vs {r['scratch_final']:.4f}: "
+              f"{_pct(r['flops_saving'])} fewer FLOPs; vs {r['best_scratch']} ({r['best_scratch_final']:.4f}): "
+              f"{_pct(r['flops_saving_vs_best_scratch'])}")
     return 0
 
 
