@@ -4,18 +4,22 @@ of real ``build_model`` instances. Deviations are relative max-abs ``max|a - b| 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from megagrow.growth.ops.bert2bert import aki_width, bert2bert, fpi_width, unit_map, width_maps
 from megagrow.growth.ops.msg import MsgMasks, msg_grow, msg_layernorm, msg_mask
 from megagrow.models import ModelConfig, build_model
+from megagrow.models.dims import Dims
 from megagrow.state import FullState
 from tests.msg_reference import msg_block_forward, msg_forward
 
 SMALL = dict(n_layers=2, hidden=16, n_heads=2, ffn=64)
 WIDE = dict(n_layers=2, hidden=32, n_heads=4, ffn=128)
-SIZES = (16, 2, 64, 32, 4, 128)
+SMALL_DIMS, WIDE_DIMS = Dims(**SMALL), Dims(**WIDE)
+GROWN_DIMS = Dims(n_layers=3, hidden=32, n_heads=4, ffn=128)  # WIDE_DIMS one layer deeper
 
 
 def fam(family: str) -> str:
@@ -86,7 +90,7 @@ def test_unit_map_balanced_and_uniform():
     assert m.group_of[:4] == (0, 1, 2, 3) and m.sizes() == [3, 3, 3, 3]
     u = unit_map(4, 12, torch.Generator().manual_seed(0), "uniform")
     assert u.group_of[:4] == (0, 1, 2, 3) and len(u.group_of) == 12
-    e, heads, ffns = width_maps(2, *SIZES, seed=3)
+    e, heads, ffns = width_maps(SMALL_DIMS, WIDE_DIMS, seed=3)
     assert e.n_fine == 32 and heads[0].n_fine == 32 and ffns[1].n_fine == 128
     # whole heads: channel c of a new head maps to the same offset of one old head
     for g in heads:
@@ -94,7 +98,7 @@ def test_unit_map_balanced_and_uniform():
             src = {g.group_of[h * 8 + o] - o for o in range(8)}
             assert len(src) == 1 and next(iter(src)) % 8 == 0
     with pytest.raises(ValueError, match="head size"):
-        fpi_width(small_state("bert"), "bert", 16, 2, 64, 32, 2, 128)
+        fpi_width(small_state("bert"), "bert", SMALL_DIMS, Dims(2, 32, 2, 128))
 
 
 # ------------------------------------------------------------------------------------------------- FPI
@@ -103,7 +107,7 @@ def test_unit_map_balanced_and_uniform():
 @pytest.mark.parametrize("family", ["bert", "bert-preln", "bert-local", "gpt", "deit"])
 def test_fpi_preserves_function(family):
     state = small_state(family)
-    wide = fpi_width(state, fam(family), *SIZES, seed=0)
+    wide = fpi_width(state, fam(family), SMALL_DIMS, WIDE_DIMS, seed=0)
     b = batch(family)
     ref = logits(load(family, state, **SMALL), b)
     dev = rel(logits(load(family, wide, **WIDE), b), ref)
@@ -119,21 +123,21 @@ def test_fpi_preserves_function(family):
 def test_fpi_uniform_sampling_ln_effect(family):
     """i.i.d. sampling gives unequal hidden copy counts: the LayerNorms change the function (notes §3.2)."""
     state = small_state(family)
-    wide = fpi_width(state, family, *SIZES, seed=0, sampling="uniform")
+    wide = fpi_width(state, family, SMALL_DIMS, WIDE_DIMS, seed=0, sampling="uniform")
     b = batch(family)
     dev = rel(logits(load(family, wide, **WIDE), b), logits(load(family, state, **SMALL), b))
     print(f"\nFPI {family} uniform 16->32: rel dev {dev:.2e}")
     assert 1e-4 < dev < 1.0
     # FFN-only growth does not touch any LayerNorm: preserved even with uniform sampling
-    ffn_only = fpi_width(state, family, 16, 2, 64, 16, 2, 96, seed=0, sampling="uniform")
+    ffn_only = fpi_width(state, family, SMALL_DIMS, replace(SMALL_DIMS, ffn=96), seed=0, sampling="uniform")
     dev2 = rel(logits(load(family, ffn_only, **{**SMALL, "ffn": 96}), b), logits(load(family, state, **SMALL), b))
     assert dev2 < 1e-5
 
 
 def test_fpi_moments_copy_rule():
     state = small_state("bert", moments=True)
-    wide = fpi_width(state, "bert", *SIZES, seed=0)
-    e, heads, ffns = width_maps(2, *SIZES, seed=0)
+    wide = fpi_width(state, "bert", SMALL_DIMS, WIDE_DIMS, seed=0)
+    e, heads, ffns = width_maps(SMALL_DIMS, WIDE_DIMS, seed=0)
     assert wide.adam_step == 9
     c_f = torch.tensor(ffns[0].sizes(), dtype=torch.float32)
     gf = torch.tensor(ffns[0].group_of)
@@ -151,7 +155,7 @@ def test_fpi_moments_copy_rule():
     c_e = torch.tensor(e.sizes(), dtype=torch.float32)[ge]
     torch.testing.assert_close(wide.params["mlm.ln.weight"], state.params["mlm.ln.weight"][ge] / c_e)
     torch.testing.assert_close(wide.exp_avg["mlm.ln.bias"], state.exp_avg["mlm.ln.bias"][ge] / c_e)
-    reset = fpi_width(state, "bert", *SIZES, seed=0, moments="reset")
+    reset = fpi_width(state, "bert", SMALL_DIMS, WIDE_DIMS, seed=0, moments="reset")
     assert not reset.exp_avg and not reset.exp_avg_sq and reset.adam_step == 0
 
 
@@ -161,9 +165,9 @@ def test_fpi_moments_copy_rule():
 @pytest.mark.parametrize("family", ["bert", "gpt"])
 def test_aki_shapes_determinism_and_deviation(family):
     state = small_state(family, moments=True)
-    a1 = aki_width(state, family, *SIZES, seed=4)
-    a2 = aki_width(state, family, *SIZES, seed=4)
-    fpi = fpi_width(state, family, *SIZES, seed=4)
+    a1 = aki_width(state, family, SMALL_DIMS, WIDE_DIMS, seed=4)
+    a2 = aki_width(state, family, SMALL_DIMS, WIDE_DIMS, seed=4)
+    fpi = fpi_width(state, family, SMALL_DIMS, WIDE_DIMS, seed=4)
     with torch.device("meta"):
         shapes = {n: tuple(p.shape) for n, p in build_model(cfg(family, **WIDE)).named_parameters()}
     a1.check_against(shapes, "aki")
@@ -185,14 +189,14 @@ def test_aki_shapes_determinism_and_deviation(family):
 
 def test_bert2bert_width_then_stack():
     state = small_state("bert", moments=True)
-    grown = bert2bert(state, "bert", 16, 2, 64, 2, 32, 4, 128, 5, method="fpi", seed=1)
-    wide = fpi_width(state, "bert", *SIZES, seed=1)
+    grown = bert2bert(state, "bert", SMALL_DIMS, Dims(5, 32, 4, 128), method="fpi", seed=1)
+    wide = fpi_width(state, "bert", SMALL_DIMS, WIDE_DIMS, seed=1)
     src = [0, 1, 0, 1, 1]  # stacking_map(2, 5), remainder from the top
     for j, s in enumerate(src):
         assert torch.equal(grown.params[f"blocks.{j}.attn.qkv.weight"], wide.params[f"blocks.{s}.attn.qkv.weight"])
         assert torch.equal(grown.exp_avg[f"blocks.{j}.ln_1.bias"], wide.exp_avg[f"blocks.{s}.ln_1.bias"])
     load("bert", grown, **{**WIDE, "n_layers": 5})
-    fresh = bert2bert(state, "bert", 16, 2, 64, 2, 32, 4, 128, 4, moments="reset")
+    fresh = bert2bert(state, "bert", SMALL_DIMS, Dims(4, 32, 4, 128), moments="reset")
     assert not fresh.exp_avg and fresh.adam_step == 0
 
 
@@ -226,7 +230,7 @@ def test_msg_layernorm():
 def test_msg_block_exact_at_zero(family):
     """A real block of the small model vs its MSG-grown block run by the reference forward at c=0."""
     state = small_state(family)
-    grown, masks = msg_grow(state, family, 16, 2, 64, 2, 32, 4, 128, seed=2)
+    grown, masks = msg_grow(state, family, SMALL_DIMS, WIDE_DIMS, seed=2)
     small = load(family, state, **SMALL)
     x = torch.randn(2, 7, 16)
     with torch.no_grad():
@@ -256,7 +260,7 @@ def test_msg_block_exact_at_zero(family):
 @pytest.mark.parametrize("new_layer_init", ["copy", "random"])
 def test_msg_model_preservation_and_mask_one(family, new_layer_init):
     state = small_state(family, moments=True)
-    grown, masks = msg_grow(state, fam(family), 16, 2, 64, 2, 32, 4, 128, 3, seed=7, new_layer_init=new_layer_init)
+    grown, masks = msg_grow(state, fam(family), SMALL_DIMS, GROWN_DIMS, seed=7, new_layer_init=new_layer_init)
     b = batch(family)
     small = logits(load(family, state, **SMALL), b)
     with torch.no_grad():
@@ -279,7 +283,7 @@ def test_msg_model_preservation_and_mask_one(family, new_layer_init):
 
 def test_msg_state_layout_and_moments():
     state = small_state("bert", moments=True)
-    grown, masks = msg_grow(state, "bert", 16, 2, 64, 2, 32, 4, 128, 3, seed=1)
+    grown, masks = msg_grow(state, "bert", SMALL_DIMS, GROWN_DIMS, seed=1)
     assert masks == MsgMasks((16, 32), (2, 4), (64, 128), (2, 3))
     q = "blocks.0.attn.qkv.weight"
     old = state.params[q].view(3, 16, 16)
@@ -297,9 +301,9 @@ def test_msg_state_layout_and_moments():
         n.replace("blocks.0.", "blocks.2.") for n in state.params if n.startswith("blocks.0.")
     }
     # determinism
-    again, _ = msg_grow(state, "bert", 16, 2, 64, 2, 32, 4, 128, 3, seed=1)
+    again, _ = msg_grow(state, "bert", SMALL_DIMS, GROWN_DIMS, seed=1)
     assert all(torch.equal(again.params[n], grown.params[n]) for n in grown.params)
-    reset, _ = msg_grow(state, "bert", 16, 2, 64, 2, new_ffn=96, moments="reset")
+    reset, _ = msg_grow(state, "bert", SMALL_DIMS, replace(SMALL_DIMS, ffn=96), moments="reset")
     assert not reset.exp_avg and reset.adam_step == 0 and reset.params["blocks.0.mlp.fc_in.weight"].shape == (96, 16)
 
 
@@ -310,7 +314,7 @@ def test_model_masks_match_the_reference_forward(family):
     from megagrow.models import GrowthMasks
 
     state = small_state(family)
-    grown, mm = msg_grow(state, fam(family), 16, 2, 64, 2, 32, 4, 128, 3, seed=7)
+    grown, mm = msg_grow(state, fam(family), SMALL_DIMS, GROWN_DIMS, seed=7)
     b = batch(family)
     model = load(family, grown, **{**WIDE, "n_layers": 3})
     small = logits(load(family, state, **SMALL), b)

@@ -25,6 +25,7 @@ from megagrow.distributed.full_state import broadcast_param_steps, gather_full_s
 from megagrow.growth.ops import bert2bert, coalesce_depth, decoalesce_depth, expand_depth, interpolate, stack_depth
 from megagrow.growth.ops.msg import msg_grow
 from megagrow.models import ModelConfig, build_model
+from megagrow.models.dims import Dims
 from megagrow.state import FullState, split_steps
 
 K = 2000  # phase-1 steps of ``a``: large enough that a zero moment bias-corrected with K is ~3x a fresh update
@@ -311,7 +312,7 @@ def _model_state(family: str, sizes: dict, step: int, late: dict[str, int]) -> t
 
 def test_msg_new_layers_start_at_step_zero() -> None:
     _, state = _model_state("gpt", dict(hidden=16, n_heads=2, ffn=32, n_layers=2), 9, {})
-    grown, _ = msg_grow(state, "gpt", 16, 2, 32, 2, new_hidden=32, new_heads=4, new_ffn=64, new_layers=3)
+    grown, _ = msg_grow(state, "gpt", Dims(2, 16, 2, 32), Dims(3, 32, 4, 64))
     assert grown.adam_step == 9
     assert {n for n, s in grown.param_steps.items()} == {n for n in grown.params if n.startswith("blocks.2.")}
     assert all(s == 0 for s in grown.param_steps.values())
@@ -320,7 +321,7 @@ def test_msg_new_layers_start_at_step_zero() -> None:
 def test_bert2bert_keeps_steps() -> None:
     _, state = _model_state("bert", dict(hidden=16, n_heads=2, ffn=32, n_layers=2), 9,
                             {"blocks.1.mlp.fc_in.weight": 4})
-    grown = bert2bert(state, "bert", 16, 2, 32, 2, 32, 4, 64, 4, method="fpi")  # stacking [0, 1, 0, 1]
+    grown = bert2bert(state, "bert", Dims(2, 16, 2, 32), Dims(4, 32, 4, 64), method="fpi")  # stacking [0, 1, 0, 1]
     assert [grown.step_of(f"blocks.{k}.mlp.fc_in.weight") for k in range(4)] == [9, 4, 9, 4]
     assert grown.adam_step == 9
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -16,6 +18,7 @@ from megagrow.growth.ops.ligo import (
 )
 from megagrow.growth.ops.stacking import stack_depth
 from megagrow.models import ModelConfig, build_model
+from megagrow.models.dims import Dims
 from megagrow.state import FullState
 
 FAMILIES = ["gpt", "bert", "deit"]
@@ -42,13 +45,15 @@ def _batch(family: str, n: int = 4, seed: int = 1) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels}
 
 
-SHAPE = {f: LigoShape(f, 16, 32, 2, 32, 64, 4) for f in FAMILIES}
+SMALL = Dims(n_layers=2, hidden=16, n_heads=2, ffn=32)  # the sizes of _model(family, 2, 16, 2, 32)
+TARGET = Dims(n_layers=4, hidden=32, n_heads=4, ffn=64)
+SHAPE = {f: LigoShape(f, SMALL, TARGET) for f in FAMILIES}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_same_size_no_noise_is_the_identity(family: str) -> None:
     small = _params(_model(family, 2, 16, 2, 32))
-    shape = LigoShape(family, 16, 32, 2, 16, 32, 2)
+    shape = LigoShape(family, SMALL, SMALL)
     out, _ = materialize(small, init_operator(small, shape, depth_noise=0.0), shape)
     assert set(out) == set(small) and all(torch.equal(out[n], small[n]) for n in small)
 
@@ -57,7 +62,7 @@ def test_same_size_no_noise_is_the_identity(family: str) -> None:
 def test_depth_only_init_without_noise_is_stacking(family: str) -> None:
     """The depth init is StackBERT-style (one-hot on l mod L_s): without noise it stacks exactly."""
     small = _params(_model(family, 2, 16, 2, 32))
-    shape = LigoShape(family, 16, 32, 2, 16, 32, 4)
+    shape = LigoShape(family, SMALL, replace(SMALL, n_layers=4))
     out, _ = materialize(small, init_operator(small, shape, depth_noise=0.0), shape)
     ref = stack_depth(FullState(small), 2, 4).params
     assert set(out) == set(ref) and all(torch.equal(out[n], ref[n]) for n in ref)
@@ -89,7 +94,7 @@ def test_grown_shapes_tying_and_old_units_kept(family: str) -> None:
 def test_o_input_uses_v_expander_and_fc_out_uses_fc_in_expander() -> None:
     """Changing V's expander of layer 0 changes attn.proj's grown input columns; Q's does not."""
     small = _params(_model("gpt", 2, 16, 2, 32))
-    shape = LigoShape("gpt", 16, 32, 2, 32, 64, 2)
+    shape = LigoShape("gpt", SMALL, replace(TARGET, n_layers=2))
     op = init_operator(small, shape, depth_noise=0.0)
     base, _ = materialize(small, op, shape)
     for key, changes in (("width.0.v", True), ("width.0.q", False), ("width.0.ffn", None)):
@@ -117,12 +122,12 @@ def test_expander_and_errors() -> None:
     e = torch.rand(3, 2)
     assert torch.equal(expander(e), torch.cat([torch.eye(2), e]))
     with pytest.raises(ValueError, match="target must be >="):
-        LigoShape("gpt", 32, 64, 2, 16, 64, 4)
+        LigoShape("gpt", replace(TARGET, n_layers=2), replace(SMALL, n_layers=4, ffn=64))
     small = _params(_model("gpt", 2, 16, 2, 32))
     with pytest.raises(ValueError, match="width init 'x'"):
         init_operator(small, SHAPE["gpt"], width_init="x")
     with pytest.raises(ValueError, match="expected small blocks 0..2"):
-        materialize(small, init_operator(small, SHAPE["gpt"]), LigoShape("gpt", 16, 32, 3, 32, 64, 4))
+        materialize(small, init_operator(small, SHAPE["gpt"]), LigoShape("gpt", replace(SMALL, n_layers=3), TARGET))
 
 
 @pytest.mark.parametrize("family", ["gpt", "deit"])

@@ -21,10 +21,12 @@ from megagrow.growth.ops.multilevel import (
     interpolate,
 )
 from megagrow.models import ModelConfig, build_model
+from megagrow.models.dims import Dims
 from megagrow.state import FullState
 
 FINE = dict(n_layers=4, hidden=32, n_heads=4, ffn=128)
 COARSE = dict(n_layers=2, hidden=16, n_heads=2, ffn=64)
+FINE_DIMS, COARSE_DIMS = Dims(**FINE), Dims(**COARSE)
 
 
 def fam(family: str) -> str:
@@ -148,31 +150,31 @@ def test_round_trip_exact(family_id: str, width_pairing: str, depth_pairing: str
     coarse = random_state(family_id, moments=True, **COARSE)
     family = fam(family_id)
     kw = dict(pairing=width_pairing, moments="map")
-    fine_w = decoalesce_width(coarse, family, 16, 2, 64, **kw)
+    fine_w = decoalesce_width(coarse, family, COARSE_DIMS, **kw)
     fine_w.check_against(shapes_of(family_id, **{**COARSE, **{k: FINE[k] for k in ("hidden", "n_heads", "ffn")}}), "w")
-    assert_states_equal(coalesce_width(fine_w, family, 32, 4, 128, **kw), coarse, exact_sq=False)
+    assert_states_equal(coalesce_width(fine_w, family, FINE_DIMS, **kw), coarse, exact_sq=False)
 
     fine_d = decoalesce_depth(coarse, 2, depth_pairing, moments="map")
     fine_d.check_against(shapes_of(family_id, **{**COARSE, "n_layers": 4}), "d")
     assert_states_equal(coalesce_depth(fine_d, 4, depth_pairing, moments="map"), coarse, exact_sq=False)
 
     both = dict(width_pairing=width_pairing, depth_pairing=depth_pairing, moments="map")
-    fine = decoalesce(coarse, family, 16, 2, 64, 2, **both)
+    fine = decoalesce(coarse, family, COARSE_DIMS, **both)
     fine.check_against(shapes_of(family_id, **FINE), "both")
-    assert_states_equal(coalesce(fine, family, 32, 4, 128, 4, **both), coarse, exact_sq=False)
+    assert_states_equal(coalesce(fine, family, FINE_DIMS, **both), coarse, exact_sq=False)
     # params-only round trip with the default moments="reset"
-    back = coalesce(decoalesce(coarse, family, 16, 2, 64, 2), family, 32, 4, 128, 4)
+    back = coalesce(decoalesce(coarse, family, COARSE_DIMS), family, FINE_DIMS)
     assert all(torch.equal(back.params[n], coarse.params[n]) for n in coarse.params)
     if family == "gpt":
         opt = dict(gpt_residual_scale=True)
-        back = coalesce(decoalesce(coarse, family, 16, 2, 64, 2, **opt), family, 32, 4, 128, 4, **opt)
+        back = coalesce(decoalesce(coarse, family, COARSE_DIMS, **opt), family, FINE_DIMS, **opt)
         assert all(torch.equal(back.params[n], coarse.params[n]) for n in coarse.params)
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt", "deit"])
 def test_coalesce_shapes_and_values(family: str) -> None:
     fine = random_state(family, **FINE)
-    coarse = coalesce(fine, family, 32, 4, 128, 4)
+    coarse = coalesce(fine, family, FINE_DIMS)
     coarse.check_against(shapes_of(family, **COARSE), "coalesce")
     p, c = fine.params, coarse.params
     # adjacent depth pairing + [I|I] width pairing, checked by hand on a few entries
@@ -198,12 +200,12 @@ def test_coalesce_shapes_and_values(family: str) -> None:
 
 def test_moments_reset_default_and_map_keeps_step() -> None:
     fine = random_state("bert", moments=True, **FINE)
-    reset = coalesce(fine, "bert", 32, 4, 128, 4)
+    reset = coalesce(fine, "bert", FINE_DIMS)
     assert reset.exp_avg == {} and reset.exp_avg_sq == {} and reset.adam_step == 0
-    mapped = coalesce(fine, "bert", 32, 4, 128, 4, moments="map")
+    mapped = coalesce(fine, "bert", FINE_DIMS, moments="map")
     assert mapped.adam_step == 17 and mapped.exp_avg.keys() == mapped.params.keys()
     assert all((v >= 0).all() for v in mapped.exp_avg_sq.values())
-    up = decoalesce(mapped, "bert", 16, 2, 64, 2, moments="map")
+    up = decoalesce(mapped, "bert", COARSE_DIMS, moments="map")
     assert all((v >= 0).all() for v in up.exp_avg_sq.values())
 
 
@@ -215,7 +217,7 @@ EXACT_LN = dict(ln_eps=1e-12)  # the BERT presets' epsilon; the embedding LN see
 @pytest.mark.parametrize("family_id", ["bert", "bert-preln", "bert-local"])
 def test_bert_width_decoalesce_preserves_logits(family_id: str) -> None:
     coarse = random_state(family_id, **COARSE, **EXACT_LN)
-    fine = decoalesce_width(coarse, "bert", 16, 2, 64)
+    fine = decoalesce_width(coarse, "bert", COARSE_DIMS)
     wide = {**COARSE, "hidden": 32, "n_heads": 4, "ffn": 128}
     ref = logits(family_id, coarse, **COARSE, **EXACT_LN)
     dev = rel(logits(family_id, fine, **wide, **EXACT_LN), ref)
@@ -224,7 +226,7 @@ def test_bert_width_decoalesce_preserves_logits(family_id: str) -> None:
     dev_eps = rel(logits(family_id, fine, **wide), logits(family_id, coarse, **COARSE))
     print(f"bert width de-coalesce, ln_eps=1e-5 (embedding-LN epsilon effect): rel dev {dev_eps:.2e}")
     for pairing in ("adjacent",):
-        fine_a = decoalesce_width(coarse, "bert", 16, 2, 64, pairing=pairing)
+        fine_a = decoalesce_width(coarse, "bert", COARSE_DIMS, pairing=pairing)
         assert rel(logits(family_id, fine_a, **wide, **EXACT_LN), ref) <= 1e-5
 
 
@@ -245,7 +247,7 @@ def test_bert_depth_decoalesce_equals_coarse_layer_map(pairing: str) -> None:
 
 def test_bert_width_and_depth_decoalesce() -> None:
     coarse = random_state("bert", **COARSE, **EXACT_LN)
-    fine = decoalesce(coarse, "bert", 16, 2, 64, 2)
+    fine = decoalesce(coarse, "bert", COARSE_DIMS)
     out = logits("bert", fine, **FINE, **EXACT_LN)
     dev = rel(out, logits("bert", coarse, depth_layer_map(2), **COARSE, **EXACT_LN))
     print(f"\nbert width+depth de-coalesce vs coarse with layer map [0,0,1,1]: rel dev {dev:.2e}")
@@ -255,14 +257,14 @@ def test_bert_width_and_depth_decoalesce() -> None:
 def test_bert_coalescing_a_symmetric_model_preserves_function() -> None:
     """A fine model whose paired units / layers are identical (a de-coalesced one) and its coalesced
     model compute the same function (depth: the coarse model run along the coarse layer map)."""
-    fine = decoalesce(random_state("bert", seed=3, **COARSE, **EXACT_LN), "bert", 16, 2, 64, 2)
+    fine = decoalesce(random_state("bert", seed=3, **COARSE, **EXACT_LN), "bert", COARSE_DIMS)
     fine = FullState(params={n: t.clone() for n, t in fine.params.items()})
-    coarse = coalesce(fine, "bert", 32, 4, 128, 4)
+    coarse = coalesce(fine, "bert", FINE_DIMS)
     ref = logits("bert", fine, **FINE, **EXACT_LN)
     dev = rel(logits("bert", coarse, depth_layer_map(2), **COARSE, **EXACT_LN), ref)
     print(f"\nbert coalesce of a symmetric fine model (width+depth): rel dev {dev:.2e}")
     assert dev <= 1e-5
-    narrow = coalesce_width(fine, "bert", 32, 4, 128)
+    narrow = coalesce_width(fine, "bert", FINE_DIMS)
     dev_w = rel(logits("bert", narrow, **{**FINE, **{k: COARSE[k] for k in ("hidden", "n_heads", "ffn")}},
                        **EXACT_LN), ref)
     print(f"bert coalesce of a symmetric fine model (width only): rel dev {dev_w:.2e}")
@@ -273,8 +275,8 @@ def test_gpt_width_decoalesce_not_preserving_unless_residual_scaled() -> None:
     coarse = random_state("gpt", **COARSE, **EXACT_LN)
     wide = {**COARSE, "hidden": 32, "n_heads": 4, "ffn": 128}
     ref = logits("gpt", coarse, **COARSE, **EXACT_LN)
-    dev_ref = rel(logits("gpt", decoalesce_width(coarse, "gpt", 16, 2, 64), **wide, **EXACT_LN), ref)
-    fixed = decoalesce_width(coarse, "gpt", 16, 2, 64, gpt_residual_scale=True)
+    dev_ref = rel(logits("gpt", decoalesce_width(coarse, "gpt", COARSE_DIMS), **wide, **EXACT_LN), ref)
+    fixed = decoalesce_width(coarse, "gpt", COARSE_DIMS, gpt_residual_scale=True)
     dev_fix = rel(logits("gpt", fixed, **wide, **EXACT_LN), ref)
     dev_fix_eps = rel(logits("gpt", fixed, **wide), logits("gpt", coarse, **COARSE))
     print(f"\ngpt width de-coalesce: reference x0.5 embeddings {dev_ref:.2e}; "
@@ -285,7 +287,7 @@ def test_gpt_width_decoalesce_not_preserving_unless_residual_scaled() -> None:
 
 def test_deit_width_decoalesce_preserves_logits() -> None:
     coarse = random_state("deit", **COARSE)
-    fine = decoalesce(coarse, "deit", 16, 2, 64, 2)
+    fine = decoalesce(coarse, "deit", COARSE_DIMS)
     dev = rel(logits("deit", fine, **FINE), logits("deit", coarse, depth_layer_map(2), **COARSE))
     print(f"\ndeit width+depth de-coalesce vs coarse with layer map: rel dev {dev:.2e}")
     assert dev <= 1e-5
@@ -295,7 +297,7 @@ def test_width_moment_map_is_the_coarse_gradient() -> None:
     """Coalescing maps exp_avg like a gradient: for a de-coalesced BERT, mapping the fine model's gradient
     gives the coarse model's gradient."""
     coarse = random_state("bert", seed=5, **COARSE, **EXACT_LN)
-    fine = decoalesce_width(coarse, "bert", 16, 2, 64)
+    fine = decoalesce_width(coarse, "bert", COARSE_DIMS)
     wide = {**COARSE, "hidden": 32, "n_heads": 4, "ffn": 128}
 
     def grads(state: FullState, **kw) -> dict[str, torch.Tensor]:
@@ -305,7 +307,7 @@ def test_width_moment_map_is_the_coarse_gradient() -> None:
 
     g_fine, g_coarse = grads(fine, **wide), grads(coarse, **COARSE)
     sq = {n: g * g for n, g in g_fine.items()}
-    mapped = coalesce_width(FullState(fine.params, g_fine, sq, adam_step=1), "bert", 32, 4, 128, moments="map")
+    mapped = coalesce_width(FullState(fine.params, g_fine, sq, adam_step=1), "bert", FINE_DIMS, moments="map")
     worst = max(rel(mapped.exp_avg[n], g_coarse[n]) for n in g_coarse)
     worst_sq = max(rel(mapped.exp_avg_sq[n], g_coarse[n] ** 2) for n in g_coarse)
     print(f"\nwidth moment map vs coarse gradient: exp_avg {worst:.2e}, exp_avg_sq {worst_sq:.2e}")
@@ -317,7 +319,7 @@ def test_width_moment_map_is_the_coarse_gradient() -> None:
 
 def test_interpolate() -> None:
     coarse = random_state("bert", **COARSE)
-    dec = decoalesce(coarse, "bert", 16, 2, 64, 2)
+    dec = decoalesce(coarse, "bert", COARSE_DIMS)
     before = random_state("bert", seed=9, **FINE)
     at0 = interpolate(dec, before, 0.0)
     assert all(torch.equal(at0.params[n], dec.params[n]) for n in dec.params)
@@ -343,15 +345,15 @@ def test_interpolate() -> None:
 def test_bad_input() -> None:
     fine = random_state("bert", **FINE)
     with pytest.raises(ValueError, match="hidden"):
-        coalesce_width(fine, "bert", 64, 4, 128)
+        coalesce_width(fine, "bert", Dims(4, 64, 4, 128))
     with pytest.raises(ValueError, match="family"):
-        coalesce_width(fine, "llama", 32, 4, 128)
+        coalesce_width(fine, "llama", FINE_DIMS)
     with pytest.raises(ValueError, match="moments"):
-        coalesce_width(fine, "bert", 32, 4, 128, moments="keep")
+        coalesce_width(fine, "bert", FINE_DIMS, moments="keep")
     with pytest.raises(ValueError, match="gpt"):
-        coalesce_width(fine, "bert", 32, 4, 128, gpt_residual_scale=True)
+        coalesce_width(fine, "bert", FINE_DIMS, gpt_residual_scale=True)
     with pytest.raises(ValueError, match="unknown"):
-        coalesce_width(fine, "gpt", 32, 4, 128)  # bert names are not gpt's
+        coalesce_width(fine, "gpt", FINE_DIMS)  # bert names are not gpt's
     with pytest.raises(ValueError, match="blocks"):
         coalesce_depth(fine, 6)
     with pytest.raises(ValueError, match="pairing"):
@@ -360,7 +362,7 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="even"):
         coalesce_depth(odd, 3)
     with pytest.raises(ValueError, match="even"):
-        coalesce_width(random_state("gpt", n_layers=1, hidden=24, n_heads=3, ffn=96), "gpt", 24, 3, 96)
+        coalesce_width(random_state("gpt", n_layers=1, hidden=24, n_heads=3, ffn=96), "gpt", Dims(1, 24, 3, 96))
 
 
 @pytest.mark.parametrize("family_id", ["gpt", "bert-preln"])
@@ -386,9 +388,9 @@ def test_gpt_decoalesce_preserves_the_function_with_zero_depth_and_residual_scal
     function preserving (the reference's is not on either axis)."""
     coarse = random_state("gpt", **COARSE, **EXACT_LN)
     ref = logits("gpt", coarse, **COARSE, **EXACT_LN)
-    fine = decoalesce(coarse, "gpt", 16, 2, 64, 2, gpt_residual_scale=True, depth_new="zero")
+    fine = decoalesce(coarse, "gpt", COARSE_DIMS, gpt_residual_scale=True, depth_new="zero")
     dev = rel(logits("gpt", fine, **FINE, **EXACT_LN), ref)
-    paper = rel(logits("gpt", decoalesce(coarse, "gpt", 16, 2, 64, 2), **FINE, **EXACT_LN), ref)
+    paper = rel(logits("gpt", decoalesce(coarse, "gpt", COARSE_DIMS), **FINE, **EXACT_LN), ref)
     print(f"\ngpt de-coalesce vs the plain coarse model: zero depth + residual scale {dev:.2e}; paper {paper:.2e}")
     assert dev <= 1e-5 and paper > 1e-2
     with pytest.raises(ValueError, match="new='stack'"):

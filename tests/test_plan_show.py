@@ -198,14 +198,16 @@ def test_ligo_operator_cost_is_charged(capsys) -> None:
     FLOPs are in the plan's total, and the extra tokens are named."""
     from megagrow.growth.ops.ligo import LigoShape, materialize_flops
     from megagrow.models import build_model
+    from megagrow.models.dims import Dims
 
     out = _json(capsys, *SMALL, "--growth.plan=ligo", "--growth.boundaries=0.5", "--growth.ligo.steps=7")
     (tr,) = out["transitions"]
     small, big = out["phases"]
     assert tr["step"] == 5 and tr["fit_steps"] == 7 and tr["fit_tokens"] == 7 * 6 * 8
-    small_model = dataclasses.replace(load_config(None, SMALL).model, n_layers=2, hidden=8, n_heads=1, ffn=32)
+    target = load_config(None, SMALL).model
+    small_model = dataclasses.replace(target, n_layers=2, hidden=8, n_heads=1, ffn=32)
     shapes = {n: tuple(p.shape) for n, p in build_model(small_model).named_parameters()}
-    op = 3 * materialize_flops(shapes, LigoShape("gpt", 8, 32, 2, 16, 64, 4))
+    op = 3 * materialize_flops(shapes, LigoShape("gpt", Dims.of(small_model), Dims.of(target)))
     assert tr["fit_operator_flops"] == 7 * 3 * op  # 3 micro-batches per step
     assert tr["fit_flops"] == pytest.approx(7 * big["flops_per_step"] + 7 * 3 * op, rel=1e-12)
     assert out["flops"] == pytest.approx(small["flops"] + big["flops"] + tr["fit_flops"], rel=1e-12)

@@ -8,7 +8,7 @@ Spec: ``docs/methods/bert2bert.md``. Pure functions on
 
 - ``e`` on the hidden/residual dimension — one map for the whole model (embeddings, every block, heads);
 - ``a`` on the attention dimension — drawn on *heads* (a new head copies a whole old head, head size
-  ``hidden / n_heads`` is kept and must equal ``new_hidden / new_heads``), shared by Q, K, V and the input
+  ``hidden / n_heads`` is kept: ``src``'s must equal ``dst``'s), shared by Q, K, V and the input
   of ``attn.proj``; one independent draw per layer;
 - ``f`` on the FFN dimension — one independent draw per layer (``fc_in`` out = ``fc_out`` in).
 
@@ -33,7 +33,7 @@ unchanged. The tied weight stays a single entry (``embed.tokens.weight``).
 
 *Preservation*: all linear maps are exact in real arithmetic. A LayerNorm over a copied hidden vector sees
 the statistics of the old vector weighted by the copy counts, so it is exact iff all hidden copy counts are
-equal, i.e. ``sampling="balanced"`` and ``new_hidden`` a multiple of ``hidden``: then BERT (post-LN, incl.
+equal, i.e. ``sampling="balanced"`` and ``dst.hidden`` a multiple of ``src.hidden``: then BERT (post-LN, incl.
 the embedding LN) and GPT (pre-LN) are preserved up to float rounding and the LN epsilon (measured in
 ``tests/test_bert2bert_msg_ops.py`` with 16 → 32: ~1e-6 relative on the logits for both). With unequal
 copy counts (``uniform``, or e.g. 512 → 768) the LNs change the function slightly (docs/methods/bert2bert.md).
@@ -62,12 +62,14 @@ the top layers; moments ``copy`` or, after a reset, none). Stacking is not funct
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from megagrow.growth.ops.depth import split_block_name
 from megagrow.growth.ops.grouping import Grouping, apply_axis
 from megagrow.growth.ops.stacking import stack_depth
-from megagrow.models.dims import check_family
+from megagrow.models.dims import Dims, check_family
 from megagrow.models.width_axes import WidthSpec, width_spec
 from megagrow.state import FullState, with_steps
 
@@ -99,37 +101,32 @@ def unit_map(n_old: int, n_new: int, generator: torch.Generator, sampling: str =
 
 
 def width_maps(
-    n_layers: int,
-    hidden: int,
-    n_heads: int,
-    ffn: int,
-    new_hidden: int,
-    new_heads: int,
-    new_ffn: int,
-    seed: int,
-    sampling: str = "balanced",
+    src: Dims, dst: Dims, seed: int, sampling: str = "balanced"
 ) -> tuple[Grouping, list[Grouping], list[Grouping]]:
-    """``(e, [a per layer], [f per layer])`` in the draw order of the module docstring; ``a`` is on
-    channels (the head map expanded by the head size)."""
-    _check_sizes(hidden, n_heads, ffn, new_hidden, new_heads, new_ffn)
+    """``(e, [a per layer], [f per layer])`` for the ``src.n_layers`` layers widened from ``src`` to ``dst``
+    (``dst.n_layers`` is not read), in the draw order of the module docstring; ``a`` is on channels (the head
+    map expanded by the head size)."""
+    _check_sizes(src, dst)
     gen = torch.Generator().manual_seed(int(seed))
-    e = unit_map(hidden, new_hidden, gen, sampling)
+    e = unit_map(src.hidden, dst.hidden, gen, sampling)
     heads, ffns = [], []
-    for _ in range(n_layers):
-        heads.append(unit_map(n_heads, new_heads, gen, sampling).expand(hidden // n_heads))
-        ffns.append(unit_map(ffn, new_ffn, gen, sampling))
+    for _ in range(src.n_layers):
+        heads.append(unit_map(src.n_heads, dst.n_heads, gen, sampling).expand(src.hidden // src.n_heads))
+        ffns.append(unit_map(src.ffn, dst.ffn, gen, sampling))
     return e, heads, ffns
 
 
-def _check_sizes(hidden: int, n_heads: int, ffn: int, new_hidden: int, new_heads: int, new_ffn: int) -> None:
-    if n_heads < 1 or hidden % n_heads:
-        raise ValueError(f"hidden={hidden} is not divisible by n_heads={n_heads}")
-    if new_heads < 1 or new_hidden % new_heads or new_hidden // new_heads != hidden // n_heads:
+def _check_sizes(src: Dims, dst: Dims) -> None:
+    if src.n_heads < 1 or src.hidden % src.n_heads:
+        raise ValueError(f"hidden={src.hidden} is not divisible by n_heads={src.n_heads}")
+    head = src.hidden // src.n_heads
+    if dst.n_heads < 1 or dst.hidden % dst.n_heads or dst.hidden // dst.n_heads != head:
         raise ValueError(
-            f"head-wise growth keeps the head size {hidden // n_heads}: new_hidden={new_hidden} must equal "
-            f"new_heads={new_heads} x {hidden // n_heads}"
+            f"head-wise growth keeps the head size {head}: the target's hidden={dst.hidden} must equal "
+            f"n_heads={dst.n_heads} x {head}"
         )
-    for old, new, what in ((hidden, new_hidden, "hidden"), (n_heads, new_heads, "n_heads"), (ffn, new_ffn, "ffn")):
+    for old, new, what in ((src.hidden, dst.hidden, "hidden"), (src.n_heads, dst.n_heads, "n_heads"),
+                           (src.ffn, dst.ffn, "ffn")):
         if new < old:
             raise ValueError(f"{what}: {old} -> {new} is not growth")
 
@@ -196,30 +193,20 @@ def _expand(
 
 
 def _grow_width(
-    state: FullState,
-    family: str,
-    method: str,
-    hidden: int,
-    n_heads: int,
-    ffn: int,
-    new_hidden: int,
-    new_heads: int,
-    new_ffn: int,
-    seed: int,
-    moments: str,
-    sampling: str,
+    state: FullState, family: str, method: str, src: Dims, dst: Dims, seed: int, moments: str, sampling: str
 ) -> FullState:
+    """Width growth ``src -> dst`` (the ``n_layers`` are not read: the state's block slots are widened)."""
     check_family(family)
     if moments not in MOMENT_MODES:
         raise ValueError(f"moments={moments!r}: must be one of {', '.join(MOMENT_MODES)}")
     n_layers = _n_layers(state)
     for name, t in state.params.items():
         parsed = split_block_name(name)
-        if parsed is not None and parsed[1] == "mlp.fc_in.weight" and tuple(t.shape) != (ffn, hidden):
-            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {(ffn, hidden)}")
-        if parsed is not None and parsed[1] == "attn.qkv.weight" and tuple(t.shape) != (3 * hidden, hidden):
-            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {(3 * hidden, hidden)}")
-    e, heads, ffns = width_maps(n_layers, hidden, n_heads, ffn, new_hidden, new_heads, new_ffn, seed, sampling)
+        if parsed is not None and parsed[1] == "mlp.fc_in.weight" and tuple(t.shape) != (src.ffn, src.hidden):
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {(src.ffn, src.hidden)}")
+        if parsed is not None and parsed[1] == "attn.qkv.weight" and tuple(t.shape) != (3 * src.hidden, src.hidden):
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {(3 * src.hidden, src.hidden)}")
+    e, heads, ffns = width_maps(replace(src, n_layers=n_layers), dst, seed, sampling)
 
     def maps_of(layer: int | None) -> dict[str, Grouping]:
         if layer is None:
@@ -239,72 +226,31 @@ def _grow_width(
     return with_steps(params, exp_avg, exp_avg_sq, state.steps())  # width keeps every name and its step
 
 
-def fpi_width(
-    state: FullState,
-    family: str,
-    hidden: int,
-    n_heads: int,
-    ffn: int,
-    new_hidden: int,
-    new_heads: int,
-    new_ffn: int,
-    seed: int = 0,
-    moments: str = "copy",
-    sampling: str = "balanced",
-) -> FullState:
-    """bert2BERT function-preserving initialization: widen ``hidden/n_heads/ffn`` (the input's sizes) to
-    ``new_hidden/new_heads/new_ffn`` (head size kept). See the module docstring."""
-    return _grow_width(
-        state, family, "fpi", hidden, n_heads, ffn, new_hidden, new_heads, new_ffn, seed, moments, sampling
-    )
+def fpi_width(state: FullState, family: str, src: Dims, dst: Dims, *, seed: int = 0, moments: str = "copy",
+              sampling: str = "balanced") -> FullState:
+    """bert2BERT function-preserving initialization: widen ``src`` (the input's sizes) to ``dst`` (hidden, heads
+    and FFN; head size kept; the ``n_layers`` are not read). See the module docstring."""
+    return _grow_width(state, family, "fpi", src, dst, seed, moments, sampling)
 
 
-def aki_width(
-    state: FullState,
-    family: str,
-    hidden: int,
-    n_heads: int,
-    ffn: int,
-    new_hidden: int,
-    new_heads: int,
-    new_ffn: int,
-    seed: int = 0,
-    moments: str = "copy",
-    sampling: str = "balanced",
-) -> FullState:
+def aki_width(state: FullState, family: str, src: Dims, dst: Dims, *, seed: int = 0, moments: str = "copy",
+              sampling: str = "balanced") -> FullState:
     """bert2BERT advanced knowledge initialization: as :func:`fpi_width`, but new output units of block
     ``l`` come from block ``l+1`` (the top block from itself). Not function preserving."""
-    return _grow_width(
-        state, family, "aki", hidden, n_heads, ffn, new_hidden, new_heads, new_ffn, seed, moments, sampling
-    )
+    return _grow_width(state, family, "aki", src, dst, seed, moments, sampling)
 
 
-def bert2bert(
-    state: FullState,
-    family: str,
-    hidden: int,
-    n_heads: int,
-    ffn: int,
-    n_layers: int,
-    new_hidden: int,
-    new_heads: int,
-    new_ffn: int,
-    new_layers: int,
-    method: str = "aki",
-    seed: int = 0,
-    moments: str = "copy",
-    sampling: str = "balanced",
-) -> FullState:
-    """Width (``method`` ``"fpi"`` or ``"aki"``) then depth stacking ``n_layers -> new_layers``
-    (``stack_depth(tail="top")``). ``moments="reset"`` gives a fresh optimizer (no moments, step 0)."""
+def bert2bert(state: FullState, family: str, src: Dims, dst: Dims, *, method: str = "aki", seed: int = 0,
+              moments: str = "copy", sampling: str = "balanced") -> FullState:
+    """Width (``method`` ``"fpi"`` or ``"aki"``) ``src -> dst`` then depth stacking ``src.n_layers ->
+    dst.n_layers`` (``stack_depth(tail="top")``). ``moments="reset"`` gives a fresh optimizer (no moments,
+    step 0)."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}: must be one of {', '.join(METHODS)}")
-    if _n_layers(state) != n_layers:
-        raise ValueError(f"n_layers={n_layers} but the state has {_n_layers(state)} block slots")
-    wide = _grow_width(
-        state, family, method, hidden, n_heads, ffn, new_hidden, new_heads, new_ffn, seed, moments, sampling
-    )
-    return stack_depth(wide, n_layers, new_layers, moments="copy", tail="top")
+    if _n_layers(state) != src.n_layers:
+        raise ValueError(f"n_layers={src.n_layers} but the state has {_n_layers(state)} block slots")
+    wide = _grow_width(state, family, method, src, dst, seed, moments, sampling)
+    return stack_depth(wide, src.n_layers, dst.n_layers, moments="copy", tail="top")
 
 
 __all__ = ["METHODS", "SAMPLINGS", "aki_width", "bert2bert", "fpi_width", "unit_map", "width_maps"]

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from megagrow.growth.ops.depth import split_block_name
-from megagrow.models.dims import check_family
+from megagrow.models.dims import Dims, check_family
 from megagrow.models.width_axes import width_axes
 from megagrow.state import FullState
 
@@ -47,21 +47,17 @@ WIDTH_INITS = ("rand", "sel")
 
 @dataclass(frozen=True)
 class LigoShape:
-    """Small (``hidden``, ``ffn``, ``n_layers``) and target sizes. Head size is kept, so the attention width
-    equals the hidden size on both sides."""
+    """The family and the small (``src``) and target (``dst``) sizes. Head size is kept, so the attention
+    width equals the hidden size on both sides (``n_heads`` is not read)."""
 
     family: str
-    hidden: int
-    ffn: int
-    n_layers: int
-    new_hidden: int
-    new_ffn: int
-    new_layers: int
+    src: Dims
+    dst: Dims
 
     def __post_init__(self) -> None:
         check_family(self.family)
-        for small, big, what in ((self.hidden, self.new_hidden, "hidden"), (self.ffn, self.new_ffn, "ffn"),
-                                 (self.n_layers, self.new_layers, "n_layers")):
+        for what in ("hidden", "ffn", "n_layers"):
+            small, big = getattr(self.src, what), getattr(self.dst, what)
             if not 0 < small <= big:
                 raise ValueError(f"LiGO grows {what} {small} -> {big}: the target must be >= the small size > 0")
 
@@ -85,16 +81,17 @@ def init_operator(small: dict[str, torch.Tensor], shape: LigoShape, width_init: 
     if depth_noise < 0:
         raise ValueError(f"LiGO depth noise must be >= 0, got {depth_noise}")
     g = torch.Generator().manual_seed(seed)
-    op: dict[str, torch.Tensor] = {"width.emb": _width_block(shape.hidden, shape.new_hidden, width_init, g)}
-    for j in range(shape.n_layers):
+    src, dst = shape.src, shape.dst
+    op: dict[str, torch.Tensor] = {"width.emb": _width_block(src.hidden, dst.hidden, width_init, g)}
+    for j in range(src.n_layers):
         for key in ("q", "k", "v"):
-            op[f"width.{j}.{key}"] = _width_block(shape.hidden, shape.new_hidden, width_init, g)
-        op[f"width.{j}.ffn"] = _width_block(shape.ffn, shape.new_ffn, width_init, g)
+            op[f"width.{j}.{key}"] = _width_block(src.hidden, dst.hidden, width_init, g)
+        op[f"width.{j}.ffn"] = _width_block(src.ffn, dst.ffn, width_init, g)
     suffixes = sorted({p[1] for n in small if (p := split_block_name(n)) is not None})
-    target = torch.arange(shape.new_layers) % shape.n_layers
+    target = torch.arange(dst.n_layers) % src.n_layers
     for suffix in suffixes:
-        w = torch.nn.functional.one_hot(target, shape.n_layers).double()
-        w = w + depth_noise * torch.rand(shape.new_layers, shape.n_layers, generator=g, dtype=torch.float64)
+        w = torch.nn.functional.one_hot(target, src.n_layers).double()
+        w = w + depth_noise * torch.rand(dst.n_layers, src.n_layers, generator=g, dtype=torch.float64)
         op[f"depth.{suffix}"] = (w / w.sum(dim=1, keepdim=True)).float()
     return op
 
@@ -119,15 +116,15 @@ class _Flops:
 
 def _check(small: dict[str, torch.Tensor], op: dict[str, torch.Tensor], shape: LigoShape) -> None:
     slots = sorted({p[0] for n in small if (p := split_block_name(n)) is not None})
-    if slots != list(range(shape.n_layers)):
-        raise ValueError(f"LiGO: expected small blocks 0..{shape.n_layers - 1}, the state has {slots}")
+    if slots != list(range(shape.src.n_layers)):
+        raise ValueError(f"LiGO: expected small blocks 0..{shape.src.n_layers - 1}, the state has {slots}")
     missing = [f"width.{j}.{k}" for j in slots for k in ("q", "k", "v", "ffn") if f"width.{j}.{k}" not in op]
     if "width.emb" not in op or missing:
         raise ValueError(f"LiGO operator is missing {(['width.emb'] if 'width.emb' not in op else []) + missing}")
     qkv = small.get("blocks.0.attn.qkv.weight")
-    if qkv is not None and tuple(qkv.shape) != (3 * shape.hidden, shape.hidden):
+    if qkv is not None and tuple(qkv.shape) != (3 * shape.src.hidden, shape.src.hidden):
         raise ValueError(f"LiGO: blocks.0.attn.qkv.weight has shape {tuple(qkv.shape)}, expected "
-                         f"{(3 * shape.hidden, shape.hidden)} for hidden={shape.hidden}")
+                         f"{(3 * shape.src.hidden, shape.src.hidden)} for hidden={shape.src.hidden}")
 
 
 def materialize(small: dict[str, torch.Tensor], op: dict[str, torch.Tensor],
@@ -165,14 +162,14 @@ def materialize(small: dict[str, torch.Tensor], op: dict[str, torch.Tensor],
             y = x
             for dim, ax, _role in axes:
                 y = fl.along(y, dim, mats[ax])
-        widened.setdefault(suffix, [None] * shape.n_layers)[j] = y  # type: ignore[list-item]
+        widened.setdefault(suffix, [None] * shape.src.n_layers)[j] = y  # type: ignore[list-item]
     for suffix, per_layer in widened.items():
         w = op[f"depth.{suffix}"]
-        if tuple(w.shape) != (shape.new_layers, shape.n_layers):
+        if tuple(w.shape) != (shape.dst.n_layers, shape.src.n_layers):
             raise ValueError(f"LiGO depth.{suffix} has shape {tuple(w.shape)}, expected "
-                             f"{(shape.new_layers, shape.n_layers)}")
+                             f"{(shape.dst.n_layers, shape.src.n_layers)}")
         grown = fl.along(torch.stack(per_layer), 0, w)
-        for layer in range(shape.new_layers):
+        for layer in range(shape.dst.n_layers):
             out[f"blocks.{layer}.{suffix}"] = grown[layer]
     return out, fl.n
 

@@ -7,8 +7,8 @@ Spec: ``docs/methods/msg.md``. Pure functions (stdlib + torch + ``megagrow.state
 Every old tensor is copied into the leading ("top-left") corner of the larger one; all new entries are
 fresh: weights and embedding columns ``N(0, init_std)`` (seeded), biases 0, LayerNorm γ=1 / β=0
 (``mlm.bias`` is vocabulary-sized and unchanged). New layers are appended on top (slots
-``n_layers..new_layers-1``); ``new_layer_init="copy"`` (reference default) copies the (widened) old slot
-``stacking_map(n_layers, new_layers)[j]`` (full repeats of the stack, then the top layers, bert2BERT
+``src.n_layers..dst.n_layers-1``); ``new_layer_init="copy"`` (reference default) copies the (widened) old slot
+``stacking_map(src.n_layers, dst.n_layers)[j]`` (full repeats of the stack, then the top layers, bert2BERT
 order), ``"random"`` initializes them like a fresh layer. Old units always keep their index, so every
 mask is ``[1] * old + [c] * (new - old)`` (:class:`MsgMasks`).
 
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 
 from megagrow.growth.ops.depth import split_block_name, stacking_map
-from megagrow.models.dims import check_family
+from megagrow.models.dims import Dims, check_family
 from megagrow.models.masks import GrowthMasks
 from megagrow.models.masks import masked_layernorm as msg_layernorm
 from megagrow.models.width_axes import width_spec
@@ -77,6 +77,12 @@ class MsgMasks:
     heads: tuple[int, int]
     ffn: tuple[int, int]
     layers: tuple[int, int]
+
+    @classmethod
+    def between(cls, src: Dims, dst: Dims) -> MsgMasks:
+        """The sizes of the growth ``src -> dst``."""
+        return cls((src.hidden, dst.hidden), (src.n_heads, dst.n_heads), (src.ffn, dst.ffn),
+                   (src.n_layers, dst.n_layers))
 
     @staticmethod
     def _mask(old: int, new: int, c: float, dtype: torch.dtype) -> torch.Tensor:
@@ -138,48 +144,27 @@ def _new_shape(t: torch.Tensor, name: str, family: str, sizes: dict[str, int]) -
     return tuple(shape), spec.fused3
 
 
-def msg_grow(
-    state: FullState,
-    family: str,
-    hidden: int,
-    n_heads: int,
-    ffn: int,
-    n_layers: int,
-    new_hidden: int | None = None,
-    new_heads: int | None = None,
-    new_ffn: int | None = None,
-    new_layers: int | None = None,
-    seed: int = 0,
-    init_std: float = 0.02,
-    new_layer_init: str = "copy",
-    moments: str = "copy",
-) -> tuple[FullState, MsgMasks]:
-    """Grow ``state`` (sizes ``hidden/n_heads/ffn/n_layers``) to the new sizes (``None`` = unchanged; the
-    head size ``hidden / n_heads`` is kept) and return ``(grown state, masks)``. Function preserving under
-    the masked forward at ``c = 0``. See the module docstring."""
+def msg_grow(state: FullState, family: str, src: Dims, dst: Dims, *, seed: int = 0, init_std: float = 0.02,
+             new_layer_init: str = "copy", moments: str = "copy") -> tuple[FullState, MsgMasks]:
+    """Grow ``state`` (sizes ``src``) to the sizes ``dst`` (any of them may equal ``src``'s; the head size
+    ``hidden / n_heads`` is kept) and return ``(grown state, masks)``. Function preserving under the masked
+    forward at ``c = 0``. See the module docstring."""
     check_family(family)
     if moments not in MOMENT_MODES:
         raise ValueError(f"moments={moments!r}: must be one of {', '.join(MOMENT_MODES)}")
     if new_layer_init not in NEW_LAYER_INITS:
         raise ValueError(f"new_layer_init={new_layer_init!r}: must be one of {', '.join(NEW_LAYER_INITS)}")
-    new_hidden = hidden if new_hidden is None else new_hidden
-    new_heads = n_heads if new_heads is None else new_heads
-    new_ffn = ffn if new_ffn is None else new_ffn
-    new_layers = n_layers if new_layers is None else new_layers
-    if n_heads < 1 or hidden % n_heads or new_heads < 1 or new_hidden != new_heads * (hidden // n_heads):
-        raise ValueError(f"head size {hidden}/{n_heads} must be kept: new_hidden={new_hidden}, new_heads={new_heads}")
-    for old, new, what in (
-        (hidden, new_hidden, "hidden"),
-        (n_heads, new_heads, "n_heads"),
-        (ffn, new_ffn, "ffn"),
-        (n_layers, new_layers, "n_layers"),
-    ):
-        if new < old:
-            raise ValueError(f"{what}: {old} -> {new} is not growth")
+    if (src.n_heads < 1 or src.hidden % src.n_heads or dst.n_heads < 1
+            or dst.hidden != dst.n_heads * (src.hidden // src.n_heads)):
+        raise ValueError(f"head size {src.hidden}/{src.n_heads} must be kept: the target has hidden={dst.hidden}, "
+                         f"n_heads={dst.n_heads}")
+    for what in ("hidden", "n_heads", "ffn", "n_layers"):
+        if getattr(dst, what) < getattr(src, what):
+            raise ValueError(f"{what}: {getattr(src, what)} -> {getattr(dst, what)} is not growth")
     slots = {p[0] for p in (split_block_name(n) for n in state.params) if p is not None}
-    if slots != set(range(n_layers)):
-        raise ValueError(f"n_layers={n_layers} but the state has block slots {sorted(slots)}")
-    sizes = {"e": new_hidden, "a": new_hidden, "f": new_ffn}
+    if slots != set(range(src.n_layers)):
+        raise ValueError(f"n_layers={src.n_layers} but the state has block slots {sorted(slots)}")
+    sizes = {"e": dst.hidden, "a": dst.hidden, "f": dst.ffn}
     gen = torch.Generator().manual_seed(int(seed))
     keep_moments = moments == "copy" and bool(state.exp_avg)
 
@@ -194,12 +179,12 @@ def msg_grow(
             for m in mom:
                 mom[m][name] = _embed(getattr(state, m)[name].detach().float(), torch.zeros(shape), fused3)
 
-    if new_layers > n_layers:  # depth: new slots on top
-        src = stacking_map(n_layers, new_layers, "top")
+    if dst.n_layers > src.n_layers:  # depth: new slots on top
+        source = stacking_map(src.n_layers, dst.n_layers, "top")
         suffixes = [p[1] for p in (split_block_name(n) for n in params) if p is not None and p[0] == 0]
-        for j in range(n_layers, new_layers):
+        for j in range(src.n_layers, dst.n_layers):
             for s in suffixes:
-                ref = params[f"blocks.{src[j]}.{s}"]
+                ref = params[f"blocks.{source[j]}.{s}"]
                 name = f"blocks.{j}.{s}"
                 params[name] = (
                     ref.clone() if new_layer_init == "copy" else _fresh(name, tuple(ref.shape), gen, init_std)
@@ -208,7 +193,7 @@ def msg_grow(
                 if keep_moments:
                     for m in mom:
                         mom[m][name] = torch.zeros_like(ref)
-    masks = MsgMasks((hidden, new_hidden), (n_heads, new_heads), (ffn, new_ffn), (n_layers, new_layers))
+    masks = MsgMasks.between(src, dst)
     if not keep_moments:
         return FullState(params=params), masks
     return with_steps(params, mom["exp_avg"], mom["exp_avg_sq"], steps), masks

@@ -76,7 +76,7 @@ from collections.abc import Callable
 import torch
 
 from megagrow.growth.ops.grouping import TRANSPOSE, Grouping, apply_axis, pair_grouping
-from megagrow.models.dims import check_family
+from megagrow.models.dims import Dims, check_family
 from megagrow.models.width_axes import RESIDUAL_WRITERS, WidthSpec, width_spec
 from megagrow.state import FullState, source_step, with_steps
 
@@ -167,44 +167,28 @@ def _width(
     return with_steps(params, exp_avg, exp_avg_sq, state.steps())  # width maps keep every name
 
 
-def coalesce_width(
-    state: FullState,
-    family: str,
-    hidden: int,
-    n_heads: int,
-    ffn: int,
-    pairing: str = "half",
-    moments: str = "reset",
-    gpt_residual_scale: bool = False,
-) -> FullState:
-    """Width coalescing of a fine state with ``hidden``, ``n_heads``, ``ffn`` (the *input's* sizes) into
-    one with ``hidden/2``, ``n_heads/2`` heads of the same size and ``ffn/2``. See the module docstring."""
+def coalesce_width(state: FullState, family: str, dims: Dims, *, pairing: str = "half", moments: str = "reset",
+                   gpt_residual_scale: bool = False) -> FullState:
+    """Width coalescing of a fine state with ``dims`` (the *input's* sizes; ``n_layers`` is not read) into one
+    with ``hidden/2``, ``n_heads/2`` heads of the same size and ``ffn/2``. See the module docstring."""
     _check_common(family, moments)
     _check_gpt_option(family, gpt_residual_scale)
-    _check_width_shapes(state, family, hidden, ffn, "coalesce_width")
-    groupings = _fine_groupings(hidden, n_heads, ffn, pairing)
+    _check_width_shapes(state, family, dims.hidden, dims.ffn, "coalesce_width")
+    groupings = _fine_groupings(dims.hidden, dims.n_heads, dims.ffn, pairing)
     return _width(state, family, groupings, True, moments, gpt_residual_scale)
 
 
-def decoalesce_width(
-    state: FullState,
-    family: str,
-    hidden: int,
-    n_heads: int,
-    ffn: int,
-    pairing: str = "half",
-    moments: str = "reset",
-    gpt_residual_scale: bool = False,
-) -> FullState:
-    """Width de-coalescing of a coarse state with ``hidden``, ``n_heads``, ``ffn`` (the *input's* sizes)
-    into one with ``2*hidden``, ``2*n_heads`` heads of the same size and ``2*ffn``: the exact
-    right-inverse of :func:`coalesce_width` with the same ``pairing`` / ``gpt_residual_scale``."""
+def decoalesce_width(state: FullState, family: str, dims: Dims, *, pairing: str = "half", moments: str = "reset",
+                     gpt_residual_scale: bool = False) -> FullState:
+    """Width de-coalescing of a coarse state with ``dims`` (the *input's* sizes; ``n_layers`` is not read) into
+    one with ``2*hidden``, ``2*n_heads`` heads of the same size and ``2*ffn``: the exact right-inverse of
+    :func:`coalesce_width` with the same ``pairing`` / ``gpt_residual_scale``."""
     _check_common(family, moments)
     _check_gpt_option(family, gpt_residual_scale)
-    _check_width_shapes(state, family, hidden, ffn, "decoalesce_width")
-    if n_heads < 1 or hidden % n_heads:
-        raise ValueError(f"hidden={hidden} is not divisible by n_heads={n_heads}")
-    groupings = _fine_groupings(2 * hidden, 2 * n_heads, 2 * ffn, pairing)
+    _check_width_shapes(state, family, dims.hidden, dims.ffn, "decoalesce_width")
+    if dims.n_heads < 1 or dims.hidden % dims.n_heads:
+        raise ValueError(f"hidden={dims.hidden} is not divisible by n_heads={dims.n_heads}")
+    groupings = _fine_groupings(2 * dims.hidden, 2 * dims.n_heads, 2 * dims.ffn, pairing)
     return _width(state, family, groupings, False, moments, gpt_residual_scale)
 
 
@@ -372,41 +356,23 @@ def decoalesce_depth(
 # ------------------------------------------------------------------------------------------- combined
 
 
-def coalesce(
-    state: FullState,
-    family: str,
-    hidden: int,
-    n_heads: int,
-    ffn: int,
-    n_layers: int,
-    width_pairing: str = "half",
-    depth_pairing: str = "adjacent",
-    moments: str = "reset",
-    gpt_residual_scale: bool = False,
-) -> FullState:
-    """One full coalescing step (width, then depth) of a fine state with the given (input) sizes."""
-    narrow = coalesce_width(state, family, hidden, n_heads, ffn, width_pairing, moments, gpt_residual_scale)
-    return coalesce_depth(narrow, n_layers, depth_pairing, moments)
+def coalesce(state: FullState, family: str, dims: Dims, *, width_pairing: str = "half",
+             depth_pairing: str = "adjacent", moments: str = "reset", gpt_residual_scale: bool = False) -> FullState:
+    """One full coalescing step (width, then depth) of a fine state with sizes ``dims`` (the input's)."""
+    narrow = coalesce_width(state, family, dims, pairing=width_pairing, moments=moments,
+                            gpt_residual_scale=gpt_residual_scale)
+    return coalesce_depth(narrow, dims.n_layers, depth_pairing, moments)
 
 
-def decoalesce(
-    state: FullState,
-    family: str,
-    hidden: int,
-    n_heads: int,
-    ffn: int,
-    n_layers: int,
-    width_pairing: str = "half",
-    depth_pairing: str = "adjacent",
-    moments: str = "reset",
-    gpt_residual_scale: bool = False,
-    depth_new: str = "copy",
-) -> FullState:
-    """One full de-coalescing step (depth, then width) of a coarse state with the given (input) sizes,
+def decoalesce(state: FullState, family: str, dims: Dims, *, width_pairing: str = "half",
+               depth_pairing: str = "adjacent", moments: str = "reset", gpt_residual_scale: bool = False,
+               depth_new: str = "copy") -> FullState:
+    """One full de-coalescing step (depth, then width) of a coarse state with sizes ``dims`` (the input's),
     the exact right-inverse of :func:`coalesce` with the same options (``depth_new="copy"``, the default; see
     :func:`decoalesce_depth` for ``"zero"``)."""
-    deep = decoalesce_depth(state, n_layers, depth_pairing, moments, depth_new)
-    return decoalesce_width(deep, family, hidden, n_heads, ffn, width_pairing, moments, gpt_residual_scale)
+    deep = decoalesce_depth(state, dims.n_layers, depth_pairing, moments, depth_new)
+    return decoalesce_width(deep, family, dims, pairing=width_pairing, moments=moments,
+                            gpt_residual_scale=gpt_residual_scale)
 
 
 # -------------------------------------------------------------------------------------- interpolation

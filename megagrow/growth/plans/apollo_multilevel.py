@@ -35,14 +35,14 @@ class ApolloMultiLevelPlan(MultiLevelPlan):
         self.depth_sampler = self.sampler.name
 
     def depth_pmf(self, step: int) -> dict[int, float]:
-        n = self.dims(self.level(step))["n_layers"]
+        n = self.size(self.level(step)).n_layers
         return {int(d): float(q) for d, q in self.sampler.pmf(n, self.n_max).items()}
 
     def decide(self, step: int, micro_step: int) -> Decision:
         level = self.level(step)
-        n = self.dims(level)["n_layers"]
+        n = self.size(level).n_layers
         d = self.sampler.sample(n, self.n_max, self.seed, step, micro_step) if level else n
         return Decision(phase=f"apollo+multilevel-L{level}", layer_map=tuple(layer_map(self.map_kind, n, d)))
 
     def eval_layer_map(self, step: int) -> tuple[int, ...]:
-        return tuple(layer_map(self.map_kind, self.dims(self.level(step))["n_layers"], self.n_max))
+        return tuple(layer_map(self.map_kind, self.size(self.level(step)).n_layers, self.n_max))

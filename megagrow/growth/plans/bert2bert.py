@@ -37,8 +37,6 @@ class Bert2BertPlan(HalfToTargetPlan):
     def transition(self, step: int) -> Transition | None:
         if step != self.start:
             return None
-        s, t = self.dims(True), self.dims(False)
-        op = partial(bert2bert, family=self.target.family, hidden=s["hidden"], n_heads=s["n_heads"], ffn=s["ffn"],
-                     n_layers=s["n_layers"], new_hidden=t["hidden"], new_heads=t["n_heads"], new_ffn=t["ffn"],
-                     new_layers=t["n_layers"], method=self.method, seed=self.seed, moments=self.moments)
-        return Transition(f"bert2bert {self.method} width and depth growth", t, op)
+        op = partial(bert2bert, family=self.target.family, src=self.half, dst=self.full, method=self.method,
+                     seed=self.seed, moments=self.moments)
+        return Transition(f"bert2bert {self.method} width and depth growth", self.dims(False), op)

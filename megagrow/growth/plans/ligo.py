@@ -59,9 +59,7 @@ class LigoPlan(HalfToTargetPlan):
         self.steps, self.lr, self.width_init, self.depth_noise = o.steps, o.lr, o.width_init, o.depth_noise
 
     def shape(self) -> LigoShape:
-        s, t = self.dims(True), self.dims(False)
-        return LigoShape(self.target.family, s["hidden"], s["ffn"], s["n_layers"], t["hidden"], t["ffn"],
-                         t["n_layers"])
+        return LigoShape(self.target.family, self.half, self.full)
 
     def _untrained(self, state: FullState) -> FullState:
         op = init_operator(state.params, self.shape(), self.width_init, self.depth_noise, self.seed)

@@ -53,22 +53,17 @@ class MsgPlan(HalfToTargetPlan):
         super().__init__(n_layers, growth, seed, max_steps, model)
         self.ramp = ramp_steps(growth.msg.ramp_steps, max_steps)
         self.moments = "copy" if growth.moments in ("auto", "copy", "keep") else "reset"
-        s, t = self.dims(True), self.dims(False)
-        self.sizes = MsgMasks((s["hidden"], t["hidden"]), (s["n_heads"], t["n_heads"]), (s["ffn"], t["ffn"]),
-                              (s["n_layers"], t["n_layers"]))
+        self.sizes = MsgMasks.between(self.half, self.full)
 
     def transition(self, step: int) -> Transition | None:
         if step != self.start:
             return None
-        s, t = self.dims(True), self.dims(False)
 
         def op(state):
-            return msg_grow(state, family=self.target.family, hidden=s["hidden"], n_heads=s["n_heads"],
-                            ffn=s["ffn"], n_layers=s["n_layers"], new_hidden=t["hidden"], new_heads=t["n_heads"],
-                            new_ffn=t["ffn"], new_layers=t["n_layers"], seed=self.seed,
+            return msg_grow(state, self.target.family, self.half, self.full, seed=self.seed,
                             init_std=self.target.init_std, moments=self.moments)[0]
 
-        return Transition(f"msg masked growth (masks ramp over {self.ramp} steps)", t, op)
+        return Transition(f"msg masked growth (masks ramp over {self.ramp} steps)", self.dims(False), op)
 
     def schedule_extras(self) -> str:
         return f", mask ramp {self.ramp} steps"

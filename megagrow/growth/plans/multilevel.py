@@ -24,6 +24,7 @@ from megagrow.fields import doc
 from megagrow.growth.ops.multilevel import coalesce, decoalesce, interpolate
 from megagrow.growth.plans.base import Decision, MethodOptions, StatelessPlan, Transition
 from megagrow.growth.plans.staged import stage_starts
+from megagrow.models.dims import Dims
 from megagrow.state import FullState
 
 PAPER_ALPHA = {"bert": 0.5, "gpt": 0.25, "deit": 0.25}
@@ -111,10 +112,12 @@ class MultiLevelPlan(StatelessPlan):
     def level(self, step: int) -> int:
         return self.phase_levels[self.phase(step)]
 
+    def size(self, level: int) -> Dims:
+        """The model's sizes at ``level`` (level 0 the target; each level halves every one)."""
+        return Dims.of(self.target).divided(2**level)
+
     def dims(self, level: int) -> dict[str, int]:
-        m, k = self.target, 2**level
-        return {"n_layers": m.n_layers // k, "hidden": m.hidden // k, "n_heads": m.n_heads // k,
-                "ffn": m.ffn_dim // k}
+        return self.size(level).arch()
 
     def arch_at(self, step: int) -> dict[str, int]:
         return self.dims(self.level(step))
@@ -122,11 +125,9 @@ class MultiLevelPlan(StatelessPlan):
     def lr_scale(self, step: int) -> float:
         return self.lr_mult ** self.level(step)
 
-    def _sizes(self, level: int) -> dict[str, Any]:
-        d = self.dims(level)
-        return dict(family=self.target.family, hidden=d["hidden"], n_heads=d["n_heads"], ffn=d["ffn"],
-                    n_layers=d["n_layers"], width_pairing=self.width_pairing, depth_pairing=self.depth_pairing,
-                    moments=self.moments, gpt_residual_scale=self.residual_scale)
+    def _options(self) -> dict[str, Any]:
+        return dict(width_pairing=self.width_pairing, depth_pairing=self.depth_pairing, moments=self.moments,
+                    gpt_residual_scale=self.residual_scale)
 
     def transition(self, step: int) -> Transition | None:
         i = self.phase(step)
@@ -136,12 +137,13 @@ class MultiLevelPlan(StatelessPlan):
         if new > old:
             def down(state: FullState) -> FullState:
                 self._snapshots[old] = {k: v.clone() for k, v in state.params.items()}
-                return coalesce(state, **self._sizes(old))
+                return coalesce(state, self.target.family, self.size(old), **self._options())
 
             return Transition(f"coalesce L{old}->L{new}", self.dims(new), down)
 
         def up(state: FullState) -> FullState:
-            fine = decoalesce(state, **self._sizes(old), depth_new=self.depth_decoalesce)
+            fine = decoalesce(state, self.target.family, self.size(old), **self._options(),
+                              depth_new=self.depth_decoalesce)
             return interpolate(fine, FullState(self._snapshots.pop(new)), self.alpha)
 
         how = [*(["second layers as identity blocks"] if self.depth_decoalesce == "zero" else []),
@@ -151,10 +153,10 @@ class MultiLevelPlan(StatelessPlan):
 
     def decide(self, step: int, micro_step: int) -> Decision:
         level = self.level(step)
-        return Decision(phase=f"multilevel-L{level}", layer_map=tuple(range(self.dims(level)["n_layers"])))
+        return Decision(phase=f"multilevel-L{level}", layer_map=tuple(range(self.size(level).n_layers)))
 
     def eval_layer_map(self, step: int) -> tuple[int, ...]:
-        return tuple(range(self.dims(self.level(step))["n_layers"]))
+        return tuple(range(self.size(self.level(step)).n_layers))
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {f"snapshot.{level}.{k}": v for level, snap in self._snapshots.items() for k, v in snap.items()}
