@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from megagrow.checkpointing.model import CheckpointModel, open_checkpoint
+from megagrow.config import expand_path
 from megagrow.data.tokenizer_identity import checkpoint_tokenizer, mismatch
 from megagrow.models import IGNORE_INDEX, GrowthMasks, MegagrowModel
 
@@ -32,8 +33,8 @@ class EvalResult:
     def line(self) -> str:
         extra = f"  perplexity {self.perplexity:.4f}" if self.perplexity is not None else \
             f"  top-1 accuracy {self.accuracy:.4f}"
-        return (f"step {self.step}: loss {self.loss:.6f}{extra}  ({self.n_samples} samples of {self.data_path}, "
-                f"{len(self.layer_map)} layers {list(self.layer_map)})")
+        return (f"step {self.step}: loss {self.loss:.6f}{extra}  ({self.n_samples} samples of "
+                f"{expand_path(self.data_path)}, {len(self.layer_map)} layers {list(self.layer_map)})")
 
 
 def evaluate_checkpoint(checkpoint: Path | str, data: str | None = None, samples: int | None = None,
