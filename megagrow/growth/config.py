@@ -6,12 +6,13 @@ before the sections (flat keys such as ``growth.alpha``) load translated (:func:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from megagrow.fields import doc
 from megagrow.growth.plans import PLANS
 from megagrow.growth.plans.apollo import ApolloOptions
+from megagrow.growth.plans.base import MethodOptions
 from megagrow.growth.plans.bert2bert import Bert2BertOptions
 from megagrow.growth.plans.ligo import LigoOptions
 from megagrow.growth.plans.msg import MsgOptions
@@ -63,9 +64,9 @@ class GrowthConfig:
         return {key: getattr(self, key) for key in SECTIONS}
 
 
-#: The method option sections: key -> options class (each defined in its plan's file).
-SECTIONS: dict[str, type] = {"apollo": ApolloOptions, "multilevel": MultilevelOptions, "bert2bert": Bert2BertOptions,
-                             "msg": MsgOptions, "ligo": LigoOptions}
+#: The method option sections: key -> options class (each defined in its plan's file), read off the fields above.
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(GrowthConfig)
+                             if isinstance(f.default_factory, type) and issubclass(f.default_factory, MethodOptions)}
 
 #: Flat keys of configs written before the sections (every result committed before issue 28): old -> new.
 LEGACY_KEYS: dict[str, tuple[str, str]] = {
