@@ -142,7 +142,8 @@ def scaling(out: Path) -> list[dict]:
         best_scratch = min((pair[0] for pair in done.values()), key=_final)
         for lr, (base, plan) in sorted(done.items()):
             same = report_pair(base, [plan], out / f"width-{h}" / f"lr{lr:g}")["runs"][plan.name]
-            tuned = report_pair(best_scratch, [plan], out / f"width-{h}" / f"lr{lr:g}-vs-best")["runs"][plan.name]
+            tuned = same if best_scratch == base else report_pair(
+                best_scratch, [plan], out / f"width-{h}" / f"lr{lr:g}-vs-best")["runs"][plan.name]
             rows.append({"width": h, "lr": lr, "non_embedding_params": 144 * h * h, "run": plan.name,
                          "final_val_loss": same["final_val_loss"],
                          "scratch": base.name, "scratch_final": _final(base),
