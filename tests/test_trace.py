@@ -200,3 +200,11 @@ def test_a_symbolic_tensor_outside_its_trace_says_so() -> None:
     assert isinstance(w, Sym)
     with pytest.raises(NotStreamable, match="outside its trace"):
         _ = w + 1
+
+
+def test_an_operator_that_modifies_its_input_is_not_streamable() -> None:
+    def double(s: FullState) -> FullState:
+        return FullState(params={"w": s.params["w"].mul_(2)})
+
+    with pytest.raises(NotStreamable, match="in place"):
+        trace(double, lambda tr: symbolic_state(tr, {"w": (3,)}, False, {"w": 0}))

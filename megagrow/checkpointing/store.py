@@ -71,6 +71,11 @@ def write_shard(tmp: Path, rank: int, world: int, state: FullState) -> None:
     save_file(opt, str(tmp / shard_name("optimizer", rank, world)))
 
 
+def write_plan_shard(tmp: Path, rank: int, world: int, tensors: dict[str, torch.Tensor]) -> None:
+    """Every rank: its share of a plan's sharded tensors (``plan-RRRRR-of-WWWWW.safetensors``), whole tensors."""
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / shard_name("plan", rank, world)))
+
+
 def finalize_checkpoint(ckpt_root: Path, tmp: Path, step: int, adam_step: int, meta: dict[str, Any], keep_last: int,
                         world: int, extra_tensors: dict[str, torch.Tensor] | None = None,
                         param_steps: dict[str, int] | None = None) -> Path:
@@ -185,6 +190,14 @@ def load_checkpoint_params(path: Path) -> tuple[dict[str, torch.Tensor], dict[st
 
 
 def load_plan_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """The growth plan's tensors saved with a checkpoint (empty when it has none)."""
-    f = path / "plan.safetensors"
-    return load_file(str(f)) if f.is_file() else {}
+    """The growth plan's tensors saved with a checkpoint (empty when it has none): ``plan.safetensors`` (rank 0's)
+    and the shards every rank wrote of those it kept in partitions (:func:`write_plan_shard`)."""
+    out: dict[str, torch.Tensor] = {}
+    for f in [path / "plan.safetensors", *sorted(path.glob("plan-*-of-*.safetensors"))]:
+        if f.is_file():
+            part = load_file(str(f))
+            twice = sorted(set(part) & set(out))
+            if twice:
+                raise ValueError(f"{path}: plan tensors {twice[:3]} are in more than one file (a corrupt checkpoint)")
+            out.update(part)
+    return out

@@ -137,12 +137,15 @@ class DistributedConfig:
     timeout_minutes: float = doc(
         "collective timeout: a rank whose peer died or hangs fails with a clear error after this long instead of "
         "waiting forever (Slurm/torchrun then end the job)", 30.0)
-    full_state: Literal["auto", "replicated", "rank0"] = doc(
-        "where the full fp32 state lives while a transition maps it (and while a checkpoint is loaded): "
-        "'replicated' = on every rank (no extra communication); 'rank0' = on rank 0 only, which applies the "
-        "operator and broadcasts the result one tensor at a time, while under ZeRO-3 the new model is built "
+    full_state: Literal["auto", "replicated", "rank0", "streamed"] = doc(
+        "where the training state lives while a transition maps it (and while a checkpoint is loaded): "
+        "'replicated' = whole on every rank (no extra communication); 'rank0' = whole on rank 0 only, which applies "
+        "the operator and broadcasts the result one tensor at a time, while under ZeRO-3 the new model is built "
         "already partitioned (deepspeed.zero.Init), so no other rank ever holds more than one full tensor; "
-        "auto = rank0 under ZeRO-3, else replicated. Learned operators (LiGO) always use replicated", "auto")
+        "'streamed' (ZeRO-3 only) = never whole anywhere: the operator is traced, then each new tensor is computed "
+        "from only the sources it needs (elementwise ones from each rank's own partitions, the others gathered one "
+        "at a time) and written into the new partitions, bit-identical to rank0 (checkpoint loads go through rank 0); "
+        "auto = streamed under ZeRO-3, else replicated. Learned operators (LiGO) always use replicated", "auto")
     check_decisions: bool = doc(
         "debug: every step, all-reduce the min and max of a hash of each rank's own plan decisions and of the layer "
         "maps it executes (rank 0's, broadcast), and fail naming the step and micro-batch where ranks differ (one "

@@ -203,18 +203,25 @@ def fill_missing_grads(engine) -> None:
             p.grad = torch.zeros_like(p)
 
 
-def full_state_on_rank0(cfg: Config, world_size: int) -> bool:
-    """Whether transitions and checkpoint loads keep the full state on rank 0 only (``distributed.full_state``)."""
+def state_placement(cfg: Config, world_size: int) -> str:
+    """Where a transition keeps the training state (``distributed.full_state``, ``auto`` resolved): ``replicated``,
+    ``rank0`` or ``streamed``; one rank has nothing to place (``replicated``)."""
     mode = cfg.distributed.full_state
     if mode == "auto":
-        mode = "rank0" if cfg.distributed.zero_stage == 3 else "replicated"
-    return mode == "rank0" and world_size > 1
+        mode = "streamed" if cfg.distributed.zero_stage == 3 else "replicated"
+    return mode if world_size > 1 else "replicated"
+
+
+def full_state_on_rank0(cfg: Config, world_size: int) -> bool:
+    """Whether checkpoint loads (and ``rank0`` transitions) keep the full state on rank 0 only: ``rank0`` and
+    ``streamed`` (a checkpoint holds whole tensors; rank 0 reads them and broadcasts one at a time)."""
+    return state_placement(cfg, world_size) in ("rank0", "streamed")
 
 
 def partitioned_init(cfg: Config, world_size: int) -> contextlib.AbstractContextManager:
     """Build a model inside this to have it partitioned as it is constructed (``deepspeed.zero.Init``) under
-    ZeRO-3 with the full state on rank 0: no rank materializes the whole model. Its weights are then
-    meaningless until :func:`~megagrow.distributed.full_state.scatter_full_state` fills them."""
+    ZeRO-3 when the state is placed on rank 0 or streamed: no rank materializes the whole model. Its weights are
+    then meaningless until the state is scattered or streamed into it."""
     if cfg.distributed.zero_stage != 3 or not full_state_on_rank0(cfg, world_size):
         return contextlib.nullcontext()
     import deepspeed

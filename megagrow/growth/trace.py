@@ -190,6 +190,7 @@ class Trace:
         self.last_writer: dict[int, int] = {}  # storage id -> last node that wrote it (so far)
         self.leaves: dict[Key, Sym] = {}
         self.shards: dict[Key, Shard] = {}  # sharded inputs the operator read (plan state), by leaf key
+        self.leaf_storages: set[int] = set()
         self.result: FullState | None = None
         self._vids = itertools.count()
         self._storages = itertools.count(1)
@@ -203,6 +204,7 @@ class Trace:
         sym = self._new_value(torch.empty(shape, dtype=dtype, device="meta"), None)
         self._record(_Node(None, outs=(sym.vid,), leaf=key), (sym,), writes=())
         self.leaves[key] = sym
+        self.leaf_storages.add(sym.storage_id)
         return sym
 
     def _new_value(self, meta: torch.Tensor, storage: int | None) -> Sym:
@@ -412,6 +414,9 @@ class _Recorder(TorchDispatchMode):
                     raise NotStreamable(f"{func} writes a value computed from the state into a tensor created "
                                         "outside the operator; create it inside (e.g. torch.zeros_like)")
                 if isinstance(value, Sym):
+                    if value.storage_id in self.t.leaf_storages:
+                        raise NotStreamable(f"{func} modifies the operator's input in place; an operator must "
+                                            "return new tensors")
                     written.append(value)
 
         def to_meta(x: Any) -> Any:

@@ -38,6 +38,7 @@ from megagrow.checkpointing.store import (
     load_checkpoint_meta,
     load_plan_tensors,
     step_dir_name,
+    write_plan_shard,
     write_shard,
 )
 from megagrow.config import Config, config_from_meta, deepspeed_config, warnings_for
@@ -56,14 +57,17 @@ from megagrow.distributed.engine import (
     init_distributed,
     partitioned_init,
     set_lr,
+    state_placement,
 )
 from megagrow.distributed.env import DistEnv
 from megagrow.distributed.freeze import SkippedSlots
 from megagrow.distributed.full_state import gather_full_state, scatter_full_state, torch_optimizer
 from megagrow.distributed.scheduler import StepScheduler
+from megagrow.distributed.streamed import gather_kept, shard_kept
 from megagrow.flops import train_flops
 from megagrow.growth.config import translate_legacy
 from megagrow.growth.plans import Plan, build_plan
+from megagrow.growth.trace import Shard
 from megagrow.metrics import MetricsWriter, Progress, peak_flops_per_device, progress_mode
 from megagrow.models import ModelConfig, build_model
 from megagrow.trainer.allocator import describe_active, unmet_request
@@ -143,7 +147,11 @@ def _setup(cfg: Config) -> _Session:
         if not (on_rank0 and not env.is_main):  # else rank 0 reads the tensors and broadcasts them
             full_state, meta = load_checkpoint(resume_from)
         model_cfg = ModelConfig(**meta["model"])  # the architecture the checkpoint was written with
-        plan.load_state_tensors(load_plan_tensors(resume_from))
+        kept = load_plan_tensors(resume_from)
+        if state_placement(cfg, env.world_size) == "streamed":  # kept as partitions, as a streamed transition does
+            kept = shard_kept(kept, env.rank, env.world_size)
+        plan.load_state_tensors(kept)
+        del kept
     with partitioned_init(cfg, env.world_size) if on_rank0 else contextlib.nullcontext():
         model = build_model(model_cfg)
     if resume_from is None and model_cfg.init_from:  # start weights; a checkpoint (resume) takes precedence
@@ -499,13 +507,19 @@ def _checkpoint(s: _Session) -> None:
     tmp = begin_checkpoint(ckpt, s.counters.step) if s.env.is_main else ckpt / (step_dir_name(s.counters.step) + ".tmp")
     barrier()
     write_shard(tmp, rank, world, state)
+    kept = s.plan.state_tensors()
+    sharded = gather_kept(kept, keep=lambda i, _key: i % world == rank)  # kept in partitions (streamed)
+    if sharded:
+        write_plan_shard(tmp, rank, world, sharded)
+    del sharded
     barrier()
     if s.env.is_main:
         meta = {"counters": asdict(s.counters), "loader": s.loader.state_dict(), "plan": s.plan.state_dict(),
                 "model": asdict(s.model_cfg), "config": asdict(s.cfg), "world_size": world,
                 "tokenizer_sha256": s.data.tokenizer_sha256}
         finalize_checkpoint(ckpt, tmp, s.counters.step, state.adam_step, meta, s.cfg.checkpoint.keep_last, world,
-                            extra_tensors=s.plan.state_tensors(), param_steps=state.param_steps)
+                            extra_tensors={k: v for k, v in kept.items() if not isinstance(v, Shard)},
+                            param_steps=state.param_steps)
     barrier()
 
 

@@ -20,8 +20,9 @@ import torch
 import torch.distributed as dist
 from torch.func import functional_call
 
-from megagrow.distributed.engine import build_engine, destroy_engine, full_state_on_rank0, partitioned_init
+from megagrow.distributed.engine import build_engine, destroy_engine, partitioned_init, state_placement
 from megagrow.distributed.full_state import broadcast_param_steps, gather_full_state, only_on, scatter_full_state
+from megagrow.distributed.streamed import copy_out_partitions, realize_kept, stream_into, trace_operator
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Transition
 from megagrow.growth.plans.base import FitContext
@@ -46,7 +47,11 @@ def apply_transition(s: Any, t: Transition, next_batch: NextBatch) -> Charge:
     """Replace ``s.engine``/``s.model``/``s.model_cfg`` by the transition's; collective (every rank calls it)."""
     charge = Charge()
     # Learned operators train on every rank's data, so they need the state everywhere.
-    on_rank0 = t.fit is None and full_state_on_rank0(s.cfg, s.env.world_size)
+    placement = state_placement(s.cfg, s.env.world_size) if t.fit is None else "replicated"
+    if placement == "streamed":
+        _apply_streamed(s, t)
+        return charge
+    on_rank0 = placement == "rank0"
     state = gather_full_state(s.engine, keep=only_on(s.env.rank, 0) if on_rank0 else None)
     device = s.engine.device
     destroy_engine(s.engine)  # the old engine is gone before the new model exists: one model's memory at a time
@@ -73,6 +78,26 @@ def apply_transition(s: Any, t: Transition, next_batch: NextBatch) -> Charge:
     if s.env.is_main:
         s.log(f"step {s.counters.step}: transition {t.name} -> {t.arch}")
     return charge
+
+
+def _apply_streamed(s: Any, t: Transition) -> None:
+    """``distributed.full_state=streamed`` (:mod:`megagrow.distributed.streamed`): this rank's partitions out, the
+    old engine gone, the operator traced, the new engine built partitioned, each new tensor streamed into it; state
+    the operator kept for a later transition (a snapshot) kept as this rank's partitions."""
+    old = copy_out_partitions(s.engine)
+    destroy_engine(s.engine)
+    fault("transition", s.counters.step, s.env.rank)
+    traced = trace_operator(t.operator, old)
+    assert traced.result is not None
+    s.model_cfg = replace(s.model_cfg, **t.arch)
+    with partitioned_init(s.cfg, s.env.world_size):
+        s.model = build_model(s.model_cfg)
+    s.engine = build_engine(s.model, s.cfg, s.env.world_size, steps=traced.result.steps())
+    stats = stream_into(s.engine, traced, old)
+    s.plan.load_state_tensors(realize_kept(traced, s.plan.state_tensors(), old))
+    if s.env.is_main:
+        s.log(f"step {s.counters.step}: transition {t.name} -> {t.arch}, streamed: {stats.tensors} tensors "
+              f"({stats.local} from this rank's partitions alone, {stats.gathered_sources} sources gathered)")
 
 
 def _fit_context(s: Any, device: torch.device, charge: Charge, next_batch: NextBatch) -> FitContext:

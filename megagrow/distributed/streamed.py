@@ -1,0 +1,243 @@
+"""Streamed transitions under ZeRO-3 (``distributed.full_state: streamed``): no rank ever holds the whole state.
+
+1. Every rank copies out its own partitions of the old state (fp32 master weights and both AdamW moments,
+   ZeRO-3's layout: :func:`~megagrow.growth.trace.partition_of`), then the old engine is destroyed.
+2. The operator is traced (:mod:`megagrow.growth.trace`) on every rank: a tape, no values.
+3. The new model is built already partitioned (``deepspeed.zero.Init``) and its engine created with the traced
+   step counts.
+4. For every new parameter, in order, and for its weights and each moment: if the output is elementwise in
+   sources of its own shape (a depth copy, a layer average, an interpolation), each rank computes its partition
+   from its own partitions of the sources — no communication; otherwise every rank all-gathers the sources it
+   needs (one tensor at a time), computes the tensor and keeps its partition. The partition is written into the
+   new engine (module shard, fp32 master, moments) and everything else is dropped before the next tensor.
+
+Peak memory above the two engines' shards: the sources of one new tensor plus the tensor. The results are
+bit-identical to the operator applied to the full state (the same kernels on the same values), so to ``rank0``
+and ``replicated``. State the operator keeps for a later transition (multi-level's snapshot) is kept as
+:class:`~megagrow.growth.trace.Shard` partitions (:func:`realize_kept`).
+
+COLLECTIVE throughout: every rank traces the same operator, so every rank takes the same branch for every tensor
+and joins the same gathers in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from deepspeed.utils import (
+    safe_get_local_fp32_param,
+    safe_get_local_optimizer_state,
+    safe_set_local_fp32_param,
+    safe_set_local_optimizer_state,
+)
+
+from megagrow.distributed.full_state import (
+    _agreed_steps,
+    _local_param_steps,
+    _partition_rank,
+    _relink_optimizer_state,
+    _seed_adam_state,
+)
+from megagrow.growth.trace import Key, Shard, Sym, Trace, partition_of, partition_size, symbolic_state, trace
+from megagrow.state import MOMENTS, FullState
+
+__all__ = ["OldPartitions", "StreamStats", "copy_out_partitions", "gather_kept", "realize_kept", "shard_kept",
+           "stream_into", "trace_operator"]
+
+
+@dataclass
+class OldPartitions:
+    """This rank's partitions of the old state, keyed like a trace's sources (``("params", name)``, moments)."""
+
+    shapes: dict[str, tuple[int, ...]]
+    parts: dict[Key, torch.Tensor]
+    steps: dict[str, int]
+    with_moments: bool
+    rank: int
+    world: int
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.parts.values())
+
+
+@dataclass
+class StreamStats:
+    """What one streamed transition did on this rank."""
+
+    tensors: int = 0  # new tensors written (weights and moments)
+    local: int = 0  # of which computed from this rank's partitions alone
+    gathered_sources: int = 0  # source tensors all-gathered
+    peak_group_bytes: int = 0  # the largest set of full source tensors one new tensor needed at once
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def copy_out_partitions(engine) -> OldPartitions:
+    """COLLECTIVE (the step counts). This rank's fp32 partitions of every parameter and moment of a ZeRO-3 engine,
+    as plain CPU tensors that outlive it."""
+    if engine.zero_optimization_stage() != 3:
+        raise ValueError("distributed.full_state=streamed needs ZeRO-3 (distributed.zero_stage=3): the other stages "
+                         "keep whole parameters on every rank, so there is nothing to stream")
+    rank, world = _world()
+    steps = _agreed_steps(_local_param_steps(engine), engine.device)
+    with_moments = max((s for s in steps.values() if s is not None), default=0) > 0
+    if with_moments:
+        _relink_optimizer_state(engine)
+    shapes: dict[str, tuple[int, ...]] = {}
+    parts: dict[Key, torch.Tensor] = {}
+    for name, p in engine.module.named_parameters():
+        shapes[name] = tuple(p.ds_shape)
+        _check_layout(name, p, world)
+        parts[("params", name)] = safe_get_local_fp32_param(p).detach().float().cpu().clone()
+        if with_moments:
+            for m in MOMENTS:
+                parts[(m, name)] = safe_get_local_optimizer_state(p, m).detach().float().cpu().clone()
+    return OldPartitions(shapes, parts, {n: 0 if s is None else s for n, s in steps.items()}, with_moments, rank,
+                         world)
+
+
+def _check_layout(name: str, p: torch.nn.Parameter, world: int) -> None:
+    """ZeRO-3 must hold the layout :func:`partition_of` assumes (no hierarchical partitioning)."""
+    part = partition_size(p.ds_numel, world)
+    if p.ds_tensor.ds_numel != part or _partition_rank(p) != dist.get_rank():
+        raise RuntimeError(f"streamed transition: {name} is partitioned as {p.ds_tensor.ds_numel} elements on "
+                           f"partition {_partition_rank(p)}, expected {part} on rank {dist.get_rank()} (ZeRO-3 with "
+                           "zero_hpz_partition_size > 1 is not supported; use distributed.full_state=rank0)")
+
+
+def trace_operator(operator: Callable[[FullState], FullState], old: OldPartitions) -> Trace:
+    """The operator traced on the old state's shapes, moments and step counts (every rank, no communication)."""
+    return trace(operator, lambda t: symbolic_state(t, old.shapes, old.with_moments, old.steps))
+
+
+class _Sources:
+    """Source tensors for one trace on this rank: its partitions, or full tensors all-gathered on demand."""
+
+    def __init__(self, t: Trace, old: OldPartitions, stats: StreamStats) -> None:
+        self.t, self.old, self.stats = t, old, stats
+        self.live_bytes = 0
+
+    def local(self, key: Key) -> torch.Tensor:
+        if key[0] == "shard":
+            return self.t.shards[key].local
+        return self.old.parts[key]
+
+    def shape(self, key: Key) -> tuple[int, ...]:
+        return tuple(self.t.leaves[key].shape)
+
+    def full(self, key: Key) -> torch.Tensor:
+        """COLLECTIVE: the whole source tensor, from every rank's partition."""
+        local = self.local(key)
+        shape = self.shape(key)
+        numel = 1
+        for d in shape:
+            numel *= d
+        out = torch.empty(local.numel() * self.old.world, dtype=local.dtype)
+        if self.old.world == 1:
+            out.copy_(local)
+        else:
+            dist.all_gather_into_tensor(out, local.contiguous())
+        self.stats.gathered_sources += 1
+        return out[:numel].view(shape)
+
+
+def _value(t: Trace, sym: torch.Tensor, src: _Sources, part: int, need_full: bool
+           ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """``(full tensor or None, this rank's partition)`` of output ``sym``."""
+    rank, world = src.old.rank, src.old.world
+    numel = sym.numel()
+    plan = t.local_plan(sym) if isinstance(sym, Sym) and not need_full else None
+    if plan is not None and all(src.local(k).numel() == part for k in plan.sources):
+        value = t.compute_slice(sym, plan, src.local, part)
+        valid = max(0, min(part, numel - rank * part))
+        local = torch.zeros(part, dtype=torch.float32)  # the padding of the last partitions: zeros, as rank0's
+        local[:valid] = value[:valid]
+        src.stats.local += 1
+        return None, local
+    group = sum(src.local(k).numel() * world * src.local(k).element_size() for k in t.sources(sym))
+    src.stats.peak_group_bytes = max(src.stats.peak_group_bytes, group)
+    full = t.compute(sym, src.full).to(torch.float32)
+    return full, partition_of(full, rank, world)
+
+
+@torch.no_grad()
+def stream_into(engine, t: Trace, old: OldPartitions) -> StreamStats:
+    """COLLECTIVE. Write the traced result into ``engine`` (ZeRO-3, built partitioned with the result's steps), one
+    new tensor at a time (see the module docstring)."""
+    assert t.result is not None
+    result = t.result
+    shapes = {n: tuple(p.ds_shape) for n, p in engine.module.named_parameters()}
+    result.check_against(shapes, "streamed transition")
+    stats = StreamStats()
+    src = _Sources(t, old, stats)
+    with_moments = result.has_optimizer_state()
+    if with_moments:
+        _seed_adam_state(engine, result.steps())
+    for name, p in engine.module.named_parameters():
+        _check_layout(name, p, old.world)
+        part = p.ds_tensor.ds_numel
+        persistent = p.data.numel() == p.ds_numel  # materialized whole on every rank (small, persistent)
+        for table in ("params", *MOMENTS) if with_moments else ("params",):
+            sym = getattr(result, table)[name]
+            full, local = _value(t, sym, src, part, need_full=persistent and table == "params")
+            if table == "params":
+                p.ds_tensor.data.copy_(local.to(p.ds_tensor.dtype))
+                if persistent:
+                    assert full is not None
+                    p.data.copy_(full.view_as(p.data))
+                safe_set_local_fp32_param(p, local)
+            else:
+                safe_set_local_optimizer_state(p, local, table)
+            stats.tensors += 1
+            del full, local
+    return stats
+
+
+@torch.no_grad()
+def realize_kept(t: Trace, kept: Mapping[str, torch.Tensor], old: OldPartitions) -> dict[str, torch.Tensor]:
+    """COLLECTIVE. Plan state the traced operator kept (``kept``: the plan's tensors; symbolic ones are of this
+    trace) as :class:`Shard` partitions of this rank; other entries unchanged. Call it after :func:`stream_into`
+    (the sources are the same partitions)."""
+    stats = StreamStats()
+    src = _Sources(t, old, stats)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in kept.items():
+        if isinstance(value, Sym) and value.trace is t:
+            part = partition_size(value.numel(), old.world)
+            _, local = _value(t, value, src, part, need_full=False)
+            out[key] = Shard(local, tuple(value.shape), old.rank, old.world)
+        else:
+            out[key] = value
+    return out
+
+
+@torch.no_grad()
+def gather_kept(kept: Mapping[str, torch.Tensor], keep: Callable[[int, str], bool]) -> dict[str, torch.Tensor]:
+    """COLLECTIVE. The whole value of every :class:`Shard` in ``kept`` (sorted by key, one at a time), of those
+    ``keep(index, key)`` selects on this rank (a checkpoint's share); other entries are left out."""
+    out: dict[str, torch.Tensor] = {}
+    shards = sorted((k, v) for k, v in kept.items() if isinstance(v, Shard))
+    for index, (key, shard) in enumerate(shards):
+        whole = torch.empty(shard.local.numel() * shard.world, dtype=shard.local.dtype)
+        if shard.world == 1:
+            whole.copy_(shard.local)
+        else:
+            dist.all_gather_into_tensor(whole, shard.local.contiguous())
+        if keep(index, key):
+            out[key] = whole[: shard.numel()].view(shard.shape).clone()
+        del whole
+    return out
+
+
+def shard_kept(kept: Mapping[str, torch.Tensor], rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Whole plan tensors (read from a checkpoint) as this rank's :class:`Shard` partitions."""
+    return {k: Shard(partition_of(v.float() if v.is_floating_point() else v, rank, world), tuple(v.shape), rank,
+                     world) for k, v in kept.items()}

@@ -1,0 +1,195 @@
+"""Streamed transitions (``distributed.full_state=streamed``, ZeRO-3) are bit-identical to ``rank0``: the same
+per-step losses and the same final weights, AdamW moments and step counts, for every plan with transitions, on
+2 and 3 ranks; a resume from a checkpoint taken between streamed transitions (multi-level's snapshot kept in
+partitions) and a kill -9 inside one give the uninterrupted run's losses.
+
+Every configuration of a world size trains in ONE spawned launch (the ~10 s start-up paid once per world size).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from megagrow.config import load_config
+from megagrow.distributed.env import free_port
+from megagrow.trainer.loop import train
+from tests.trainutil import clean_env, records
+
+STEPS = 8
+COMMON = ["--model.size=gpt-tiny", "--model.n_layers=4", "--model.hidden=64", "--model.n_heads=4",
+          "--data.seq_len=32", "--model.max_seq_len=32", "--data.eval_samples=32", f"--train.max_steps={STEPS}",
+          "--train.eval_every=0", "--logging.log_every=1", "--logging.progress=off", "--logging.tensorboard=false",
+          "--optim.warmup_steps=2", "--optim.lr=3e-3", "--checkpoint.every=0", "--checkpoint.save_final=true",
+          "--distributed.zero_stage=3", "--data.micro_batch_size=4", "--model.ln_eps=1e-12"]
+# every plan with a transition (subpath and scratch have none; LiGO's learned operator uses replicated)
+PLANS = {
+    "apollo": ["--growth.plan=apollo", "--growth.stages=1,2,4", "--growth.boundaries=2,4",
+               "--growth.boundary_unit=steps", "--train.grad_accum=2"],
+    "stackbert": ["--growth.plan=stackbert", "--growth.stages=1,2,4", "--growth.boundaries=2,4",
+                  "--growth.boundary_unit=steps"],
+    "gstack": ["--growth.plan=gstack", "--growth.stages=1,4", "--growth.boundaries=3",
+               "--growth.boundary_unit=steps"],
+    "multilevel": ["--growth.plan=multilevel", "--growth.multilevel.levels=2", "--growth.boundaries=2,5",
+                   "--growth.boundary_unit=steps", "--growth.moments=copy"],
+    "multilevel-3": ["--growth.plan=multilevel", "--growth.multilevel.levels=3", "--growth.boundaries=2,3,5,6",
+                     "--growth.boundary_unit=steps"],
+    "apollo+multilevel": ["--growth.plan=apollo+multilevel", "--growth.multilevel.levels=2",
+                          "--growth.boundaries=2,5", "--growth.boundary_unit=steps"],
+    "bert2bert": ["--growth.plan=bert2bert", "--growth.boundaries=3", "--growth.boundary_unit=steps"],
+    "bert2bert-fpi": ["--growth.plan=bert2bert", "--growth.bert2bert.method=fpi", "--growth.boundaries=3",
+                      "--growth.boundary_unit=steps"],
+    "msg": ["--growth.plan=msg", "--growth.boundaries=3", "--growth.boundary_unit=steps",
+            "--growth.msg.ramp_steps=2"],
+}
+PLACEMENTS = ("rank0", "streamed")
+
+
+def _args(root: Path, name: str, plan: str, data: Path, *extra: str) -> list[str]:
+    return [*COMMON, *PLANS[plan], f"--run.out_dir={root}", f"--run.name={name}", f"--data.path={data}", *extra]
+
+
+def _jobs(root: Path, data: Path, world: int) -> list[tuple[str, list[str]]]:
+    jobs = [(f"{plan}-{where}", _args(root, f"{plan}-{where}", plan, data, f"--distributed.full_state={where}"))
+            for plan in PLANS for where in PLACEMENTS]
+    if world == 2:  # resume between the coalescing and the de-coalescing: the snapshot comes from the checkpoint
+        for plan in ("multilevel", "apollo"):
+            name = f"{plan}-resumed"
+            args = _args(root, name, plan, data, "--distributed.full_state=streamed", "--checkpoint.every=3",
+                         "--checkpoint.keep_last=10")
+            jobs += [(f"{name}-first", [*args, "--train.exit_at_step=3"]), (name, args)]
+    return jobs
+
+
+def _rank_worker(rank: int, world: int, port: int, jobs: list[tuple[str, list[str]]], out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    status: dict[str, dict] = {}
+    for name, args in jobs:
+        t0 = time.perf_counter()
+        try:
+            train(load_config(None, [*args, "--distributed.timeout_minutes=2"]))
+            status[name] = {"ok": True, "seconds": time.perf_counter() - t0}
+        except Exception as e:  # recorded for the test to assert on
+            status[name] = {"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-3000:],
+                            "seconds": time.perf_counter() - t0}
+        (Path(out) / f"rank{rank}.json").write_text(json.dumps(status, indent=1))
+
+
+def _launch(root: Path, data: Path, world: int) -> tuple[Path, list[dict]]:
+    jobs = _jobs(root, data, world)
+    ctx = torch.multiprocessing.start_processes(_rank_worker, args=(world, free_port(), jobs, str(root)),
+                                                nprocs=world, join=False, start_method="spawn")
+    deadline = time.time() + 900
+    try:
+        while not ctx.join(timeout=5):
+            if time.time() > deadline:
+                raise TimeoutError(f"the {world}-rank launch did not finish in 900 s; status so far in {root}")
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+    return root, [json.loads((root / f"rank{r}.json").read_text()) for r in range(world)]
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["2-ranks", "3-ranks"])
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, text_data: Path):
+    world = request.param
+    return (world, *_launch(tmp_path_factory.mktemp(f"streamed{world}"), text_data, world))
+
+
+def _ok(status: list[dict], name: str) -> None:
+    for rank, st in enumerate(status):
+        assert name in st, f"job {name} did not run on rank {rank}"
+        assert st[name]["ok"], f"rank {rank}, job {name}: {st[name]['trace']}"
+
+
+def _final_state(run: Path) -> dict[str, torch.Tensor]:
+    ckpt = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(ckpt.glob("*.safetensors")):
+        out.update({f"{f.name.split('-')[0]}:{k}": v for k, v in load_file(str(f)).items()})
+    meta = json.loads((ckpt / "meta.json").read_text())
+    out["steps"] = torch.tensor([meta["adam_step"], *sorted(meta["param_steps"].values())])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plan", sorted(PLANS))
+def test_streamed_is_bit_identical_to_rank0(plan: str, runs) -> None:
+    world, root, status = runs
+    for where in PLACEMENTS:
+        _ok(status, f"{plan}-{where}")
+    a, b = records(root / f"{plan}-rank0"), records(root / f"{plan}-streamed")
+    assert [r["step"] for r in b] == list(range(1, STEPS + 1))
+    assert [(r["loss"], r["flops"], r["phase"]) for r in b] == [(r["loss"], r["flops"], r["phase"]) for r in a]
+    ref, got = _final_state(root / f"{plan}-rank0"), _final_state(root / f"{plan}-streamed")
+    assert sorted(got) == sorted(ref)
+    for k in ref:
+        assert torch.equal(got[k], ref[k]), k
+    assert len({r["phase"] for r in b}) > 1  # the run went through its transitions
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plan", ["multilevel", "apollo"])
+def test_resume_between_streamed_transitions(plan: str, runs) -> None:
+    world, root, status = runs
+    if world != 2:
+        pytest.skip("resume is checked on 2 ranks")
+    _ok(status, f"{plan}-resumed-first")
+    _ok(status, f"{plan}-resumed")
+    whole, resumed = records(root / f"{plan}-streamed"), records(root / f"{plan}-resumed")
+    assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]
+    if plan == "multilevel":  # the snapshot was written by every rank, a share each
+        ckpt = root / f"{plan}-resumed" / "checkpoints" / "step_00000003"
+        assert sorted(p.name for p in ckpt.glob("plan-*")) == [f"plan-0000{r}-of-00002.safetensors" for r in range(2)]
+
+
+@pytest.mark.slow
+def test_kill_during_a_streamed_transition_resumes_exactly(tmp_path: Path, text_data: Path) -> None:
+    """kill -9 of both ranks while a streamed transition runs (step 5: the de-coalescing, after a checkpoint at
+    step 3 inside the coarse phase); the relaunch resumes from step 3 with the uninterrupted run's losses."""
+    args = [a for a in _args(tmp_path, "killed", "multilevel", text_data, "--distributed.full_state=streamed",
+                             "--checkpoint.every=3")]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+              "-m", "megagrow.cli", "train", str(Path(__file__).parents[1] / "configs" / "gpt-tiny.yaml"), *args]
+    env = {**clean_env(), "OMP_NUM_THREADS": "1", "MEGAGROW_FAULT": "transition:5:600"}
+    log = tmp_path / "killed.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(launch, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    run = tmp_path / "killed"
+    deadline = time.time() + 300
+    while "pausing in transition at step 5" not in log.read_text():
+        if proc.poll() is not None or time.time() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the run never paused in the transition: {log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # every rank, inside the streamed transition
+    proc.wait()
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000003"
+    done = subprocess.run(launch, env={**env, "MEGAGROW_FAULT": ""}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ref = tmp_path / "whole"
+    whole = subprocess.run([*launch[:-len(args)], *_args(tmp_path, "whole", "multilevel", text_data,
+                                                          "--distributed.full_state=streamed")],
+                           env={**env, "MEGAGROW_FAULT": ""}, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
+    got = {r["step"]: r["loss"] for r in records(run)}
+    assert [got[s] for s in range(1, STEPS + 1)] == [r["loss"] for r in records(ref)]
