@@ -56,7 +56,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 import megagrow.trainer.transition as transition_mod  # noqa: E402
 from benchmarks import command  # noqa: E402
+from megagrow.checkpointing.rundir import RunDir  # noqa: E402
 from megagrow.config import Config, load_config  # noqa: E402
 from megagrow.distributed.engine import barrier, build_engine, init_distributed  # noqa: E402
 from megagrow.distributed.env import DistEnv, free_port  # noqa: E402
@@ -77,13 +78,19 @@ from megagrow.models import ModelConfig, build_model  # noqa: E402
 from megagrow.state import FullState  # noqa: E402
 from megagrow.trainer.run_state import Counters  # noqa: E402
 
-WORLD = 2
 MB = 2**20
 # model name -> config overrides of the *target* model (the last Apollo stage, Multi-Level's level 0)
 MODELS: dict[str, list[str]] = {
     "gpt-tiny": ["--model.size=gpt-tiny", "--model.vocab_size=8000"],  # configs/gpt-tiny.yaml, BPE 8000 vocab
     "gpt-110m": ["--model.size=gpt-base", "--model.vocab_size=32000"],  # 12 x 768, 12 heads, tied head
+    "gpt-350m": ["--model.size=gpt-base", "--model.vocab_size=32000", "--model.n_layers=24", "--model.hidden=1024",
+                 "--model.n_heads=16"],  # GPT-2 medium's shape
+    "gpt-760m": ["--model.size=gpt-base", "--model.vocab_size=32000", "--model.n_layers=24", "--model.hidden=1536",
+                 "--model.n_heads=16"],  # GPT-3 XL's shape (GPT-3 760M: 24 x 1536)
+    "gpt-1.3b": ["--model.size=gpt-base", "--model.vocab_size=32000", "--model.n_layers=24", "--model.hidden=2048",
+                 "--model.n_heads=16"],  # GPT-3 1.3B's shape
 }
+LARGE_BATCH = {"gpt-350m": 1, "gpt-760m": 1, "gpt-1.3b": 1}  # micro-batch per rank (else --large-batch)
 # Apollo step 1 (stage N/2 -> N); Multi-Level steps 2 (coalesce) and 3 (de-coalesce): one chain, 4 phases
 APOLLO_STEP, COARSEN_STEP, REFINE_STEP, MAX_STEPS = 1, 2, 3, 10
 
@@ -145,6 +152,8 @@ class PartTimer:
             if self.current is not None:
                 self.current["parts_s"][part] = self.current["parts_s"].get(part, 0.0) + dt
                 self.current["hwm_after_kb"][part] = mem_kb()["VmHWM"]
+                if part == "stream":  # what the streamed executor did (StreamStats)
+                    self.current["stream"] = asdict(result)
             return result
 
         timed.__wrapped__ = fn  # type: ignore[attr-defined]
@@ -165,7 +174,8 @@ TIMER = PartTimer()
 def instrument_apply_transition() -> None:
     """Time the functions ``apply_transition`` calls (its module's names; the real functions run)."""
     for name, part in (("gather_full_state", "gather"), ("destroy_engine", "destroy"), ("build_model", "build_model"),
-                       ("build_engine", "build_engine"), ("scatter_full_state", "scatter")):
+                       ("build_engine", "build_engine"), ("scatter_full_state", "scatter"),
+                       ("copy_out_partitions", "copy_out"), ("stream_into", "stream"), ("realize_kept", "realize")):
         real = getattr(transition_mod, name)
         setattr(transition_mod, name, TIMER.wrap(part, getattr(real, "__wrapped__", real)))
 
@@ -197,24 +207,31 @@ class Session:
     model_cfg: ModelConfig
     model: torch.nn.Module
     engine: Any
+    run: RunDir
+    plan: Any = None  # the plan whose transition runs (a streamed transition keeps its state in partitions)
     counters: Counters = field(default_factory=Counters)
     log: Callable[[str], None] = lambda _m: None
 
 
 def parse_variant(variant: str) -> tuple[int, str]:
-    """``z3`` -> (3, "auto"); ``z3-replicated`` -> (3, "replicated"); ``z2-rank0`` -> (2, "rank0")."""
+    """``z3`` -> (3, "auto"); ``z3-replicated`` -> (3, "replicated"); ``z2-rank0`` -> (2, "rank0");
+    ``z3-streamed-memory`` -> (3, "streamed") with the old partitions kept in memory (see :func:`model_config`)."""
     stage, _, where = variant.partition("-")
-    if not stage.startswith("z") or not stage[1:].isdigit() or where not in ("", "auto", "replicated", "rank0"):
-        raise SystemExit(f"--variants: {variant!r} is not z<stage>[-auto|-replicated|-rank0]")
+    where = where.removesuffix("-memory")
+    if (not stage.startswith("z") or not stage[1:].isdigit()
+            or where not in ("", "auto", "replicated", "rank0", "streamed")):
+        raise SystemExit(f"--variants: {variant!r} is not z<stage>[-auto|-replicated|-rank0|-streamed[-memory]]")
     return int(stage[1:]), where or "auto"
 
 
 def model_config(name: str, variant: str, args: argparse.Namespace) -> Config:
     """The target model's config (growth fields are filled in by :func:`plans`)."""
-    batch = args.tiny_batch if name == "gpt-tiny" else args.large_batch
+    batch = args.tiny_batch if name == "gpt-tiny" else LARGE_BATCH.get(name, args.large_batch)
     zero, where = parse_variant(variant)
+    spill = "memory" if variant.endswith("-memory") else "disk"
     return load_config(None, [*MODELS[name], f"--data.seq_len={args.seq_len}", f"--data.micro_batch_size={batch}",
                               f"--distributed.zero_stage={zero}", f"--distributed.full_state={where}",
+                              f"--distributed.stream_spill={spill}",
                               "--train.precision=fp32", "--train.grad_accum=1", f"--train.max_steps={MAX_STEPS}"])
 
 
@@ -224,7 +241,8 @@ def plans(cfg: Config) -> tuple[Plan, Plan]:
     n = cfg.model.n_layers
     apollo_growth = replace(cfg.growth, plan="apollo", stages=[n // 2, n], boundaries=[APOLLO_STEP],
                             boundary_unit="steps")
-    ml_growth = replace(cfg.growth, plan="multilevel", levels=2, boundaries=[COARSEN_STEP, REFINE_STEP],
+    ml_growth = replace(cfg.growth, plan="multilevel", multilevel=replace(cfg.growth.multilevel, levels=2),
+                        boundaries=[COARSEN_STEP, REFINE_STEP],
                         boundary_unit="steps")
     return (build_plan("apollo", n, apollo_growth, cfg.run.seed, MAX_STEPS, model=cfg.model),
             build_plan("multilevel", n, ml_growth, cfg.run.seed, MAX_STEPS, model=cfg.model))
@@ -282,7 +300,8 @@ def transition(s: Session, t: Transition, step: int) -> dict[str, Any]:
     rec.update(name=t.name, rss_before_kb=before, peak_kb=mem_kb()["VmHWM"], rss_after_kb=mem_kb()["VmRSS"],
                peak_reset_ok=peak_ok)
     parts = rec["parts_s"]
-    rec["rebuild_s"] = rec["total_s"] - parts.get("gather", 0.0) - parts.get("map", 0.0)
+    rec["gather_s"] = parts.get("gather", 0.0) + parts.get("copy_out", 0.0)  # streamed: its partitions out
+    rec["rebuild_s"] = rec["total_s"] - rec["gather_s"] - parts.get("map", 0.0)
     return rec
 
 
@@ -301,7 +320,7 @@ def chain(name: str, zero: str, env: DistEnv, args: argparse.Namespace, log: Cal
     model_cfg = replace(cfg.model, **apollo.arch_at(0))
     t0 = time.perf_counter()
     model = build_model(model_cfg)
-    s = Session(cfg, env, model_cfg, model, build_engine(model, cfg, env.world_size))
+    s = Session(cfg, env, model_cfg, model, build_engine(model, cfg, env.world_size), RunDir(Path(args.spill_dir)))
     s.engine.train()
     build_s = time.perf_counter() - t0
     scheds = {id(p): StepScheduler(p, env.rank, env.world_size, cfg.model.n_layers) for p in (apollo, multilevel)}
@@ -312,10 +331,11 @@ def chain(name: str, zero: str, env: DistEnv, args: argparse.Namespace, log: Cal
         t = plan.transition(step)
         if t is None:
             raise RuntimeError(f"plan {plan.name} has no transition at step {step}")
+        s.plan = plan
         transitions.append(transition(s, t, step))
         phases.append(steady(s, scheds[id(plan)], step, batch, args.steps))
         tr, ph = transitions[-1], phases[-1]
-        log(f"{tr['name']}: gather {tr['parts_s']['gather']:.3f} map {tr['parts_s'].get('map', 0.0):.3f} "
+        log(f"{tr['name']}: gather {tr['gather_s']:.3f} map {tr['parts_s'].get('map', 0.0):.3f} "
             f"rebuild {tr['rebuild_s']:.3f} s; then step {statistics.median(ph['step_s']):.3f} s")
         if plan is apollo:  # the full model: time the scheduler's broadcast on its own
             loop = sched_loop(scheds[id(apollo)], step, cfg.train.grad_accum, args.sched_calls)
@@ -348,9 +368,10 @@ def rank_main(rank: int, world: int, port: int, args: argparse.Namespace, out_di
     instrument_apply_transition()
     records: list[dict[str, Any]] = []
     error = None
+    skip = {tuple(pair.split(":", 1)) for pair in args.skip.split(",") if pair}
     plan = [(rep, name, zero) for rep in range(max(args.tiny_reps, args.large_reps)) for name in models
             if rep < (args.tiny_reps if name == "gpt-tiny" else args.large_reps)
-            for zero in (stages if rep % 2 == 0 else stages[::-1])]
+            for zero in (stages if rep % 2 == 0 else stages[::-1]) if (name, zero) not in skip]
     took: dict[str, list[float]] = {}  # seconds per chain, by model: the ETA of the chains left
     try:
         for k, (rep, name, zero) in enumerate(plan):
@@ -419,14 +440,18 @@ def summarize(ranks: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                            for r in range(n_ranks)]
             hwm_parts = {p: _med([recs[0]["transitions"][k]["hwm_after_kb"][p] for recs in runs]) / 1024
                          for p in first["hwm_after_kb"]}
+            streams = [[r["transitions"][k].get("stream") for r in recs] for recs in runs]
+            group_mb = [max((st[r] or {}).get("peak_group_bytes", 0) for st in streams) / MB for r in range(n_ranks)]
+            target = [st + 2 * g for st, g in zip(peak_steady, group_mb, strict=True)]
             rows.append({
-                "model": model, "zero": zero, "transition": first["name"],
+                "model": model, "zero": zero, "ranks": n_ranks, "transition": first["name"],
                 "params_before": first["params_before"], "params_after": first["params_after"],
                 "layers": [runs[0][0]["phases"][k]["n_layers"], runs[0][0]["phases"][k + 1]["n_layers"]],
                 "hidden": [runs[0][0]["phases"][k]["hidden"], runs[0][0]["phases"][k + 1]["hidden"]],
                 "step_before_s": before, "step_after_s": after, "first_step_after_s": first_after,
-                "gather_s": part("gather"), "map_s": part("map"), "rebuild_s": tr("rebuild_s"),
-                "rebuild_parts_s": {p: part(p) for p in ("destroy", "build_model", "build_engine", "scatter")},
+                "gather_s": tr("gather_s"), "map_s": part("map"), "rebuild_s": tr("rebuild_s"),
+                "rebuild_parts_s": {p: part(p) for p in ("destroy", "build_model", "build_engine", "scatter", "stream",
+                                                         "realize")},
                 "transition_s": total, "transition_per_step_after": total / after,
                 "state_in_mb": first["state_in_bytes"] / MB, "state_out_mb": first["state_out_bytes"] / MB,
                 "sched_bcast_ms": loop_bcast * 1e3, "sched_call_ms": loop_call * 1e3,
@@ -436,6 +461,13 @@ def summarize(ranks: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 "peak_rss_steady_mb": peak_steady,
                 "rss_steady_start_mb": steady_start, "rank0_peak_after_part_mb": hwm_parts,
                 "peak_reset_ok": all(r["transitions"][k]["peak_reset_ok"] for recs in runs for r in recs),
+                "stream": streams[0][0], "largest_source_group_mb": group_mb,
+                # issue 29's target: peak <= steady-state training peak + 2x the largest source group, and the
+                # transition within 2 steps of the full model
+                "target_peak_mb": target,
+                "meets_memory_target": all(pk <= tg for pk, tg in zip(peak_tr, target, strict=True)),
+                "meets_time_target": total <= 2 * (after if first["params_after"] >= first["params_before"]
+                                                   else before),
                 "repetitions": len(runs),
             })
     return rows
@@ -523,9 +555,12 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.transition_cost", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="gpt-tiny,gpt-110m", help=f"comma list of {sorted(MODELS)}")
-    p.add_argument("--variants", default="z2,z3,z3-replicated",
-                   help="ZeRO stage and distributed.full_state, measured side by side: z<stage>[-replicated|-rank0] "
-                        "(default placement: rank0 under ZeRO-3, replicated otherwise)")
+    p.add_argument("--variants", default="z2,z3-rank0,z3-replicated,z3-streamed",
+                   help="ZeRO stage and distributed.full_state, measured side by side: "
+                        "z<stage>[-replicated|-rank0|-streamed[-memory]] (default placement: streamed under ZeRO-3, "
+                        "replicated otherwise; -memory: the old partitions kept in RAM instead of spilled)")
+    p.add_argument("--skip", default="", help="comma list of model:variant pairs not to run (those that cannot fit)")
+    p.add_argument("--world", type=int, default=2, help="ranks (gloo, one thread each)")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--tiny-batch", type=int, default=16, help="gpt-tiny micro-batch per rank (configs/gpt-tiny.yaml)")
     p.add_argument("--large-batch", type=int, default=2, help="gpt-110m micro-batch per rank")
@@ -543,18 +578,20 @@ def main() -> None:
     t0 = time.perf_counter()
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="transition-cost-") as tmp:
-        ctx = torch.multiprocessing.start_processes(rank_main, args=(WORLD, free_port(), args, tmp), nprocs=WORLD,
+        args.spill_dir = str(Path(tmp) / "run")  # streamed transitions spill the old partitions under .transition/
+        ctx = torch.multiprocessing.start_processes(rank_main, args=(args.world, free_port(), args, tmp),
+                                                    nprocs=args.world,
                                                     join=False, start_method="spawn")
         deadline = time.time() + args.timeout
         try:
             while not ctx.join(timeout=5):
                 if time.time() > deadline:
-                    raise TimeoutError(f"the {WORLD} ranks did not finish in {args.timeout:.0f} s")
+                    raise TimeoutError(f"the {args.world} ranks did not finish in {args.timeout:.0f} s")
         finally:
             for proc in ctx.processes:
                 if proc.is_alive():
                     proc.kill()
-        outs = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(WORLD)]
+        outs = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(args.world)]
     errors = [o["error"] for o in outs if o["error"]]
     if errors:
         raise SystemExit("\n".join(f"rank {r} failed:\n{o['error']}" for r, o in enumerate(outs) if o["error"]))
@@ -565,7 +602,7 @@ def main() -> None:
         "command": command("benchmarks.transition_cost"),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "torch": torch.__version__, "ranks": WORLD, "threads_per_rank": 1, "backend": "gloo",
+                    "torch": torch.__version__, "ranks": args.world, "threads_per_rank": 1, "backend": "gloo",
                     "loadavg_start": load0, "loadavg_end": os.getloadavg()},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "wall_s": time.perf_counter() - t0,

@@ -146,6 +146,11 @@ class DistributedConfig:
         "from only the sources it needs (elementwise ones from each rank's own partitions, the others gathered one "
         "at a time) and written into the new partitions, bit-identical to rank0 (checkpoint loads go through rank 0); "
         "auto = streamed under ZeRO-3, else replicated. Learned operators (LiGO) always use replicated", "auto")
+    stream_spill: Literal["disk", "memory"] = doc(
+        "full_state=streamed: where each rank keeps its partitions of the old state while the new engine is built "
+        "and filled: 'disk' = an unlinked temporary file in the run directory (.transition/), read back one tensor "
+        "at a time, so a transition needs no more memory than the larger model's training plus the sources of one "
+        "new tensor; 'memory' = in RAM (faster, but the old partitions and the new engine coexist)", "disk")
     check_decisions: bool = doc(
         "debug: every step, all-reduce the min and max of a hash of each rank's own plan decisions and of the layer "
         "maps it executes (rank 0's, broadcast), and fail naming the step and micro-batch where ranks differ (one "

@@ -1,7 +1,9 @@
 """Streamed transitions under ZeRO-3 (``distributed.full_state: streamed``): no rank ever holds the whole state.
 
-1. Every rank copies out its own partitions of the old state (fp32 master weights and both AdamW moments,
-   ZeRO-3's layout: :func:`~megagrow.growth.trace.partition_of`), then the old engine is destroyed.
+1. Every rank keeps its own partitions of the old state (fp32 master weights and both AdamW moments, ZeRO-3's
+   layout: :func:`~megagrow.growth.trace.partition_of`) — spilled to an unlinked file on local disk by default
+   (``distributed.stream_spill``), so they take no memory while the new engine exists — then the old engine is
+   destroyed.
 2. The operator is traced (:mod:`megagrow.growth.trace`) on every rank: a tape, no values.
 3. The new model is built already partitioned (``deepspeed.zero.Init``) and its engine created with the traced
    step counts.
@@ -11,7 +13,8 @@
    needs (one tensor at a time), computes the tensor and keeps its partition. The partition is written into the
    new engine (module shard, fp32 master, moments) and everything else is dropped before the next tensor.
 
-Peak memory above the two engines' shards: the sources of one new tensor plus the tensor. The results are
+Peak memory above the larger engine's: the sources of one new tensor plus the tensor (with the old partitions
+spilled; in memory they add 12 bytes per old parameter / W). The results are
 bit-identical to the operator applied to the full state (the same kernels on the same values), so to ``rank0``
 and ``replicated``. State the operator keeps for a later transition (multi-level's snapshot) is kept as
 :class:`~megagrow.growth.trace.Shard` partitions (:func:`realize_kept`).
@@ -22,8 +25,10 @@ and joins the same gathers in the same order.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -48,19 +53,52 @@ __all__ = ["OldPartitions", "StreamStats", "copy_out_partitions", "gather_kept",
            "stream_into", "trace_operator"]
 
 
-@dataclass
 class OldPartitions:
-    """This rank's partitions of the old state, keyed like a trace's sources (``("params", name)``, moments)."""
+    """This rank's partitions of the old state, keyed like a trace's sources (``("params", name)``, moments): in
+    memory, or spilled to an unlinked file on local disk (``spill_dir``) and read back one tensor at a time with
+    plain reads (not mapped, so what was read is not kept resident), so that the old state does not occupy memory
+    while the new engine exists."""
 
-    shapes: dict[str, tuple[int, ...]]
-    parts: dict[Key, torch.Tensor]
-    steps: dict[str, int]
-    with_moments: bool
-    rank: int
-    world: int
+    def __init__(self, shapes: dict[str, tuple[int, ...]], steps: dict[str, int], with_moments: bool, rank: int,
+                 world: int, spill_dir: Path | None) -> None:
+        self.shapes, self.steps, self.with_moments, self.rank, self.world = shapes, steps, with_moments, rank, world
+        self._mem: dict[Key, torch.Tensor] = {}
+        self._where: dict[Key, tuple[int, int, torch.dtype]] = {}  # key -> (byte offset, numel, dtype)
+        self._file = None
+        if spill_dir is not None:
+            spill_dir.mkdir(parents=True, exist_ok=True)
+            self._file = tempfile.TemporaryFile(dir=spill_dir, prefix=f"transition-rank{rank}-")  # noqa: SIM115
+        self.bytes = 0
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.parts.values())
+    def put(self, key: Key, t: torch.Tensor) -> None:
+        self.bytes += t.numel() * t.element_size()
+        if self._file is None:
+            self._mem[key] = t.detach()  # a view of the old engine's flat group: kept alive, not copied
+            return
+        t = t.detach().contiguous().cpu()
+        self._where[key] = (self._file.tell(), t.numel(), t.dtype)
+        t.numpy().tofile(self._file)
+
+    def get(self, key: Key) -> torch.Tensor:
+        """This rank's partition of source ``key`` (a tensor the caller may keep or drop)."""
+        if self._file is None:
+            return self._mem[key]
+        offset, numel, dtype = self._where[key]
+        out = torch.empty(numel, dtype=dtype)
+        self._file.seek(offset)
+        view = memoryview(out.numpy()).cast("B")
+        if self._file.readinto(view) != len(view):
+            raise OSError(f"streamed transition: short read of {key} from the spill file")
+        return out
+
+    def numel(self, key: Key) -> int:
+        return self._mem[key].numel() if self._file is None else self._where[key][1]
+
+    def close(self) -> None:
+        self._mem.clear()
+        if self._file is not None:
+            self._file.close()  # unlinked already: the space is freed now (or when the process dies)
+            self._file = None
 
 
 @dataclass
@@ -80,9 +118,9 @@ def _world() -> tuple[int, int]:
 
 
 @torch.no_grad()
-def copy_out_partitions(engine) -> OldPartitions:
+def copy_out_partitions(engine, spill_dir: Path | None = None) -> OldPartitions:
     """COLLECTIVE (the step counts). This rank's fp32 partitions of every parameter and moment of a ZeRO-3 engine,
-    as plain CPU tensors that outlive it."""
+    copied out so that they outlive it: into memory, or (``spill_dir``) into an unlinked file there."""
     if engine.zero_optimization_stage() != 3:
         raise ValueError("distributed.full_state=streamed needs ZeRO-3 (distributed.zero_stage=3): the other stages "
                          "keep whole parameters on every rank, so there is nothing to stream")
@@ -91,17 +129,16 @@ def copy_out_partitions(engine) -> OldPartitions:
     with_moments = max((s for s in steps.values() if s is not None), default=0) > 0
     if with_moments:
         _relink_optimizer_state(engine)
-    shapes: dict[str, tuple[int, ...]] = {}
-    parts: dict[Key, torch.Tensor] = {}
+    shapes = {name: tuple(p.ds_shape) for name, p in engine.module.named_parameters()}
+    old = OldPartitions(shapes, {n: 0 if s is None else s for n, s in steps.items()}, with_moments, rank, world,
+                        spill_dir)
     for name, p in engine.module.named_parameters():
-        shapes[name] = tuple(p.ds_shape)
         _check_layout(name, p, world)
-        parts[("params", name)] = safe_get_local_fp32_param(p).detach().float().cpu().clone()
+        old.put(("params", name), safe_get_local_fp32_param(p).float())  # views of the flat groups
         if with_moments:
             for m in MOMENTS:
-                parts[(m, name)] = safe_get_local_optimizer_state(p, m).detach().float().cpu().clone()
-    return OldPartitions(shapes, parts, {n: 0 if s is None else s for n, s in steps.items()}, with_moments, rank,
-                         world)
+                old.put((m, name), safe_get_local_optimizer_state(p, m).float())
+    return old
 
 
 def _check_layout(name: str, p: torch.nn.Parameter, world: int) -> None:
@@ -128,7 +165,10 @@ class _Sources:
     def local(self, key: Key) -> torch.Tensor:
         if key[0] == "shard":
             return self.t.shards[key].local
-        return self.old.parts[key]
+        return self.old.get(key)
+
+    def local_numel(self, key: Key) -> int:
+        return self.t.shards[key].local.numel() if key[0] == "shard" else self.old.numel(key)
 
     def shape(self, key: Key) -> tuple[int, ...]:
         return tuple(self.t.leaves[key].shape)
@@ -155,14 +195,14 @@ def _value(t: Trace, sym: torch.Tensor, src: _Sources, part: int, need_full: boo
     rank, world = src.old.rank, src.old.world
     numel = sym.numel()
     plan = t.local_plan(sym) if isinstance(sym, Sym) and not need_full else None
-    if plan is not None and all(src.local(k).numel() == part for k in plan.sources):
+    if plan is not None and all(src.local_numel(k) == part for k in plan.sources):
         value = t.compute_slice(sym, plan, src.local, part)
         valid = max(0, min(part, numel - rank * part))
         local = torch.zeros(part, dtype=torch.float32)  # the padding of the last partitions: zeros, as rank0's
         local[:valid] = value[:valid]
         src.stats.local += 1
         return None, local
-    group = sum(src.local(k).numel() * world * src.local(k).element_size() for k in t.sources(sym))
+    group = sum(src.local_numel(k) * world * 4 for k in t.sources(sym))  # fp32
     src.stats.peak_group_bytes = max(src.stats.peak_group_bytes, group)
     full = t.compute(sym, src.full).to(torch.float32)
     return full, partition_of(full, rank, world)

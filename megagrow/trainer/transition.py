@@ -84,7 +84,8 @@ def _apply_streamed(s: Any, t: Transition) -> None:
     """``distributed.full_state=streamed`` (:mod:`megagrow.distributed.streamed`): this rank's partitions out, the
     old engine gone, the operator traced, the new engine built partitioned, each new tensor streamed into it; state
     the operator kept for a later transition (a snapshot) kept as this rank's partitions."""
-    old = copy_out_partitions(s.engine)
+    spill = s.run.path / ".transition" if s.cfg.distributed.stream_spill == "disk" else None
+    old = copy_out_partitions(s.engine, spill)
     destroy_engine(s.engine)
     fault("transition", s.counters.step, s.env.rank)
     traced = trace_operator(t.operator, old)
@@ -95,6 +96,7 @@ def _apply_streamed(s: Any, t: Transition) -> None:
     s.engine = build_engine(s.model, s.cfg, s.env.world_size, steps=traced.result.steps())
     stats = stream_into(s.engine, traced, old)
     s.plan.load_state_tensors(realize_kept(traced, s.plan.state_tensors(), old))
+    old.close()
     if s.env.is_main:
         s.log(f"step {s.counters.step}: transition {t.name} -> {t.arch}, streamed: {stats.tensors} tensors "
               f"({stats.local} from this rank's partitions alone, {stats.gathered_sources} sources gathered)")
