@@ -8,10 +8,8 @@ Every configuration of a world size trains in ONE spawned launch (the ~10 s star
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +27,7 @@ from megagrow.trainer.loop import train
 from tests.trainutil import clean_env, records
 
 STEPS = 8
+GPT_TINY = Path(__file__).parents[1] / "configs" / "gpt-tiny.yaml"
 COMMON = ["--model.size=gpt-tiny", "--model.n_layers=4", "--model.hidden=64", "--model.n_heads=4",
           "--data.seq_len=32", "--model.max_seq_len=32", "--data.eval_samples=32", f"--train.max_steps={STEPS}",
           "--train.eval_every=0", "--logging.log_every=1", "--logging.progress=off", "--logging.tensorboard=false",
@@ -161,35 +160,48 @@ def test_resume_between_streamed_transitions(plan: str, runs) -> None:
         assert sorted(p.name for p in ckpt.glob("plan-*")) == [f"plan-0000{r}-of-00002.safetensors" for r in range(2)]
 
 
+def _ranks(args: list[str], env: dict[str, str], log: Path) -> list[subprocess.Popen]:
+    """2 ranks of ``megagrow train`` started directly (not under torchrun, whose workers a kill of the launcher
+    would leave running), their output appended to ``log``."""
+    port = free_port()
+    procs = []
+    with log.open("a") as out:
+        for rank in range(2):
+            rank_env = {**env, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+            procs.append(subprocess.Popen([sys.executable, "-m", "megagrow.cli", "train", str(GPT_TINY), *args],
+                                          env=rank_env, stdout=out, stderr=subprocess.STDOUT))
+    return procs
+
+
+def _finish(procs: list[subprocess.Popen], log: Path) -> None:
+    for p in procs:
+        assert p.wait(timeout=600) == 0, log.read_text()[-3000:]
+
+
 @pytest.mark.slow
 def test_kill_during_a_streamed_transition_resumes_exactly(tmp_path: Path, text_data: Path) -> None:
     """kill -9 of both ranks while a streamed transition runs (step 5: the de-coalescing, after a checkpoint at
     step 3 inside the coarse phase); the relaunch resumes from step 3 with the uninterrupted run's losses."""
-    args = [a for a in _args(tmp_path, "killed", "multilevel", text_data, "--distributed.full_state=streamed",
-                             "--checkpoint.every=3")]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-              "-m", "megagrow.cli", "train", str(Path(__file__).parents[1] / "configs" / "gpt-tiny.yaml"), *args]
-    env = {**clean_env(), "OMP_NUM_THREADS": "1", "MEGAGROW_FAULT": "transition:5:600"}
+    args = _args(tmp_path, "killed", "multilevel", text_data, "--distributed.full_state=streamed",
+                 "--checkpoint.every=3")
+    env = {**clean_env(), "OMP_NUM_THREADS": "1"}
     log = tmp_path / "killed.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(launch, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    procs = _ranks(args, {**env, "MEGAGROW_FAULT": "transition:5:600"}, log)
+    try:
+        deadline = time.time() + 300
+        while log.read_text().count("pausing in transition at step 5") < 2:  # both ranks inside it
+            if any(p.poll() is not None for p in procs) or time.time() > deadline:
+                pytest.fail(f"the run never paused in the transition: {log.read_text()[-3000:]}")
+            time.sleep(0.5)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
     run = tmp_path / "killed"
-    deadline = time.time() + 300
-    while "pausing in transition at step 5" not in log.read_text():
-        if proc.poll() is not None or time.time() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"the run never paused in the transition: {log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # every rank, inside the streamed transition
-    proc.wait()
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000003"
-    done = subprocess.run(launch, env={**env, "MEGAGROW_FAULT": ""}, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    ref = tmp_path / "whole"
-    whole = subprocess.run([*launch[:-len(args)], *_args(tmp_path, "whole", "multilevel", text_data,
-                                                          "--distributed.full_state=streamed")],
-                           env={**env, "MEGAGROW_FAULT": ""}, capture_output=True, text=True, timeout=600)
-    assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
+    _finish(_ranks(args, env, log), log)
+    _finish(_ranks(_args(tmp_path, "whole", "multilevel", text_data, "--distributed.full_state=streamed"), env, log),
+            log)
     got = {r["step"]: r["loss"] for r in records(run)}
-    assert [got[s] for s in range(1, STEPS + 1)] == [r["loss"] for r in records(ref)]
+    assert [got[s] for s in range(1, STEPS + 1)] == [r["loss"] for r in records(tmp_path / "whole")]

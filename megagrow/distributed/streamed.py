@@ -156,11 +156,12 @@ def trace_operator(operator: Callable[[FullState], FullState], old: OldPartition
 
 
 class _Sources:
-    """Source tensors for one trace on this rank: its partitions, or full tensors all-gathered on demand."""
+    """Source tensors for one trace on this rank: its own partitions, or whole tensors gathered to one rank.
 
-    def __init__(self, t: Trace, old: OldPartitions, stats: StreamStats) -> None:
-        self.t, self.old, self.stats = t, old, stats
-        self.live_bytes = 0
+    Collectives run on ``device`` (the engine's: NCCL needs device tensors); the replay runs on the CPU."""
+
+    def __init__(self, t: Trace, old: OldPartitions, stats: StreamStats, device: torch.device) -> None:
+        self.t, self.old, self.stats, self.device = t, old, stats, device
 
     def local(self, key: Key) -> torch.Tensor:
         if key[0] == "shard":
@@ -170,28 +171,34 @@ class _Sources:
     def local_numel(self, key: Key) -> int:
         return self.t.shards[key].local.numel() if key[0] == "shard" else self.old.numel(key)
 
-    def shape(self, key: Key) -> tuple[int, ...]:
-        return tuple(self.t.leaves[key].shape)
-
-    def full(self, key: Key) -> torch.Tensor:
-        """COLLECTIVE: the whole source tensor, from every rank's partition."""
-        local = self.local(key)
-        shape = self.shape(key)
+    def gather_to(self, key: Key, owner: int) -> torch.Tensor | None:
+        """COLLECTIVE: the whole source tensor on rank ``owner`` (None on the others), from every rank's
+        partition."""
+        local = self.local(key).to(self.device, torch.float32).contiguous()
+        shape = tuple(self.t.leaves[key].shape)
         numel = 1
         for d in shape:
             numel *= d
-        out = torch.empty(local.numel() * self.old.world, dtype=local.dtype)
+        mine = self.old.rank == owner
         if self.old.world == 1:
-            out.copy_(local)
+            whole = local
         else:
-            dist.all_gather_into_tensor(out, local.contiguous())
+            bufs = [torch.empty_like(local) for _ in range(self.old.world)] if mine else None
+            dist.gather(local, bufs, dst=owner)
+            whole = torch.cat(bufs) if mine else None
+        if not mine:
+            return None
         self.stats.gathered_sources += 1
-        return out[:numel].view(shape)
+        return whole[:numel].view(shape).cpu()
 
 
-def _value(t: Trace, sym: torch.Tensor, src: _Sources, part: int, need_full: bool
+def _value(t: Trace, sym: torch.Tensor, src: _Sources, part: int, owner: int, need_full: bool
            ) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """``(full tensor or None, this rank's partition)`` of output ``sym``."""
+    """``(whole tensor when need_full else None, this rank's partition)`` of output ``sym``.
+
+    Elementwise in sources of its own layout: every rank computes its partition from its own partitions. Else rank
+    ``owner`` gathers the sources (one at a time, in replay order, each dropped after its last use), computes the
+    tensor and scatters the partitions (``need_full``: every rank gets the whole tensor instead)."""
     rank, world = src.old.rank, src.old.world
     numel = sym.numel()
     plan = t.local_plan(sym) if isinstance(sym, Sym) and not need_full else None
@@ -202,10 +209,29 @@ def _value(t: Trace, sym: torch.Tensor, src: _Sources, part: int, need_full: boo
         local[:valid] = value[:valid]
         src.stats.local += 1
         return None, local
-    group = sum(src.local_numel(k) * world * 4 for k in t.sources(sym))  # fp32
-    src.stats.peak_group_bytes = max(src.stats.peak_group_bytes, group)
-    full = t.compute(sym, src.full).to(torch.float32)
-    return full, partition_of(full, rank, world)
+    keys = t.sources(sym)
+    whole: torch.Tensor | None = None
+    if rank == owner:
+        group = sum(src.local_numel(k) * world * 4 for k in keys)  # fp32, held at most at once
+        src.stats.peak_group_bytes = max(src.stats.peak_group_bytes, group)
+        whole = t.compute(sym, lambda k: src.gather_to(k, owner)).to(torch.float32).contiguous()
+    else:
+        for k in keys:  # the owner's replay gathers them in this order
+            src.gather_to(k, owner)
+    if need_full:
+        buf = whole.to(src.device) if whole is not None else torch.empty(tuple(sym.shape), device=src.device)
+        if world > 1:
+            dist.broadcast(buf, owner)
+        whole = buf.cpu()
+        return whole, partition_of(whole, rank, world)
+    out = torch.empty(part, dtype=torch.float32, device=src.device)
+    parts = ([partition_of(whole, r, world).to(src.device) for r in range(world)] if whole is not None else None)
+    if world > 1:
+        dist.scatter(out, parts, src=owner)
+    else:
+        out.copy_(parts[0])
+    del whole, parts
+    return None, out.cpu()
 
 
 @torch.no_grad()
@@ -217,8 +243,9 @@ def stream_into(engine, t: Trace, old: OldPartitions) -> StreamStats:
     shapes = {n: tuple(p.ds_shape) for n, p in engine.module.named_parameters()}
     result.check_against(shapes, "streamed transition")
     stats = StreamStats()
-    src = _Sources(t, old, stats)
+    src = _Sources(t, old, stats, engine.device)
     with_moments = result.has_optimizer_state()
+    index = 0  # the owner of the k-th gathered tensor is rank k mod W
     if with_moments:
         _seed_adam_state(engine, result.steps())
     for name, p in engine.module.named_parameters():
@@ -227,7 +254,8 @@ def stream_into(engine, t: Trace, old: OldPartitions) -> StreamStats:
         persistent = p.data.numel() == p.ds_numel  # materialized whole on every rank (small, persistent)
         for table in ("params", *MOMENTS) if with_moments else ("params",):
             sym = getattr(result, table)[name]
-            full, local = _value(t, sym, src, part, need_full=persistent and table == "params")
+            full, local = _value(t, sym, src, part, index % old.world, need_full=persistent and table == "params")
+            index += 1
             if table == "params":
                 p.ds_tensor.data.copy_(local.to(p.ds_tensor.dtype))
                 if persistent:
@@ -242,17 +270,17 @@ def stream_into(engine, t: Trace, old: OldPartitions) -> StreamStats:
 
 
 @torch.no_grad()
-def realize_kept(t: Trace, kept: Mapping[str, torch.Tensor], old: OldPartitions) -> dict[str, torch.Tensor]:
+def realize_kept(t: Trace, kept: Mapping[str, torch.Tensor], old: OldPartitions,
+                 device: torch.device | None = None) -> dict[str, torch.Tensor]:
     """COLLECTIVE. Plan state the traced operator kept (``kept``: the plan's tensors; symbolic ones are of this
     trace) as :class:`Shard` partitions of this rank; other entries unchanged. Call it after :func:`stream_into`
     (the sources are the same partitions)."""
-    stats = StreamStats()
-    src = _Sources(t, old, stats)
+    src = _Sources(t, old, StreamStats(), device or torch.device("cpu"))
     out: dict[str, torch.Tensor] = {}
-    for key, value in kept.items():
+    for index, (key, value) in enumerate(kept.items()):
         if isinstance(value, Sym) and value.trace is t:
             part = partition_size(value.numel(), old.world)
-            _, local = _value(t, value, src, part, need_full=False)
+            _, local = _value(t, value, src, part, index % old.world, need_full=False)
             out[key] = Shard(local, tuple(value.shape), old.rank, old.world)
         else:
             out[key] = value
@@ -260,20 +288,23 @@ def realize_kept(t: Trace, kept: Mapping[str, torch.Tensor], old: OldPartitions)
 
 
 @torch.no_grad()
-def gather_kept(kept: Mapping[str, torch.Tensor], keep: Callable[[int, str], bool]) -> dict[str, torch.Tensor]:
-    """COLLECTIVE. The whole value of every :class:`Shard` in ``kept`` (sorted by key, one at a time), of those
-    ``keep(index, key)`` selects on this rank (a checkpoint's share); other entries are left out."""
+def gather_kept(kept: Mapping[str, torch.Tensor], device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """COLLECTIVE. This rank's share of the whole values of the :class:`Shard` entries of ``kept`` (sorted by key;
+    the ``i``-th goes to rank ``i mod W``, as a checkpoint's parameters), gathered one at a time."""
+    device = device or torch.device("cpu")
     out: dict[str, torch.Tensor] = {}
-    shards = sorted((k, v) for k, v in kept.items() if isinstance(v, Shard))
-    for index, (key, shard) in enumerate(shards):
-        whole = torch.empty(shard.local.numel() * shard.world, dtype=shard.local.dtype)
-        if shard.world == 1:
-            whole.copy_(shard.local)
+    for index, (key, shard) in enumerate(sorted(((k, v) for k, v in kept.items() if isinstance(v, Shard)),
+                                                key=lambda kv: kv[0])):
+        owner = index % shard.world
+        local = shard.local.to(device).contiguous()
+        bufs = [torch.empty_like(local) for _ in range(shard.world)] if shard.rank == owner else None
+        if shard.world > 1:
+            dist.gather(local, bufs, dst=owner)
         else:
-            dist.all_gather_into_tensor(whole, shard.local.contiguous())
-        if keep(index, key):
-            out[key] = whole[: shard.numel()].view(shard.shape).clone()
-        del whole
+            bufs = [local]
+        if bufs is not None:
+            out[key] = torch.cat(bufs)[: shard.numel()].view(shard.shape).cpu()
+        del bufs
     return out
 
 

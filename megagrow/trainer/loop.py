@@ -508,7 +508,7 @@ def _checkpoint(s: _Session) -> None:
     barrier()
     write_shard(tmp, rank, world, state)
     kept = s.plan.state_tensors()
-    sharded = gather_kept(kept, keep=lambda i, _key: i % world == rank)  # kept in partitions (streamed)
+    sharded = gather_kept(kept, s.engine.device)  # kept in partitions (streamed): a share per rank
     if sharded:
         write_plan_shard(tmp, rank, world, sharded)
     del sharded

@@ -95,7 +95,7 @@ def _apply_streamed(s: Any, t: Transition) -> None:
         s.model = build_model(s.model_cfg)
     s.engine = build_engine(s.model, s.cfg, s.env.world_size, steps=traced.result.steps())
     stats = stream_into(s.engine, traced, old)
-    s.plan.load_state_tensors(realize_kept(traced, s.plan.state_tensors(), old))
+    s.plan.load_state_tensors(realize_kept(traced, s.plan.state_tensors(), old, s.engine.device))
     old.close()
     if s.env.is_main:
         s.log(f"step {s.counters.step}: transition {t.name} -> {t.arch}, streamed: {stats.tensors} tensors "
