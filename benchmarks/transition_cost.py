@@ -231,7 +231,7 @@ def model_config(name: str, variant: str, args: argparse.Namespace) -> Config:
     spill = "memory" if variant.endswith("-memory") else "disk"
     return load_config(None, [*MODELS[name], f"--data.seq_len={args.seq_len}", f"--data.micro_batch_size={batch}",
                               f"--distributed.zero_stage={zero}", f"--distributed.full_state={where}",
-                              f"--distributed.stream_spill={spill}",
+                              f"--distributed.stream_spill={spill}", f"--distributed.bucket_elements={args.bucket}",
                               "--train.precision=fp32", "--train.grad_accum=1", f"--train.max_steps={MAX_STEPS}"])
 
 
@@ -253,8 +253,10 @@ def n_params(model: torch.nn.Module) -> int:
 
 
 def steady(s: Session, sched: StepScheduler, plan_step: int, batch: dict[str, torch.Tensor],
-           n_steps: int) -> dict[str, Any]:
-    """One warm-up step, then ``n_steps`` timed steps, each after the scheduler broadcast of ``plan_step``."""
+           n_steps: int, warm_up: bool = True) -> dict[str, Any]:
+    """One warm-up step, then ``n_steps`` timed steps, each after the scheduler broadcast of ``plan_step``
+    (``warm_up=False`` and no steps: only the resident memory of the engine as it stands, for models this host
+    cannot train)."""
     layer_map = tuple(range(s.model_cfg.n_layers))
 
     def step() -> tuple[float, float, float]:
@@ -266,10 +268,10 @@ def steady(s: Session, sched: StepScheduler, plan_step: int, batch: dict[str, to
         s.engine.step()
         return time.perf_counter() - t1, t1 - t0, sched.seconds
 
-    first = step()[0]
+    first = step()[0] if warm_up else None
     peak_ok = reset_peak()
     rss0 = mem_kb()["VmRSS"]
-    steps, calls, bcasts = zip(*(step() for _ in range(n_steps)), strict=True)
+    steps, calls, bcasts = zip(*(step() for _ in range(n_steps)), strict=True) if n_steps else ((), (), ())
     return {"n_layers": s.model_cfg.n_layers, "hidden": s.model_cfg.hidden, "params": n_params(s.model),
             "first_step_s": first, "step_s": list(steps), "sched_call_s": list(calls), "sched_bcast_s": list(bcasts),
             "rss_start_kb": rss0, "peak_kb": mem_kb()["VmHWM"], "peak_reset_ok": peak_ok}
@@ -324,8 +326,9 @@ def chain(name: str, zero: str, env: DistEnv, args: argparse.Namespace, log: Cal
     s.engine.train()
     build_s = time.perf_counter() - t0
     scheds = {id(p): StepScheduler(p, env.rank, env.world_size, cfg.model.n_layers) for p in (apollo, multilevel)}
-    phases = [steady(s, scheds[id(apollo)], 0, batch, args.steps)]
-    log(f"{phases[-1]['n_layers']} layers: step {statistics.median(phases[-1]['step_s']):.3f} s")
+    train = name not in args.no_train.split(",")  # else: one step to create the AdamW state, then transitions only
+    phases = [steady(s, scheds[id(apollo)], 0, batch, args.steps if train else 0)]
+    log(f"{phases[-1]['n_layers']} layers: first step {phases[-1]['first_step_s']:.3f} s")
     transitions, loop = [], {}
     for plan, step in ((apollo, APOLLO_STEP), (multilevel, COARSEN_STEP), (multilevel, REFINE_STEP)):
         t = plan.transition(step)
@@ -333,10 +336,11 @@ def chain(name: str, zero: str, env: DistEnv, args: argparse.Namespace, log: Cal
             raise RuntimeError(f"plan {plan.name} has no transition at step {step}")
         s.plan = plan
         transitions.append(transition(s, t, step))
-        phases.append(steady(s, scheds[id(plan)], step, batch, args.steps))
+        phases.append(steady(s, scheds[id(plan)], step, batch, args.steps if train else 0, warm_up=train))
         tr, ph = transitions[-1], phases[-1]
+        then = f"; then step {statistics.median(ph['step_s']):.3f} s" if ph["step_s"] else ""
         log(f"{tr['name']}: gather {tr['gather_s']:.3f} map {tr['parts_s'].get('map', 0.0):.3f} "
-            f"rebuild {tr['rebuild_s']:.3f} s; then step {statistics.median(ph['step_s']):.3f} s")
+            f"rebuild {tr['rebuild_s']:.3f} s{then}")
         if plan is apollo:  # the full model: time the scheduler's broadcast on its own
             loop = sched_loop(scheds[id(apollo)], step, cfg.train.grad_accum, args.sched_calls)
     transition_mod.destroy_engine(s.engine)
@@ -408,17 +412,19 @@ def summarize(ranks: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     for (model, zero), runs in groups.items():
         n_tr = len(runs[0][0]["transitions"])
 
-        def step_s(phase: int, runs: list[tuple[dict, ...]] = runs) -> float:
-            # per timed step the slower rank, then the median over steps and repetitions
-            return _med([max(r["phases"][phase]["step_s"][i] for r in recs) for recs in runs
-                         for i in range(len(recs[0]["phases"][phase]["step_s"]))])
+        def step_s(phase: int, runs: list[tuple[dict, ...]] = runs) -> float | None:
+            # per timed step the slower rank, then the median over steps and repetitions (None: not trained)
+            values = [max(r["phases"][phase]["step_s"][i] for r in recs) for recs in runs
+                      for i in range(len(recs[0]["phases"][phase]["step_s"]))]
+            return _med(values) if values else None
 
         loop_bcast = _med([max(r["sched_loop"]["bcast_s"][i] for r in recs) for recs in runs
                            for i in range(len(recs[0]["sched_loop"]["bcast_s"]))])
         loop_call = _med([max(r["sched_loop"]["call_s"][i] for r in recs) for recs in runs
                           for i in range(len(recs[0]["sched_loop"]["call_s"]))])
         insitu = _med([max(r["phases"][p]["sched_bcast_s"][i] for r in recs) for recs in runs
-                       for p in range(len(recs[0]["phases"])) for i in range(len(recs[0]["phases"][p]["step_s"]))])
+                       for p in range(len(recs[0]["phases"])) for i in range(len(recs[0]["phases"][p]["step_s"]))]
+                      or [float("nan")])
         for k in range(n_tr):
             def part(key: str, k: int = k, runs: list[tuple[dict, ...]] = runs) -> float:
                 return _med([max(r["transitions"][k]["parts_s"].get(key, 0.0) for r in recs) for recs in runs])
@@ -428,7 +434,10 @@ def summarize(ranks: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
             first = runs[0][0]["transitions"][k]
             before, after = step_s(k), step_s(k + 1)
-            first_after = _med([max(r["phases"][k + 1]["first_step_s"] for r in recs) for recs in runs])
+            trained = after is not None and before is not None
+            first_after = (_med([max(r["phases"][k + 1]["first_step_s"] for r in recs) for recs in runs])
+                           if trained else None)
+            full_step = (after if first["params_after"] >= first["params_before"] else before) if trained else None
             total = tr("total_s")
             n_ranks = len(runs[0])
             peak_tr = [_med([recs[r]["transitions"][k]["peak_kb"] for recs in runs]) / 1024 for r in range(n_ranks)]
@@ -452,10 +461,10 @@ def summarize(ranks: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 "gather_s": tr("gather_s"), "map_s": part("map"), "rebuild_s": tr("rebuild_s"),
                 "rebuild_parts_s": {p: part(p) for p in ("destroy", "build_model", "build_engine", "scatter", "stream",
                                                          "realize")},
-                "transition_s": total, "transition_per_step_after": total / after,
+                "transition_s": total, "transition_per_step_after": total / after if trained else None,
                 "state_in_mb": first["state_in_bytes"] / MB, "state_out_mb": first["state_out_bytes"] / MB,
                 "sched_bcast_ms": loop_bcast * 1e3, "sched_call_ms": loop_call * 1e3,
-                "sched_bcast_in_step_ms": insitu * 1e3, "sched_share_of_step": loop_bcast / after,
+                "sched_bcast_in_step_ms": insitu * 1e3, "sched_share_of_step": loop_bcast / after if trained else None,
                 "peak_rss_transition_mb": peak_tr, "rss_before_transition_mb": rss_before,
                 "transition_extra_mb": [pk - b for pk, b in zip(peak_tr, rss_before, strict=True)],
                 "peak_rss_steady_mb": peak_steady,
@@ -466,8 +475,7 @@ def summarize(ranks: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 # transition within 2 steps of the full model
                 "target_peak_mb": target,
                 "meets_memory_target": all(pk <= tg for pk, tg in zip(peak_tr, target, strict=True)),
-                "meets_time_target": total <= 2 * (after if first["params_after"] >= first["params_before"]
-                                                   else before),
+                "meets_time_target": total <= 2 * full_step if full_step else None,
                 "repetitions": len(runs),
             })
     return rows
@@ -478,13 +486,19 @@ def _fmt_table(rows: list[dict[str, Any]]) -> str:
             f"{'rebuild':>7} {'total':>6} {'/full':>6} {'bcast ms':>8} {'share':>6} {'peak tr MB':>11} "
             f"{'extra MB':>11} {'steady MB':>11} {'state MB':>11}")
     lines = [head]
+
+    def num(v: float | None, fmt: str) -> str:
+        return format(v, fmt) if v is not None else "-".rjust(len(format(0.0, fmt)))
+
     for r in rows:
+        full = full_model_step_s(r)
         lines.append(
             f"{r['model']:<9} {r['zero']:<13} {r['transition'][:34]:<34} "
             f"{r['params_before'] / 1e6:5.1f}->{r['params_after'] / 1e6:5.1f}M "
-            f"{r['step_before_s']:5.2f}->{r['step_after_s']:<5.2f} {r['gather_s']:6.2f} {r['map_s']:6.2f} "
-            f"{r['rebuild_s']:7.2f} {r['transition_s']:6.2f} {r['transition_s'] / full_model_step_s(r):6.2f} "
-            f"{r['sched_bcast_ms']:8.3f} {r['sched_share_of_step']:6.2%} "
+            f"{num(r['step_before_s'], '5.2f')}->{num(r['step_after_s'], '<5.2f')} {r['gather_s']:6.2f} "
+            f"{r['map_s']:6.2f} {r['rebuild_s']:7.2f} {r['transition_s']:6.2f} "
+            f"{num(r['transition_s'] / full if full else None, '6.2f')} "
+            f"{r['sched_bcast_ms']:8.3f} {num(r['sched_share_of_step'], '6.2%')} "
             f"{'/'.join(f'{v:.0f}' for v in r['peak_rss_transition_mb']):>11} "
             f"{'/'.join(f'{v:.0f}' for v in r['transition_extra_mb']):>11} "
             f"{'/'.join(f'{v:.0f}' for v in r['peak_rss_steady_mb']):>11} "
@@ -492,7 +506,7 @@ def _fmt_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def full_model_step_s(row: dict[str, Any]) -> float:
+def full_model_step_s(row: dict[str, Any]) -> float | None:
     """The step time of the larger model of a transition (docs/usage.md: "full-model step"): after a growth, before
     a coalescing."""
     return row["step_after_s"] if row["params_after"] >= row["params_before"] else row["step_before_s"]
@@ -517,7 +531,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
         ax = axes[0][col]
         bottom = [0.0] * len(sub)
         for key, color in (("gather_s", "tab:blue"), ("map_s", "tab:orange"), ("rebuild_s", "tab:green")):
-            vals = [r[key] / full_model_step_s(r) for r in sub]
+            vals = [r[key] / (full_model_step_s(r) or float("nan")) for r in sub]
             ax.barh(labels, vals, left=bottom, color=color, label=key.removesuffix("_s"))
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         ax.set_title(f"{model}: transition time in full-model steps")
@@ -543,12 +557,56 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def _kind(transition: str) -> str:
+    return transition.split(" ")[0].split("-")[0] if not transition.startswith("de-") else "de-coalesce"
+
+
+def plot_sizes(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Peak resident memory during each kind of transition (the busier rank) against the model's size, one line
+    per placement, with the steady-state training peak and issue 29's target (steady + 2x the largest source
+    group) of the streamed rows; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    kinds = list(dict.fromkeys(_kind(r["transition"]) for r in rows))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds) + 2, 4.8), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        sub = [r for r in rows if _kind(r["transition"]) == kind]
+        for variant in dict.fromkeys(r["zero"] for r in sub):
+            pts = sorted((max(r["params_before"], r["params_after"]) / 1e6, max(r["peak_rss_transition_mb"]) / 1024)
+                         for r in sub if r["zero"] == variant)
+            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{variant}: peak in transition")
+        ref = [r for r in sub if "streamed" in r["zero"]] or sub
+        for key, style, label in (("peak_rss_steady_mb", "k--", "steady-state training peak"),
+                                  ("target_peak_mb", "k:", "target: steady + 2 x largest source group")):
+            pts = sorted((max(r["params_before"], r["params_after"]) / 1e6, max(r[key]) / 1024) for r in ref)
+            ax.plot(*zip(*pts, strict=True), style, label=label)
+        ax.set_xscale("log")
+        ax.set_title(kind)
+        ax.set_xlabel("parameters of the larger model (M)")
+        ax.set_ylabel("GB per rank (VmHWM, busier rank)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    axes[0][-1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
+    ranks = rows[0].get("ranks", 2)
+    fig.suptitle(f"peak memory of a growth transition against model size, ZeRO-3, {ranks} gloo ranks on one CPU host")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return True
+
+
 def replot(json_path: Path) -> None:
     """Re-draw the PNG (and print the table) of a result file without re-running the benchmark."""
     rows = json.loads(json_path.read_text())["rows"]
     print(_fmt_table(rows))
     png = json_path.with_suffix(".png")
     print(f"wrote {png}" if plot(rows, png) else "matplotlib is not installed")
+    sizes = json_path.with_name(json_path.stem + "-sizes.png")
+    if len({r["model"] for r in rows}) > 1 and plot_sizes(rows, sizes):
+        print(f"wrote {sizes}")
 
 
 def main() -> None:
@@ -561,6 +619,9 @@ def main() -> None:
                         "replicated otherwise; -memory: the old partitions kept in RAM instead of spilled)")
     p.add_argument("--skip", default="", help="comma list of model:variant pairs not to run (those that cannot fit)")
     p.add_argument("--world", type=int, default=2, help="ranks (gloo, one thread each)")
+    p.add_argument("--bucket", type=int, default=0, help="distributed.bucket_elements (0: DeepSpeed's defaults)")
+    p.add_argument("--no-train", default="", help="comma list of models this host cannot train: one step creates "
+                   "the AdamW state, then only transitions (steady state = the engine's resident memory)")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--tiny-batch", type=int, default=16, help="gpt-tiny micro-batch per rank (configs/gpt-tiny.yaml)")
     p.add_argument("--large-batch", type=int, default=2, help="gpt-110m micro-batch per rank")
@@ -617,6 +678,9 @@ def main() -> None:
     tmp_out.replace(args.out)
     print(_fmt_table(rows))
     print(f"wrote {args.out}" + (f" and {png}" if plot(rows, png) else " (no PNG: matplotlib is not installed)"))
+    sizes = args.out.with_name(args.out.stem + "-sizes.png")
+    if len({r["model"] for r in rows}) > 1 and plot_sizes(rows, sizes):
+        print(f"wrote {sizes}")
     print(f"wall {result['wall_s']:.0f} s")
 
 

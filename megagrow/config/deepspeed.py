@@ -20,6 +20,12 @@ def deepspeed_config(cfg: Config, world_size: int) -> dict[str, Any]:
         zero.update(overlap_comm=False, contiguous_gradients=True)
     if stage == 3:
         zero.update(stage3_param_persistence_threshold=0)
+    bucket = int(cfg.distributed.bucket_elements)
+    if bucket and stage >= 1:
+        zero.update(reduce_bucket_size=bucket, allgather_bucket_size=bucket)
+        if stage == 3:
+            zero.update(stage3_prefetch_bucket_size=bucket, stage3_max_live_parameters=4 * bucket,
+                        stage3_max_reuse_distance=4 * bucket)
     return {
         "train_batch_size": cfg.global_batch_size(world_size),
         "train_micro_batch_size_per_gpu": cfg.data.micro_batch_size,

@@ -146,6 +146,12 @@ class DistributedConfig:
         "from only the sources it needs (elementwise ones from each rank's own partitions, the others gathered one "
         "at a time) and written into the new partitions, bit-identical to rank0 (checkpoint loads go through rank 0); "
         "auto = streamed under ZeRO-3, else replicated. Learned operators (LiGO) always use replicated", "auto")
+    bucket_elements: int = doc(
+        "elements per DeepSpeed communication bucket: reduce_bucket_size and allgather_bucket_size, and under ZeRO-3 "
+        "stage3_prefetch_bucket_size, with stage3_max_live_parameters and stage3_max_reuse_distance at 4x; 0 = "
+        "DeepSpeed's defaults (5e8, 5e7 and 1e9 elements: a 2 GB fp32 reduce buffer and up to a billion live "
+        "parameters per rank). Smaller buckets cut a rank's steady-state memory at the price of more, smaller "
+        "collectives", 0)
     stream_spill: Literal["disk", "memory"] = doc(
         "full_state=streamed: where each rank keeps its partitions of the old state while the new engine is built "
         "and filled: 'disk' = an unlinked temporary file in the run directory (.transition/), read back one tensor "

@@ -61,6 +61,9 @@ def validate(cfg: Config) -> list[str]:
         p.append(f"data.mask_prob={cfg.data.mask_prob}: must be in (0, 1)")
     if cfg.distributed.zero_stage not in (0, 1, 2, 3):
         p.append(f"distributed.zero_stage={cfg.distributed.zero_stage}: must be one of 0, 1, 2, 3")
+    if cfg.distributed.bucket_elements < 0:
+        p.append(f"distributed.bucket_elements={cfg.distributed.bucket_elements}: must be >= 0 (0 = DeepSpeed's "
+                 "defaults)")
     if cfg.distributed.full_state == "streamed" and cfg.distributed.zero_stage != 3:
         p.append(f"distributed.full_state=streamed with distributed.zero_stage={cfg.distributed.zero_stage}: streamed "
                  "transitions write into ZeRO-3 partitions; use zero_stage=3, or full_state=rank0/replicated")

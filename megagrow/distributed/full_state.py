@@ -31,8 +31,9 @@ from deepspeed.utils import (
 from megagrow.distributed.engine import GROUP_NAMES
 from megagrow.state import MOMENTS, FullState, with_steps
 
-__all__ = ["FullState", "broadcast_param_steps", "gather_full_state", "master_params", "only_on", "scatter_full_state",
-           "torch_optimizer"]
+__all__ = ["FullState", "agreed_steps", "broadcast_param_steps", "gather_full_state", "local_param_steps",
+           "master_params", "only_on", "partition_rank", "relink_optimizer_state", "scatter_full_state",
+           "seed_adam_state", "torch_optimizer"]
 
 
 def torch_optimizer(engine) -> torch.optim.Optimizer:
@@ -78,7 +79,7 @@ def _group_of(engine) -> dict[str, int]:
     return {name: i for i, g in enumerate(groups) for name in g.get(GROUP_NAMES, ())}
 
 
-def _local_param_steps(engine) -> dict[str, int | None]:
+def local_param_steps(engine) -> dict[str, int | None]:
     """Every parameter's AdamW step count as this rank's optimizer state has it (None: no state yet).
     ZeRO-0: the parameter's own state; ZeRO 1-3: its param group's flat tensor(s)."""
     opt = torch_optimizer(engine)
@@ -96,7 +97,7 @@ def _local_param_steps(engine) -> dict[str, int | None]:
     return {n: group_steps.get(group_of[n]) if n in group_of else fallback for n in names}
 
 
-def _agreed_steps(local: dict[str, int | None], device: torch.device) -> dict[str, int | None]:
+def agreed_steps(local: dict[str, int | None], device: torch.device) -> dict[str, int | None]:
     """COLLECTIVE (with several ranks): the largest step each parameter has on any rank — every rank then
     holds the same counts, whatever part of the optimizer state it owns."""
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
@@ -118,11 +119,11 @@ def gather_full_state(engine, keep: Callable[[int, str], bool] | None = None) ->
     opt = torch_optimizer(engine)
     params: dict[str, torch.Tensor] = {}
     moments: dict[str, dict[str, torch.Tensor]] = {m: {} for m in MOMENTS}
-    steps = _agreed_steps(_local_param_steps(engine), engine.device)
+    steps = agreed_steps(local_param_steps(engine), engine.device)
     with_opt = max((s for s in steps.values() if s is not None), default=0) > 0
     direct = _direct(engine)
     if with_opt:
-        _relink_optimizer_state(engine)
+        relink_optimizer_state(engine)
     masters = master_params(engine) if direct else {}
     for index, (name, p) in enumerate(engine.module.named_parameters()):
         mine = keep is None or keep(index, name)
@@ -169,7 +170,7 @@ def _group_steps(engine, steps: Mapping[str, int]) -> dict[int, int]:
     return out
 
 
-def _seed_adam_state(engine, steps: Mapping[str, int]) -> None:
+def seed_adam_state(engine, steps: Mapping[str, int]) -> None:
     """Create AdamW state for every optimizer tensor (torch creates it lazily at the first step): zero
     moments and the step count of its parameters (``steps``: every parameter's). ZeRO-0 seeds each
     parameter with its own step; ZeRO 1-3 each param group's flat tensor with the group's step."""
@@ -187,10 +188,10 @@ def _seed_adam_state(engine, steps: Mapping[str, int]) -> None:
             "exp_avg": torch.zeros_like(f, memory_format=torch.preserve_format),
             "exp_avg_sq": torch.zeros_like(f, memory_format=torch.preserve_format),
         }
-    _relink_optimizer_state(engine)
+    relink_optimizer_state(engine)
 
 
-def _relink_optimizer_state(engine) -> None:
+def relink_optimizer_state(engine) -> None:
     """ZeRO-1/2 and bf16 link per-parameter views into the optimizer state once, after the first
     step of the *first* param group, when later groups have no state yet (DeepSpeed 0.19.8 then links
     them to an empty dict that torch replaces). Re-link now that every group's state exists."""
@@ -228,7 +229,7 @@ def scatter_full_state(engine, state: FullState | None, src: int | None = None) 
     state.check_against(shapes, "scatter_full_state")
     with_opt = state.has_optimizer_state()
     if with_opt:
-        _seed_adam_state(engine, state.steps())
+        seed_adam_state(engine, state.steps())
     opt = torch_optimizer(engine)
     direct = _direct(engine)
     masters = master_params(engine) if direct else {}
@@ -262,7 +263,7 @@ def _set_full(p: torch.nn.Parameter, value: torch.Tensor, moment: str | None = N
             safe_set_full_optimizer_state(p, value, moment)
         return
     part = p.ds_tensor.numel()
-    rank = _partition_rank(p)
+    rank = partition_rank(p)
     flat = value.flatten()
     start = min(part * rank, flat.numel())
     local = torch.zeros(part, dtype=torch.float32, device=p.ds_tensor.device)
@@ -297,7 +298,7 @@ def _broadcast_full_state(engine, state: FullState | None, src: int) -> None:
         raise error or RuntimeError(f"scatter_full_state: rank {src} could not provide the full state (see its log)")
     with_opt = bool(header[1].item())
     if with_opt:
-        _seed_adam_state(engine, _broadcast_steps(list(shapes), state if rank == src else None, src, device))
+        seed_adam_state(engine, _broadcast_steps(list(shapes), state if rank == src else None, src, device))
     direct = _direct(engine)
     masters = master_params(engine) if direct else {}
     opt = torch_optimizer(engine)
@@ -350,12 +351,12 @@ def _set_module_weight(p: torch.nn.Parameter, value: torch.Tensor) -> None:
         return
     part = p.ds_tensor.numel()
     flat = value.flatten()
-    start = min(part * _partition_rank(p), flat.numel())
+    start = min(part * partition_rank(p), flat.numel())
     mine = flat[start:start + part]
     p.ds_tensor.data[: mine.numel()].copy_(mine)
     if p.data.numel() == flat.numel():
         p.data.copy_(value.view_as(p.data))
 
 
-def _partition_rank(p: torch.nn.Parameter) -> int:
+def partition_rank(p: torch.nn.Parameter) -> int:
     return p._z3_optimizer._get_param_partition_rank(p)

@@ -40,11 +40,11 @@ from deepspeed.utils import (
 )
 
 from megagrow.distributed.full_state import (
-    _agreed_steps,
-    _local_param_steps,
-    _partition_rank,
-    _relink_optimizer_state,
-    _seed_adam_state,
+    agreed_steps,
+    local_param_steps,
+    partition_rank,
+    relink_optimizer_state,
+    seed_adam_state,
 )
 from megagrow.growth.trace import Key, Shard, Sym, Trace, partition_of, partition_size, symbolic_state, trace
 from megagrow.state import MOMENTS, FullState
@@ -125,10 +125,10 @@ def copy_out_partitions(engine, spill_dir: Path | None = None) -> OldPartitions:
         raise ValueError("distributed.full_state=streamed needs ZeRO-3 (distributed.zero_stage=3): the other stages "
                          "keep whole parameters on every rank, so there is nothing to stream")
     rank, world = _world()
-    steps = _agreed_steps(_local_param_steps(engine), engine.device)
+    steps = agreed_steps(local_param_steps(engine), engine.device)
     with_moments = max((s for s in steps.values() if s is not None), default=0) > 0
     if with_moments:
-        _relink_optimizer_state(engine)
+        relink_optimizer_state(engine)
     shapes = {name: tuple(p.ds_shape) for name, p in engine.module.named_parameters()}
     old = OldPartitions(shapes, {n: 0 if s is None else s for n, s in steps.items()}, with_moments, rank, world,
                         spill_dir)
@@ -144,9 +144,9 @@ def copy_out_partitions(engine, spill_dir: Path | None = None) -> OldPartitions:
 def _check_layout(name: str, p: torch.nn.Parameter, world: int) -> None:
     """ZeRO-3 must hold the layout :func:`partition_of` assumes (no hierarchical partitioning)."""
     part = partition_size(p.ds_numel, world)
-    if p.ds_tensor.ds_numel != part or _partition_rank(p) != dist.get_rank():
+    if p.ds_tensor.ds_numel != part or partition_rank(p) != dist.get_rank():
         raise RuntimeError(f"streamed transition: {name} is partitioned as {p.ds_tensor.ds_numel} elements on "
-                           f"partition {_partition_rank(p)}, expected {part} on rank {dist.get_rank()} (ZeRO-3 with "
+                           f"partition {partition_rank(p)}, expected {part} on rank {dist.get_rank()} (ZeRO-3 with "
                            "zero_hpz_partition_size > 1 is not supported; use distributed.full_state=rank0)")
 
 
@@ -247,7 +247,7 @@ def stream_into(engine, t: Trace, old: OldPartitions) -> StreamStats:
     with_moments = result.has_optimizer_state()
     index = 0  # the owner of the k-th gathered tensor is rank k mod W
     if with_moments:
-        _seed_adam_state(engine, result.steps())
+        seed_adam_state(engine, result.steps())
     for name, p in engine.module.named_parameters():
         _check_layout(name, p, old.world)
         part = p.ds_tensor.ds_numel
