@@ -83,14 +83,15 @@ MB = 2**20
 MODELS: dict[str, list[str]] = {
     "gpt-tiny": ["--model.size=gpt-tiny", "--model.vocab_size=8000"],  # configs/gpt-tiny.yaml, BPE 8000 vocab
     "gpt-110m": ["--model.size=gpt-base", "--model.vocab_size=32000"],  # 12 x 768, 12 heads, tied head
-    "gpt-350m": ["--model.size=gpt-base", "--model.vocab_size=32000", "--model.n_layers=24", "--model.hidden=1024",
-                 "--model.n_heads=16"],  # GPT-2 medium's shape
-    "gpt-760m": ["--model.size=gpt-base", "--model.vocab_size=32000", "--model.n_layers=24", "--model.hidden=1536",
-                 "--model.n_heads=16"],  # GPT-3 XL's shape (GPT-3 760M: 24 x 1536)
+    # 24 layers, gpt-base's FFN (3072) kept: the largest shapes whose ZeRO-3 state fits this 23 GiB host
+    "gpt-286m": ["--model.size=gpt-base", "--model.vocab_size=32000", "--model.n_layers=24", "--model.hidden=1024",
+                 "--model.n_heads=16"],
+    "gpt-504m": ["--model.size=gpt-base", "--model.vocab_size=32000", "--model.n_layers=24", "--model.hidden=1536",
+                 "--model.n_heads=16"],
     "gpt-1.3b": ["--model.size=gpt-base", "--model.vocab_size=32000", "--model.n_layers=24", "--model.hidden=2048",
-                 "--model.n_heads=16"],  # GPT-3 1.3B's shape
+                 "--model.n_heads=16", "--model.ffn=8192"],  # GPT-3 1.3B's shape (does not fit this host)
 }
-LARGE_BATCH = {"gpt-350m": 1, "gpt-760m": 1, "gpt-1.3b": 1}  # micro-batch per rank (else --large-batch)
+LARGE_BATCH = {"gpt-286m": 1, "gpt-504m": 1, "gpt-1.3b": 1}  # micro-batch per rank (else --large-batch)
 # Apollo step 1 (stage N/2 -> N); Multi-Level steps 2 (coalesce) and 3 (de-coalesce): one chain, 4 phases
 APOLLO_STEP, COARSEN_STEP, REFINE_STEP, MAX_STEPS = 1, 2, 3, 10
 
@@ -572,6 +573,8 @@ def plot_sizes(rows: list[dict[str, Any]], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    from matplotlib.ticker import ScalarFormatter
+
     kinds = list(dict.fromkeys(_kind(r["transition"]) for r in rows))
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds) + 2, 4.8), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
@@ -581,21 +584,35 @@ def plot_sizes(rows: list[dict[str, Any]], path: Path) -> bool:
                          for r in sub if r["zero"] == variant)
             ax.plot(*zip(*pts, strict=True), marker="o", label=f"{variant}: peak in transition")
         ref = [r for r in sub if "streamed" in r["zero"]] or sub
-        for key, style, label in (("peak_rss_steady_mb", "k--", "steady-state training peak"),
+        for key, style, label in (("peak_rss_steady_mb", "k--", "steady state (training peak; x: the engine's "
+                                                                 "resident memory, untrainable here)"),
                                   ("target_peak_mb", "k:", "target: steady + 2 x largest source group")):
             pts = sorted((max(r["params_before"], r["params_after"]) / 1e6, max(r[key]) / 1024) for r in ref)
             ax.plot(*zip(*pts, strict=True), style, label=label)
+            untrained = [(max(r["params_before"], r["params_after"]) / 1e6, max(r[key]) / 1024) for r in ref
+                         if r["step_after_s"] is None or r["step_before_s"] is None]
+            if untrained and key == "peak_rss_steady_mb":
+                ax.scatter(*zip(*untrained, strict=True), marker="x", color="black", zorder=3)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
         ax.set_title(kind)
         ax.set_xlabel("parameters of the larger model (M)")
         ax.set_ylabel("GB per rank (VmHWM, busier rank)")
     handles, names = axes[0][0].get_legend_handles_labels()
     axes[0][-1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
-    ranks = rows[0].get("ranks", 2)
-    fig.suptitle(f"peak memory of a growth transition against model size, ZeRO-3, {ranks} gloo ranks on one CPU host")
+    ranks = sorted({r.get("ranks", 2) for r in rows})
+    fig.suptitle("peak memory of a growth transition against model size, ZeRO-3, "
+                 f"{'/'.join(map(str, ranks))} gloo ranks on one CPU host")
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return True
+
+
+def sizes_plot(paths: list[Path], out: Path) -> None:
+    """The memory-vs-size plot of the rows of several result files (e.g. the trainable sizes and a --no-train one)."""
+    rows = [r for p in paths for r in json.loads(p.read_text())["rows"]]
+    print(f"wrote {out}" if plot_sizes(rows, out) else "matplotlib is not installed")
 
 
 def replot(json_path: Path) -> None:
@@ -632,9 +649,14 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=1500, help="seconds before the ranks are killed")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/transition-cost-cpu.json")
     p.add_argument("--replot", type=Path, help="only re-draw the PNG of this result JSON")
+    p.add_argument("--sizes-plot", type=Path, nargs="+", metavar=("OUT.png", "RESULT.json"),
+                   help="only draw the memory-vs-size plot of these result files into OUT.png")
     args = p.parse_args()
     if args.replot:
         replot(args.replot)
+        return
+    if args.sizes_plot:
+        sizes_plot(args.sizes_plot[1:], args.sizes_plot[0])
         return
     t0 = time.perf_counter()
     load0 = os.getloadavg()

@@ -124,6 +124,30 @@ def test_deepspeed_json_is_generated_from_the_tree() -> None:
     assert auto["bf16"]["enabled"] is False and auto["torch_autocast"] == {"enabled": True, "dtype": "torch.bfloat16"}
 
 
+def test_bucket_elements_set_deepspeeds_buckets() -> None:
+    z3 = deepspeed_config(load_config(None, ["--distributed.zero_stage=3", "--distributed.bucket_elements=1000"]), 2)
+    zero = z3["zero_optimization"]
+    assert (zero["reduce_bucket_size"], zero["allgather_bucket_size"], zero["stage3_prefetch_bucket_size"]) == \
+        (1000, 1000, 1000)
+    assert zero["stage3_max_live_parameters"] == zero["stage3_max_reuse_distance"] == 4000
+    default = deepspeed_config(load_config(None, ["--distributed.zero_stage=3"]), 2)["zero_optimization"]
+    assert "reduce_bucket_size" not in default  # DeepSpeed's own defaults
+    with pytest.raises(ConfigError, match="bucket_elements=-1"):
+        load_config(None, ["--distributed.bucket_elements=-1"])
+
+
+def test_streamed_transitions_need_zero3() -> None:
+    from megagrow.distributed.engine import state_placement
+
+    with pytest.raises(ConfigError, match="full_state=streamed with distributed.zero_stage=2"):
+        load_config(None, ["--distributed.zero_stage=2", "--distributed.full_state=streamed"])
+    z3 = load_config(None, ["--distributed.zero_stage=3"])
+    assert state_placement(z3, 2) == "streamed" and state_placement(z3, 1) == "replicated"
+    assert state_placement(load_config(None, ["--distributed.zero_stage=2"]), 4) == "replicated"
+    assert state_placement(load_config(None, ["--distributed.zero_stage=3", "--distributed.full_state=rank0"]), 2) \
+        == "rank0"
+
+
 def test_every_field_is_documented() -> None:
     lines = describe(Config)
     fields = [ln for ln in lines if ln.startswith("  --")]

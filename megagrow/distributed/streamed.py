@@ -25,6 +25,7 @@ and joins the same gathers in the same order.
 
 from __future__ import annotations
 
+import ctypes
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -109,6 +110,19 @@ class StreamStats:
     local: int = 0  # of which computed from this rank's partitions alone
     gathered_sources: int = 0  # source tensors all-gathered
     peak_group_bytes: int = 0  # the largest set of full source tensors one new tensor needed at once
+
+
+_TRIM_EVERY = 256 * 2**20  # bytes of partitions streamed between two hand-backs of freed memory
+
+
+def _trim() -> None:
+    """Hand the allocator's cached free memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere): the
+    partitions read, computed and dropped one after another are mostly too small for glibc to unmap on free, and
+    would otherwise stay resident as the new engine fills."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _world() -> tuple[int, int]:
@@ -246,6 +260,7 @@ def stream_into(engine, t: Trace, old: OldPartitions) -> StreamStats:
     src = _Sources(t, old, stats, engine.device)
     with_moments = result.has_optimizer_state()
     index = 0  # the owner of the k-th gathered tensor is rank k mod W
+    streamed = 0
     if with_moments:
         seed_adam_state(engine, result.steps())
     for name, p in engine.module.named_parameters():
@@ -265,6 +280,10 @@ def stream_into(engine, t: Trace, old: OldPartitions) -> StreamStats:
             else:
                 safe_set_local_optimizer_state(p, local, table)
             stats.tensors += 1
+            streamed += part * 4
+            if streamed >= _TRIM_EVERY:
+                _trim()
+                streamed = 0
             del full, local
     return stats
 
