@@ -12,6 +12,7 @@ Orchestration only: the operators are the plan's (:mod:`megagrow.growth`), the s
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,7 +23,13 @@ from torch.func import functional_call
 
 from megagrow.distributed.engine import build_engine, destroy_engine, partitioned_init, state_placement
 from megagrow.distributed.full_state import broadcast_param_steps, gather_full_state, only_on, scatter_full_state
-from megagrow.distributed.streamed import copy_out_partitions, realize_kept, stream_into, trace_operator
+from megagrow.distributed.streamed import (
+    copy_out_partitions,
+    realize_kept,
+    stream_into,
+    trace_operator,
+    trim_memory,
+)
 from megagrow.flops import train_flops
 from megagrow.growth.plans import Transition
 from megagrow.growth.plans.base import FitContext
@@ -54,7 +61,7 @@ def apply_transition(s: Any, t: Transition, next_batch: NextBatch) -> Charge:
     on_rank0 = placement == "rank0"
     state = gather_full_state(s.engine, keep=only_on(s.env.rank, 0) if on_rank0 else None)
     device = s.engine.device
-    destroy_engine(s.engine)  # the old engine is gone before the new model exists: one model's memory at a time
+    _release(s)  # the old engine is gone before the new model exists: one model's memory at a time
     fault("transition", s.counters.step, s.env.rank)
     s.model_cfg = replace(s.model_cfg, **t.arch)
     if on_rank0:
@@ -80,13 +87,23 @@ def apply_transition(s: Any, t: Transition, next_batch: NextBatch) -> Charge:
     return charge
 
 
+def _release(s: Any) -> None:
+    """Destroy the old engine and drop the session's references to it and its model, then collect: DeepSpeed's
+    engine and module hold reference cycles (hooks, closures), so without a collection their memory stays resident
+    while the new engine is built (measured: the old model's whole ZeRO-3 state, 2.8 GB per rank at 277M)."""
+    destroy_engine(s.engine)
+    s.engine = s.model = None
+    gc.collect()
+    trim_memory()
+
+
 def _apply_streamed(s: Any, t: Transition) -> None:
     """``distributed.full_state=streamed`` (:mod:`megagrow.distributed.streamed`): this rank's partitions out, the
     old engine gone, the operator traced, the new engine built partitioned, each new tensor streamed into it; state
     the operator kept for a later transition (a snapshot) kept as this rank's partitions."""
     spill = s.run.path / ".transition" if s.cfg.distributed.stream_spill == "disk" else None
     old = copy_out_partitions(s.engine, spill)
-    destroy_engine(s.engine)
+    _release(s)
     fault("transition", s.counters.step, s.env.rank)
     traced = trace_operator(t.operator, old)
     assert traced.result is not None
@@ -94,6 +111,7 @@ def _apply_streamed(s: Any, t: Transition) -> None:
     with partitioned_init(s.cfg, s.env.world_size):
         s.model = build_model(s.model_cfg)
     s.engine = build_engine(s.model, s.cfg, s.env.world_size, steps=traced.result.steps())
+    trim_memory()  # zero.Init's per-parameter partitions, copied into DeepSpeed's flat buffers and freed
     stats = stream_into(s.engine, traced, old)
     s.plan.load_state_tensors(realize_kept(traced, s.plan.state_tensors(), old, s.engine.device))
     old.close()
