@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GB = 1e9
 # the paper model: GPT (pre-LN, MHA, 4d FFN, tied embeddings) of Llama-2-70B's depth and width, 64.7B parameters
 PAPER = ["--model.size=gpt-base", "--model.vocab_size=32000", "--model.n_layers=80", "--model.hidden=8192",
-         "--model.n_heads=64", "--model.max_seq_len=4096"]
+         "--model.n_heads=64", "--model.ffn=32768", "--model.max_seq_len=4096"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ class Cost:
     local_tensors: int
     old_partition_bytes: int  # kept for the stream (spilled)
     new_partition_bytes: int  # written into the new engine
-    largest_group_bytes: int  # whole source tensors one new tensor needs
-    largest_output_bytes: int  # a whole new tensor, on its owner
+    largest_group_bytes: int  # source bytes one new tensor needs on a rank (whole on its owner, else partitions)
+    largest_output_bytes: int  # a whole new tensor on its owner (a partition for an elementwise one)
     network_in_bytes: int  # received by the busiest rank
     replay_bytes: int  # source bytes the busiest rank replays (local partitions + the groups it owns)
     seconds: dict[str, float]
@@ -99,7 +99,8 @@ def cost(t: Trace, name: str, params_before: int, world: int, bw: Bandwidths) ->
         keys = t.sources(sym)
         plan = t.local_plan(sym) if isinstance(sym, Sym) else None
         if plan is not None and all(tuple(t.leaves[k].shape) == tuple(sym.shape) for k in plan.sources):
-            local += 1
+            local += 1  # this rank's partitions of its sources, and its partition of the result
+            group_max, out_max = max(group_max, part * 4 * len(plan.sources)), max(out_max, part * 4)
             for r in range(world):
                 replay[r] += part * 4 * len(plan.sources)
             continue
