@@ -1,13 +1,16 @@
 """Transitions inside a running trainer: gather the full state, map it (training the operator first when
-the transition is learned, e.g. LiGO), build the new model and engine, scatter the state into it.
+the transition is learned, e.g. LiGO), build the new model and engine, scatter the state into it — or, under
+ZeRO-3 by default, stream it (:mod:`megagrow.distributed.streamed`: no rank holds the whole state).
 
 The engine's AdamW param groups are split by the mapped state's per-parameter step counts (a parameter the
 operator gave zero moments starts at step 0, like a fresh AdamW parameter), so they are known before the
 engine is built: from the state itself, or broadcast from rank 0 when only rank 0 holds it.
 
 Orchestration only: the operators are the plan's (:mod:`megagrow.growth`), the state movement is
-:mod:`megagrow.distributed.full_state`'s. The trainer's session is duck-typed (``s.engine``, ``s.model``,
-``s.model_cfg``, ``s.cfg``, ``s.env``, ``s.counters``, ``s.log``) to keep the import one-way.
+:mod:`megagrow.distributed.full_state`'s and :mod:`megagrow.distributed.streamed`'s. The trainer's session is
+duck-typed (``s.engine``, ``s.model``, ``s.model_cfg``, ``s.cfg``, ``s.env``, ``s.counters``, ``s.log``; a streamed
+transition also ``s.plan``, whose kept state it partitions, and ``s.run``, where it spills) to keep the import
+one-way.
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ def _apply_streamed(s: Any, t: Transition) -> None:
     stats = stream_into(s.engine, traced, old)
     s.plan.load_state_tensors(realize_kept(traced, s.plan.state_tensors(), old, s.engine.device))
     old.close()
+    s.engine.train()
     if s.env.is_main:
         s.log(f"step {s.counters.step}: transition {t.name} -> {t.arch}, streamed: {stats.tensors} tensors "
               f"({stats.local} from this rank's partitions alone, {stats.gathered_sources} sources gathered)")
