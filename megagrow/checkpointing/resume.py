@@ -73,6 +73,7 @@ RULES: tuple[Rule, ...] = (
     Rule("distributed.timeout_minutes", N, "collective timeout"),
     Rule("distributed.check_decisions", N, "a debugging check"),
     Rule("distributed.full_state", N, "where the full state lives during transitions"),
+    Rule("distributed.stream_spill", N, "where a streamed transition keeps the old partitions"),
     Rule("optim.fused", N, "AdamW implementation"),
     Rule("train.allocator", N, "host memory allocator"),
     Rule("data.path", N, "dataset location; the dataset itself is compared by its fingerprint"),
@@ -82,6 +83,7 @@ RULES: tuple[Rule, ...] = (
     # honoured: exact from the resume step on; logged once and recorded
     Rule("distributed.world_size", H, "world size; the global batch is compared on its own"),
     Rule("distributed.zero_stage", H, "ZeRO stage"),
+    Rule("distributed.bucket_elements", H, "DeepSpeed's communication buckets (the gradients' summation order)"),
     Rule("data.micro_batch_size", H, "per-rank micro-batch; the global batch is compared on its own"),
     Rule("train.grad_accum", H, "gradient accumulation; the global batch is compared on its own"),
     Rule("train.max_steps", H, "run length; the growth schedule is compared on its own"),
