@@ -11,11 +11,7 @@ stage beyond float summation order.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import time
-import traceback
-import warnings
 from collections.abc import Iterator
 from dataclasses import replace
 from functools import cache
@@ -27,12 +23,11 @@ from torch import nn
 
 from megagrow.checkpointing.store import load_checkpoint
 from megagrow.config import load_config
-from megagrow.distributed.env import free_port
 from megagrow.distributed.freeze import unused_slot_params
 from megagrow.distributed.scheduler import StepScheduler, decode_layer_maps, encode_layer_maps
 from megagrow.growth.plans import PLANS, ApolloPlan, Decision, StatelessPlan
 from megagrow.trainer.loop import train
-from tests.trainutil import records
+from tests.trainutil import assert_job_ok, launch_jobs, records
 
 STEPS = 6
 COMMON = ["--model.size=gpt-tiny", "--model.n_layers=4", "--model.hidden=64", "--model.n_heads=2",
@@ -167,51 +162,11 @@ def _two_rank_jobs(root: Path, data: Path) -> list[tuple[str, list[str]]]:
     return jobs
 
 
-def _rank_worker(rank: int, world: int, port: int, jobs: list[tuple[str, list[str]]], out: str) -> None:
-    """One rank of the shared launch: every job in order; a failing job is recorded (with its error) and
-    the rank goes on with the next one (the error is raised on every rank alike or the job hangs until
-    ``distributed.timeout_minutes``)."""
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    status: dict[str, dict] = {}
-    with _test_plans():
-        for name, args in jobs:
-            t0 = time.perf_counter()
-            try:
-                train(load_config(None, [*args, "--distributed.timeout_minutes=2"]))
-                status[name] = {"ok": True, "seconds": time.perf_counter() - t0}
-            except Exception as e:  # recorded for the test to assert on
-                status[name] = {"ok": False, "error": f"{type(e).__name__}: {e}", "type": type(e).__name__,
-                                "trace": traceback.format_exc()[-3000:], "seconds": time.perf_counter() - t0}
-            (Path(out) / f"rank{rank}.json").write_text(json.dumps(status, indent=1))
-
-
 @pytest.fixture(scope="module")
 def two_rank_runs(tmp_path_factory: pytest.TempPathFactory, text_data: Path) -> tuple[Path, list[dict]]:
     root = tmp_path_factory.mktemp("two_ranks")
     jobs = _two_rank_jobs(root, text_data)
-    ctx = torch.multiprocessing.start_processes(_rank_worker, args=(2, free_port(), jobs, str(root)), nprocs=2,
-                                                join=False, start_method="spawn")
-    deadline = time.time() + 600
-    try:
-        while not ctx.join(timeout=5):
-            if time.time() > deadline:
-                raise TimeoutError(f"the 2-rank launch did not finish in 600 s; status so far in {root}")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
-    status = [json.loads((root / f"rank{r}.json").read_text()) for r in range(2)]
-    return root, status
-
-
-def _ok(status: list[dict], name: str) -> None:
-    for rank, st in enumerate(status):
-        assert name in st, f"job {name} did not run on rank {rank}"
-        assert st[name]["ok"], f"rank {rank}, job {name}: {st[name]['trace']}"
+    return root, launch_jobs(root, jobs, 2, timeout_s=600, plans=TEST_PLANS)
 
 
 @cache
@@ -248,7 +203,7 @@ def test_two_ranks_match_one_rank_through_growth(plan: str, zero_stage: int, two
     with the decision agreement check on in every step."""
     root, status = two_rank_runs
     name = f"{plan}-z{zero_stage}"
-    _ok(status, name)
+    assert_job_ok(status, name)
     _assert_same_losses(root / name, reference(plan), STEPS)
     if plan == "apollo":
         assert len({r["depth"] for r in records(root / name)}) > 1  # sampled depths vary
@@ -263,7 +218,7 @@ def test_full_state_placement_gives_the_same_losses(plan: str, zero_where: str, 
     1-rank losses under both ZeRO-2 and ZeRO-3 (the default placement of each stage is covered above)."""
     root, status = two_rank_runs
     name = f"{plan}-{zero_where}"
-    _ok(status, name)
+    assert_job_ok(status, name)
     _assert_same_losses(root / name, reference(plan), STEPS)
 
 
@@ -273,7 +228,7 @@ def test_ranks_execute_rank_zeros_layer_maps(two_rank_runs, reference) -> None:
     losses are those of rank 0's plan alone, under ZeRO-3 where a different map on rank 1 could not even
     run); with the check, every rank fails naming the step and micro-batch."""
     root, status = two_rank_runs
-    _ok(status, "rankdep-z3")
+    assert_job_ok(status, "rankdep-z3")
     _assert_same_losses(root / "rankdep-z3", reference("apollo"), STEPS)
     for rank, st in enumerate(status):
         err = st["rankdep-check"]
@@ -317,7 +272,7 @@ def test_skipped_slots_do_not_move(zero_stage: int, two_rank_runs, reference) ->
     would otherwise add the stale one); the losses equal the 1-rank run's."""
     root, status = two_rank_runs
     name = f"skiptest-z{zero_stage}"
-    _ok(status, name)
+    assert_job_ok(status, name)
     _assert_skipped_slot_unchanged(root / name)
     _assert_same_losses(root / name, reference("skiptest"), 8)
 
@@ -328,7 +283,7 @@ def test_skipped_slots_do_not_move_bf16(zero_stage: int, two_rank_runs) -> None:
     """The same with bf16 weights and fp32 masters (other DeepSpeed optimizer wrappers under ZeRO 0 and 1)."""
     root, status = two_rank_runs
     name = f"skiptest-bf16-z{zero_stage}"
-    _ok(status, name)
+    assert_job_ok(status, name)
     _assert_skipped_slot_unchanged(root / name)
 
 

@@ -10,22 +10,17 @@ Every configuration of a world size trains in ONE spawned launch (the ~10 s star
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-import traceback
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from megagrow.config import load_config
 from megagrow.distributed.env import free_port
-from megagrow.trainer.loop import train
-from tests.trainutil import clean_env, records
+from tests.trainutil import assert_job_ok, clean_env, launch_jobs, records
 
 STEPS = 8
 GPT_TINY = Path(__file__).parents[1] / "configs" / "gpt-tiny.yaml"
@@ -73,50 +68,11 @@ def _jobs(root: Path, data: Path, world: int) -> list[tuple[str, list[str]]]:
     return jobs
 
 
-def _rank_worker(rank: int, world: int, port: int, jobs: list[tuple[str, list[str]]], out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    status: dict[str, dict] = {}
-    for name, args in jobs:
-        t0 = time.perf_counter()
-        try:
-            train(load_config(None, [*args, "--distributed.timeout_minutes=2"]))
-            status[name] = {"ok": True, "seconds": time.perf_counter() - t0}
-        except Exception as e:  # recorded for the test to assert on
-            status[name] = {"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-3000:],
-                            "seconds": time.perf_counter() - t0}
-        (Path(out) / f"rank{rank}.json").write_text(json.dumps(status, indent=1))
-
-
-def _launch(root: Path, data: Path, world: int) -> tuple[Path, list[dict]]:
-    jobs = _jobs(root, data, world)
-    ctx = torch.multiprocessing.start_processes(_rank_worker, args=(world, free_port(), jobs, str(root)),
-                                                nprocs=world, join=False, start_method="spawn")
-    deadline = time.time() + 900
-    try:
-        while not ctx.join(timeout=5):
-            if time.time() > deadline:
-                raise TimeoutError(f"the {world}-rank launch did not finish in 900 s; status so far in {root}")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
-    return root, [json.loads((root / f"rank{r}.json").read_text()) for r in range(world)]
-
-
 @pytest.fixture(scope="module", params=[2, 3], ids=["2-ranks", "3-ranks"])
 def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, text_data: Path):
     world = request.param
-    return (world, *_launch(tmp_path_factory.mktemp(f"streamed{world}"), text_data, world))
-
-
-def _ok(status: list[dict], name: str) -> None:
-    for rank, st in enumerate(status):
-        assert name in st, f"job {name} did not run on rank {rank}"
-        assert st[name]["ok"], f"rank {rank}, job {name}: {st[name]['trace']}"
+    root = tmp_path_factory.mktemp(f"streamed{world}")
+    return world, root, launch_jobs(root, _jobs(root, text_data, world), world, timeout_s=900)
 
 
 def _final_state(run: Path) -> dict[str, torch.Tensor]:
@@ -134,7 +90,7 @@ def _final_state(run: Path) -> dict[str, torch.Tensor]:
 def test_streamed_is_bit_identical_to_rank0(plan: str, runs) -> None:
     world, root, status = runs
     for where in PLACEMENTS:
-        _ok(status, f"{plan}-{where}")
+        assert_job_ok(status, f"{plan}-{where}")
     a, b = records(root / f"{plan}-rank0"), records(root / f"{plan}-streamed")
     assert [r["step"] for r in b] == list(range(1, STEPS + 1))
     assert [(r["loss"], r["flops"], r["phase"]) for r in b] == [(r["loss"], r["flops"], r["phase"]) for r in a]
@@ -149,8 +105,8 @@ def test_streamed_is_bit_identical_to_rank0(plan: str, runs) -> None:
 @pytest.mark.parametrize("plan", ["multilevel", "apollo"])
 def test_resume_between_streamed_transitions(plan: str, runs) -> None:
     world, root, status = runs
-    _ok(status, f"{plan}-resumed-first")
-    _ok(status, f"{plan}-resumed")
+    assert_job_ok(status, f"{plan}-resumed-first")
+    assert_job_ok(status, f"{plan}-resumed")
     whole, resumed = records(root / f"{plan}-streamed"), records(root / f"{plan}-resumed")
     assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))
     assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]

@@ -26,6 +26,7 @@ and joins the same gathers in the same order.
 from __future__ import annotations
 
 import ctypes
+import math
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,8 +51,8 @@ from megagrow.distributed.full_state import (
 from megagrow.growth.trace import Key, Shard, Sym, Trace, partition_of, partition_size, symbolic_state, trace
 from megagrow.state import MOMENTS, FullState
 
-__all__ = ["OldPartitions", "StreamStats", "copy_out_partitions", "gather_kept", "realize_kept", "shard_kept",
-           "stream_into", "trace_operator", "trim_memory"]
+__all__ = ["OldPartitions", "StreamStats", "copy_out_partitions", "gather_kept", "gather_whole", "realize_kept",
+           "shard_kept", "stream_into", "trace_operator", "trim_memory"]
 
 
 class OldPartitions:
@@ -69,10 +70,8 @@ class OldPartitions:
         if spill_dir is not None:
             spill_dir.mkdir(parents=True, exist_ok=True)
             self._file = tempfile.TemporaryFile(dir=spill_dir, prefix=f"transition-rank{rank}-")  # noqa: SIM115
-        self.bytes = 0
 
     def put(self, key: Key, t: torch.Tensor) -> None:
-        self.bytes += t.numel() * t.element_size()
         if self._file is None:
             self._mem[key] = t.detach()  # a view of the old engine's flat group: kept alive, not copied
             return
@@ -191,22 +190,28 @@ class _Sources:
     def gather_to(self, key: Key, owner: int) -> torch.Tensor | None:
         """COLLECTIVE: the whole source tensor on rank ``owner`` (None on the others), from every rank's
         partition."""
-        local = self.local(key).to(self.device, torch.float32).contiguous()
-        shape = tuple(self.t.leaves[key].shape)
-        numel = 1
-        for d in shape:
-            numel *= d
-        mine = self.old.rank == owner
-        if self.old.world == 1:
-            whole = local
-        else:
-            bufs = [torch.empty_like(local) for _ in range(self.old.world)] if mine else None
-            dist.gather(local, bufs, dst=owner)
-            whole = torch.cat(bufs) if mine else None
-        if not mine:
-            return None
-        self.stats.gathered_sources += 1
-        return whole[:numel].view(shape).cpu()
+        whole = gather_whole(self.local(key), tuple(self.t.leaves[key].shape), owner, self.old.rank, self.old.world,
+                             self.device)
+        if whole is not None:
+            self.stats.gathered_sources += 1
+        return whole
+
+
+def gather_whole(local: torch.Tensor, shape: tuple[int, ...], owner: int, rank: int, world: int,
+                 device: torch.device) -> torch.Tensor | None:
+    """COLLECTIVE: the whole fp32 tensor of ``shape`` on rank ``owner`` (a CPU tensor; None on the others) from
+    every rank's partition ``local`` (:func:`~megagrow.growth.trace.partition_of`'s layout), gathered on
+    ``device``."""
+    local = local.to(device, torch.float32).contiguous()
+    mine = rank == owner
+    bufs = [torch.empty_like(local) for _ in range(world)] if mine else None
+    if world > 1:
+        dist.gather(local, bufs, dst=owner)
+    elif bufs is not None:
+        bufs = [local]
+    if bufs is None:
+        return None
+    return torch.cat(bufs)[: math.prod(shape)].view(shape).cpu()
 
 
 def _value(t: Trace, sym: torch.Tensor, src: _Sources, part: int, owner: int, need_full: bool
@@ -317,18 +322,11 @@ def gather_kept(kept: Mapping[str, torch.Tensor], device: torch.device | None = 
     the ``i``-th goes to rank ``i mod W``, as a checkpoint's parameters), gathered one at a time."""
     device = device or torch.device("cpu")
     out: dict[str, torch.Tensor] = {}
-    for index, (key, shard) in enumerate(sorted(((k, v) for k, v in kept.items() if isinstance(v, Shard)),
-                                                key=lambda kv: kv[0])):
-        owner = index % shard.world
-        local = shard.local.to(device).contiguous()
-        bufs = [torch.empty_like(local) for _ in range(shard.world)] if shard.rank == owner else None
-        if shard.world > 1:
-            dist.gather(local, bufs, dst=owner)
-        else:
-            bufs = [local]
-        if bufs is not None:
-            out[key] = torch.cat(bufs)[: shard.numel()].view(shard.shape).cpu()
-        del bufs
+    shards = sorted(((k, v) for k, v in kept.items() if isinstance(v, Shard)), key=lambda kv: kv[0])
+    for index, (key, shard) in enumerate(shards):
+        whole = gather_whole(shard.local, tuple(shard.shape), index % shard.world, shard.rank, shard.world, device)
+        if whole is not None:
+            out[key] = whole
     return out
 
 
